@@ -1,0 +1,614 @@
+//! Configuration: the TOML file, its validation (every problem with its location), and the
+//! immutable [`Snapshot`] the request path reads.
+
+pub mod file;
+
+use crate::secret::Secret;
+use http::{HeaderName, HeaderValue};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use toml::Spanned;
+
+pub use crate::upstream::Upstream;
+
+/// One problem found in a config file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// Everything wrong with a config file.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: String,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            if p.line == 0 {
+                write!(f, "{}: {}", self.file, p.message)?;
+            } else {
+                write!(f, "{}:{}:{}: {}", self.file, p.line, p.column, p.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The kinds of upstream API the gateway speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    /// OpenAI chat completions, and every OpenAI-compatible vendor.
+    OpenAi,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi => "openai",
+        }
+    }
+}
+
+/// Upstream timeouts per phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub first_byte: Duration,
+    pub idle: Duration,
+    pub write: Duration,
+}
+
+impl Timeouts {
+    const DEFAULT: Timeouts = Timeouts {
+        connect: Duration::from_secs(5),
+        first_byte: Duration::from_secs(600),
+        idle: Duration::from_secs(300),
+        write: Duration::from_secs(30),
+    };
+
+    fn overridden_by(self, t: &file::TimeoutsSection) -> Timeouts {
+        let ms = |v: Option<u64>, d: Duration| v.map(Duration::from_millis).unwrap_or(d);
+        Timeouts {
+            connect: ms(t.connect_ms, self.connect),
+            first_byte: ms(t.first_byte_ms, self.first_byte),
+            idle: ms(t.idle_ms, self.idle),
+            write: ms(t.write_ms, self.write),
+        }
+    }
+}
+
+/// A configured upstream API.
+#[derive(Debug)]
+pub struct Provider {
+    pub name: Arc<str>,
+    pub kind: ProviderKind,
+    pub upstream: Upstream,
+    pub api_key: Option<Secret<String>>,
+    /// Extra headers; values may hold secrets, so they are never printed.
+    pub headers: Vec<(HeaderName, Secret<HeaderValue>)>,
+    pub timeouts: Timeouts,
+}
+
+/// Where a public model name is served: one provider deployment (routing v0).
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub provider: Arc<Provider>,
+    /// The model name sent upstream.
+    pub upstream_model: Arc<str>,
+}
+
+/// A client key, held as the SHA-256 of the key.
+#[derive(Debug)]
+pub struct ClientKey {
+    pub name: Arc<str>,
+    pub hash: [u8; 32],
+    /// Allowed public model names and `provider/*` patterns; `None` allows all.
+    pub models: Option<Vec<String>>,
+}
+
+impl ClientKey {
+    /// Whether this key may use `model` (a public name or `provider/model`).
+    pub fn allows(&self, model: &str) -> bool {
+        let Some(allowed) = &self.models else {
+            return true;
+        };
+        allowed.iter().any(|a| {
+            a == model
+                || a.strip_suffix("/*").is_some_and(|p| {
+                    model.len() > p.len() + 1
+                        && model.starts_with(p)
+                        && model.as_bytes()[p.len()] == b'/'
+                })
+        })
+    }
+}
+
+/// Settings of the client listener, fixed at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub threads: usize,
+    pub max_body_bytes: usize,
+    pub h2c: bool,
+    pub keepalive_secs: u64,
+    pub body_timeout: Duration,
+    pub upstream_pool_size: usize,
+}
+
+/// A validated config, immutable; requests hold one `Arc<Snapshot>` from start to end.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub server: ServerSettings,
+    pub keys: Vec<ClientKey>,
+    pub providers: HashMap<Arc<str>, Arc<Provider>>,
+    /// Public model name → route, in config order of names.
+    pub models: HashMap<Arc<str>, Route>,
+    /// Public model names, sorted, for `/v1/models`.
+    pub model_names: Vec<Arc<str>>,
+    /// Where `junction demo` runs its mock upstream.
+    pub demo_mock_listen: Option<SocketAddr>,
+}
+
+impl Snapshot {
+    /// Routes a requested model: a configured public name, or `provider/model` for any
+    /// configured provider.
+    pub fn route(&self, model: &str) -> Option<Route> {
+        if let Some(r) = self.models.get(model) {
+            return Some(r.clone());
+        }
+        let (provider, upstream_model) = model.split_once('/')?;
+        if upstream_model.is_empty() {
+            return None;
+        }
+        let provider = self.providers.get(provider)?;
+        Some(Route {
+            provider: provider.clone(),
+            upstream_model: upstream_model.into(),
+        })
+    }
+
+    /// Finds the client key whose hash is `hash`, comparing every configured key in constant
+    /// time so that timing tells nothing about which keys exist.
+    pub fn key_by_hash(&self, hash: &[u8; 32]) -> Option<&ClientKey> {
+        use subtle::ConstantTimeEq;
+        let mut found = None;
+        for k in &self.keys {
+            if bool::from(k.hash.ct_eq(hash)) {
+                found = Some(k);
+            }
+        }
+        found
+    }
+
+    /// A short human summary of what this config serves, for `junction check`.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "listen {} (h2c {}), max body {} bytes\n{} provider(s):\n",
+            self.server.listen,
+            if self.server.h2c { "on" } else { "off" },
+            self.server.max_body_bytes,
+            self.providers.len()
+        );
+        let mut providers: Vec<_> = self.providers.values().collect();
+        providers.sort_by(|a, b| a.name.cmp(&b.name));
+        for p in providers {
+            s.push_str(&format!(
+                "  {} ({}) {}{}\n",
+                p.name,
+                p.kind.as_str(),
+                p.upstream,
+                if p.api_key.is_some() { ", key set" } else { "" }
+            ));
+        }
+        s.push_str(&format!("{} model(s):\n", self.model_names.len()));
+        for name in &self.model_names {
+            let r = &self.models[name];
+            s.push_str(&format!(
+                "  {name} -> {}/{}\n",
+                r.provider.name, r.upstream_model
+            ));
+        }
+        s.push_str(&format!("{} client key(s):", self.keys.len()));
+        for k in &self.keys {
+            match &k.models {
+                None => s.push_str(&format!("\n  {} (all models)", k.name)),
+                Some(m) => s.push_str(&format!("\n  {} ({})", k.name, m.join(", "))),
+            }
+        }
+        s
+    }
+}
+
+/// SHA-256 of a client key.
+pub fn hash_key(key: &[u8]) -> [u8; 32] {
+    Sha256::digest(key).into()
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: name.clone(),
+        problems: vec![Problem {
+            line: 0,
+            column: 0,
+            message: format!("cannot read the file: {e}"),
+        }],
+    })?;
+    parse(&name, &text, &|k| std::env::var(k).ok())
+}
+
+/// Validates config text; `env` looks up `${NAME}` references.
+pub fn parse(
+    file_name: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Snapshot, ConfigError> {
+    let mut v = Validator {
+        text,
+        env,
+        problems: Vec::new(),
+    };
+    let file: file::File = match toml::from_str(text) {
+        Ok(f) => f,
+        Err(e) => {
+            let (line, column) = e.span().map_or((0, 0), |s| v.position(s.start));
+            return Err(ConfigError {
+                file: file_name.to_string(),
+                problems: vec![Problem {
+                    line,
+                    column,
+                    message: e.message().trim().to_string(),
+                }],
+            });
+        }
+    };
+    let snapshot = v.snapshot(file);
+    if v.problems.is_empty() {
+        Ok(snapshot)
+    } else {
+        v.problems.sort_by_key(|p| (p.line, p.column));
+        Err(ConfigError {
+            file: file_name.to_string(),
+            problems: v.problems,
+        })
+    }
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn position(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        (line, column)
+    }
+
+    fn problem<T>(&mut self, at: &Spanned<T>, message: String) {
+        let span = at.span();
+        let (line, column) = if span.end == 0 {
+            (0, 0)
+        } else {
+            self.position(span.start)
+        };
+        self.problems.push(Problem {
+            line,
+            column,
+            message,
+        });
+    }
+
+    /// Resolves a `${NAME}` reference. `what` names the field in messages.
+    fn env_ref(&mut self, value: &Spanned<String>, what: &str) -> Option<String> {
+        let Some(var) = env_reference(value.get_ref()) else {
+            self.problem(
+                value,
+                format!(
+                    "{what} must be an environment reference like \"${{NAME}}\", so that the secret stays out of the file"
+                ),
+            );
+            return None;
+        };
+        match (self.env)(var) {
+            Some(v) if !v.is_empty() => Some(v),
+            Some(_) => {
+                self.problem(
+                    value,
+                    format!("{what}: environment variable {var} is empty"),
+                );
+                None
+            }
+            None => {
+                self.problem(
+                    value,
+                    format!("{what}: environment variable {var} is not set"),
+                );
+                None
+            }
+        }
+    }
+
+    fn snapshot(&mut self, f: file::File) -> Snapshot {
+        let listen = match f.server.listen.get_ref().parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                self.problem(
+                    &f.server.listen,
+                    format!(
+                        "server.listen: `{}` is not an address like 127.0.0.1:8080",
+                        f.server.listen.get_ref()
+                    ),
+                );
+                SocketAddr::from(([127, 0, 0, 1], 8080))
+            }
+        };
+        if f.server.max_body_bytes == 0 {
+            self.problems.push(Problem {
+                line: 0,
+                column: 0,
+                message: "server.max_body_bytes must be more than 0".into(),
+            });
+        }
+        let server = ServerSettings {
+            listen,
+            threads: f.server.threads,
+            max_body_bytes: f.server.max_body_bytes.max(1),
+            h2c: f.server.h2c,
+            keepalive_secs: f.server.keepalive_secs,
+            body_timeout: Duration::from_millis(f.server.body_timeout_ms),
+            upstream_pool_size: f.server.upstream_pool_size,
+        };
+        let timeouts = Timeouts::DEFAULT.overridden_by(&f.timeouts);
+
+        // Names of every provider in the file, valid or not: a reference to an invalid one
+        // is not a second problem.
+        let declared: Vec<String> = f.providers.keys().cloned().collect();
+        let mut providers = HashMap::new();
+        for (name, p) in f.providers {
+            if let Some(provider) = self.provider(&name, p, timeouts) {
+                providers.insert(Arc::from(name.as_str()), Arc::new(provider));
+            }
+        }
+
+        let mut models = HashMap::new();
+        for (name, m) in &f.models {
+            let public = name.get_ref().as_str();
+            if public.is_empty() {
+                self.problem(name, "models: a model name cannot be empty".into());
+                continue;
+            }
+            match providers.get(m.provider.get_ref().as_str()) {
+                Some(p) => {
+                    models.insert(
+                        Arc::from(public),
+                        Route {
+                            provider: Arc::clone(p),
+                            upstream_model: Arc::from(m.model.as_deref().unwrap_or(public)),
+                        },
+                    );
+                }
+                None if declared.contains(m.provider.get_ref()) => {}
+                None => {
+                    let known = &declared;
+                    self.problem(
+                        &m.provider,
+                        format!(
+                            "models.{public}.provider: no provider named `{}` (configured: {})",
+                            m.provider.get_ref(),
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                }
+            }
+        }
+        let mut model_names: Vec<Arc<str>> = models.keys().cloned().collect();
+        model_names.sort();
+
+        let keys = self.keys(f.keys, &f.models, &declared);
+
+        let demo_mock_listen = f
+            .demo
+            .and_then(|d| match d.mock_listen.parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(_) => {
+                    self.problems.push(Problem {
+                        line: 0,
+                        column: 0,
+                        message: format!(
+                            "demo.mock_listen: `{}` is not an address like 127.0.0.1:8081",
+                            d.mock_listen
+                        ),
+                    });
+                    None
+                }
+            });
+
+        Snapshot {
+            server,
+            keys,
+            providers,
+            models,
+            model_names,
+            demo_mock_listen,
+        }
+    }
+
+    fn provider(
+        &mut self,
+        name: &str,
+        p: file::ProviderEntry,
+        defaults: Timeouts,
+    ) -> Option<Provider> {
+        let timeouts = defaults.overridden_by(&p.timeouts);
+        let kind = match p.kind.get_ref().as_str() {
+            "openai" => Some(ProviderKind::OpenAi),
+            other => {
+                self.problem(
+                    &p.kind,
+                    format!("providers.{name}.kind: unknown kind `{other}` (supported: openai)"),
+                );
+                None
+            }
+        };
+        let upstream = match Upstream::parse(p.base_url.get_ref(), p.http2) {
+            Ok(u) => Some(u),
+            Err(why) => {
+                self.problem(&p.base_url, format!("providers.{name}.base_url: {why}"));
+                None
+            }
+        };
+        let api_key = p
+            .api_key
+            .as_ref()
+            .and_then(|k| self.env_ref(k, &format!("providers.{name}.api_key")))
+            .map(Secret::new);
+        let mut headers = Vec::new();
+        for (h, value) in &p.headers {
+            let hname = match HeaderName::from_bytes(h.as_bytes()) {
+                Ok(n) => n,
+                Err(_) => {
+                    self.problem(
+                        value,
+                        format!("providers.{name}.headers: `{h}` is not a valid header name"),
+                    );
+                    continue;
+                }
+            };
+            let raw = if env_reference(value.get_ref()).is_some() {
+                match self.env_ref(value, &format!("providers.{name}.headers.{h}")) {
+                    Some(v) => v,
+                    None => continue,
+                }
+            } else {
+                value.get_ref().clone()
+            };
+            match HeaderValue::from_str(&raw) {
+                Ok(v) => headers.push((hname, Secret::new(v))),
+                Err(_) => self.problem(
+                    value,
+                    format!("providers.{name}.headers.{h}: not a valid header value"),
+                ),
+            }
+        }
+        Some(Provider {
+            name: Arc::from(name),
+            kind: kind?,
+            upstream: upstream?.prepare(timeouts.connect),
+            api_key,
+            headers,
+            timeouts,
+        })
+    }
+
+    fn keys(
+        &mut self,
+        entries: Vec<file::KeyEntry>,
+        models: &std::collections::BTreeMap<Spanned<String>, file::ModelEntry>,
+        providers: &[String],
+    ) -> Vec<ClientKey> {
+        let mut keys: Vec<ClientKey> = Vec::new();
+        for k in entries {
+            let name = k.name.get_ref().clone();
+            if keys.iter().any(|other| *other.name == *name) {
+                self.problem(&k.name, format!("keys: the name `{name}` is used twice"));
+            }
+            let hash = match (&k.sha256, &k.key) {
+                (Some(h), None) => {
+                    let mut out = [0u8; 32];
+                    match hex::decode_to_slice(h.get_ref().trim(), &mut out) {
+                        Ok(()) => Some(out),
+                        Err(_) => {
+                            self.problem(
+                                h,
+                                format!("keys.{name}.sha256: must be 64 hex digits (the SHA-256 of the key, e.g. from `printf %s \"$KEY\" | sha256sum`)"),
+                            );
+                            None
+                        }
+                    }
+                }
+                (None, Some(key)) => self
+                    .env_ref(key, &format!("keys.{name}.key"))
+                    .map(|v| hash_key(v.as_bytes())),
+                _ => {
+                    self.problem(
+                        &k.name,
+                        format!("keys.{name}: set exactly one of `sha256` (the key's SHA-256 in hex) or `key` (an environment reference like \"${{NAME}}\")"),
+                    );
+                    None
+                }
+            };
+            if let Some(models_allowed) = &k.models {
+                for m in models_allowed {
+                    let m_str = m.get_ref().as_str();
+                    let ok = match m_str.strip_suffix("/*") {
+                        Some(p) => providers.iter().any(|d| d == p),
+                        None => {
+                            models.keys().any(|n| n.get_ref() == m_str)
+                                || m_str
+                                    .split_once('/')
+                                    .is_some_and(|(p, _)| providers.iter().any(|d| d == p))
+                        }
+                    };
+                    if !ok {
+                        self.problem(
+                            m,
+                            format!("keys.{name}.models: `{m_str}` is neither a configured model nor `provider/*` for a configured provider"),
+                        );
+                    }
+                }
+            }
+            let Some(hash) = hash else { continue };
+            if keys.iter().any(|other| other.hash == hash) {
+                self.problem(
+                    &k.name,
+                    format!("keys.{name}: the same key is configured twice"),
+                );
+            }
+            keys.push(ClientKey {
+                name: Arc::from(name.as_str()),
+                hash,
+                models: k
+                    .models
+                    .map(|v| v.into_iter().map(|s| s.into_inner()).collect()),
+            });
+        }
+        keys
+    }
+}
+
+/// `Some("NAME")` when `s` is exactly `${NAME}`.
+fn env_reference(s: &str) -> Option<&str> {
+    let inner = s.strip_prefix("${")?.strip_suffix('}')?;
+    let valid = !inner.is_empty()
+        && inner
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    valid.then_some(inner)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,172 @@
+use super::*;
+
+const HASH_OF_SECRET: &str = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b";
+
+fn env(k: &str) -> Option<String> {
+    match k {
+        "OPENAI_KEY" => Some("sk-provider".into()),
+        "CLIENT_KEY" => Some("sk-client".into()),
+        "EMPTY" => Some(String::new()),
+        _ => None,
+    }
+}
+
+fn good() -> String {
+    format!(
+        r#"
+[server]
+listen = "127.0.0.1:9999"
+
+[[keys]]
+name = "team-a"
+sha256 = "{HASH_OF_SECRET}"
+
+[[keys]]
+name = "team-b"
+key = "${{CLIENT_KEY}}"
+models = ["gpt", "openai/*"]
+
+[providers.openai]
+kind = "openai"
+base_url = "https://api.openai.com/v1"
+api_key = "${{OPENAI_KEY}}"
+
+[models.gpt]
+provider = "openai"
+model = "gpt-4o-mini"
+
+[models.other]
+provider = "openai"
+"#
+    )
+}
+
+fn problems(text: &str) -> Vec<String> {
+    match parse("t.toml", text, &env) {
+        Ok(_) => vec![],
+        Err(e) => e.to_string().lines().map(str::to_string).collect(),
+    }
+}
+
+#[test]
+fn a_good_config_loads_and_routes() {
+    let s = parse("t.toml", &good(), &env).unwrap();
+    assert_eq!(s.server.listen.port(), 9999);
+    let r = s.route("gpt").unwrap();
+    assert_eq!(&*r.upstream_model, "gpt-4o-mini");
+    assert_eq!(&*s.route("other").unwrap().upstream_model, "other");
+    let direct = s.route("openai/gpt-4.1").unwrap();
+    assert_eq!(&*direct.upstream_model, "gpt-4.1");
+    assert!(s.route("nope").is_none());
+    assert!(s.route("nope/x").is_none());
+    assert!(s.route("openai/").is_none());
+    assert_eq!(
+        s.providers["openai"].api_key.as_ref().unwrap().expose(),
+        "sk-provider"
+    );
+}
+
+#[test]
+fn keys_are_found_by_hash_and_scoped() {
+    let s = parse("t.toml", &good(), &env).unwrap();
+    assert_eq!(
+        &*s.key_by_hash(&hash_key(b"secret")).unwrap().name,
+        "team-a"
+    );
+    let b = s.key_by_hash(&hash_key(b"sk-client")).unwrap();
+    assert_eq!(&*b.name, "team-b");
+    assert!(s.key_by_hash(&hash_key(b"sk-other")).is_none());
+    assert!(b.allows("gpt"));
+    assert!(!b.allows("other"));
+    assert!(b.allows("openai/gpt-4.1"));
+    assert!(!b.allows("openai/"));
+    assert!(!b.allows("openaix/gpt"));
+}
+
+#[test]
+fn every_problem_is_reported_with_its_line() {
+    let text = r#"
+[[keys]]
+name = "a"
+key = "sk-literal"
+
+[[keys]]
+name = "b"
+sha256 = "xyz"
+models = ["ghost"]
+
+[providers.p]
+kind = "anthropix"
+base_url = "ftp://x"
+api_key = "${MISSING}"
+
+[models.m]
+provider = "nobody"
+"#;
+    let p = problems(text);
+    assert_eq!(p.len(), 7, "{p:#?}");
+    assert!(p[0].starts_with("t.toml:4:7: keys.a.key must be an environment reference"));
+    assert!(p[1].starts_with("t.toml:8:10: keys.b.sha256: must be 64 hex digits"));
+    assert!(p[2].starts_with("t.toml:9:11: keys.b.models: `ghost`"));
+    assert!(p[3].starts_with("t.toml:12:8: providers.p.kind: unknown kind `anthropix`"));
+    assert!(p[4].starts_with("t.toml:13:12: providers.p.base_url:"));
+    assert!(p[5]
+        .starts_with("t.toml:14:11: providers.p.api_key: environment variable MISSING is not set"));
+    assert!(p[6].starts_with("t.toml:17:12: models.m.provider: no provider named `nobody`"));
+}
+
+#[test]
+fn missing_and_empty_env_vars_are_named() {
+    let text = good().replace("${OPENAI_KEY}", "${NOT_SET}");
+    let p = problems(&text);
+    assert_eq!(p.len(), 1, "{p:#?}");
+    assert!(
+        p[0].contains("environment variable NOT_SET is not set"),
+        "{}",
+        p[0]
+    );
+    let text = good().replace("${OPENAI_KEY}", "${EMPTY}");
+    assert!(problems(&text)[0].contains("EMPTY is empty"));
+}
+
+#[test]
+fn unknown_keys_and_syntax_errors_have_locations() {
+    let p = problems("[server]\nlisten = \"127.0.0.1:1\"\nlisten_typo = 1\n");
+    assert_eq!(p.len(), 1);
+    assert!(
+        p[0].starts_with("t.toml:3:1: unknown field `listen_typo`"),
+        "{}",
+        p[0]
+    );
+    let p = problems("[server\n");
+    assert!(p[0].starts_with("t.toml:1:"), "{}", p[0]);
+}
+
+#[test]
+fn duplicate_keys_are_refused() {
+    let text = format!(
+        "{}\n[[keys]]\nname = \"team-a\"\nsha256 = \"{HASH_OF_SECRET}\"\n",
+        good()
+    );
+    let p = problems(&text);
+    assert_eq!(p.len(), 2, "{p:#?}");
+    assert!(p[0].contains("the name `team-a` is used twice"));
+    assert!(p[1].contains("the same key is configured twice"));
+}
+
+#[test]
+fn provider_keys_never_print() {
+    let s = parse("t.toml", &good(), &env).unwrap();
+    let dump = format!("{s:?}");
+    assert!(!dump.contains("sk-provider"));
+    assert!(!dump.contains("sk-client"));
+}
+
+#[test]
+fn the_demo_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/demo.toml");
+    let s = load(Path::new(path)).unwrap();
+    assert!(s.route("demo-openai").is_some());
+    assert!(s.key_by_hash(&hash_key(b"sk-junction-demo")).is_some());
+    assert!(s.demo_mock_listen.is_some());
+}

@@ -1,0 +1,256 @@
+//! One error type for everything a client can be told: the single place where HTTP statuses
+//! and OpenAI error bodies are decided.
+
+use bytes::Bytes;
+use serde::Serialize;
+use std::fmt;
+
+/// What went wrong, as a client needs to know it. Each kind has exactly one status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// 400: the request cannot be understood (bad JSON, missing or wrongly typed fields).
+    InvalidRequest,
+    /// 401: no key, or a key the gateway does not know.
+    Authentication,
+    /// 403: a known key asked for something it may not use.
+    PermissionDenied,
+    /// 404: unknown model or path.
+    NotFound,
+    /// 405: known path, wrong method.
+    MethodNotAllowed,
+    /// 408: the client was too slow sending its request body.
+    RequestTimeout,
+    /// 413: request body over the configured limit.
+    PayloadTooLarge,
+    /// 429: rate limited (by the gateway or, passed on, by the provider).
+    RateLimited,
+    /// 500: a bug in the gateway.
+    Internal,
+    /// 502: the upstream could not be reached or answered with something unusable.
+    BadGateway,
+    /// 503: no upstream is available, or the gateway is shutting down.
+    Unavailable,
+    /// 504: the upstream did not answer in time.
+    GatewayTimeout,
+    /// An upstream's own error status, passed on.
+    Upstream(u16),
+}
+
+impl ErrorKind {
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorKind::InvalidRequest => 400,
+            ErrorKind::Authentication => 401,
+            ErrorKind::PermissionDenied => 403,
+            ErrorKind::NotFound => 404,
+            ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::RequestTimeout => 408,
+            ErrorKind::PayloadTooLarge => 413,
+            ErrorKind::RateLimited => 429,
+            ErrorKind::Internal => 500,
+            ErrorKind::BadGateway => 502,
+            ErrorKind::Unavailable => 503,
+            ErrorKind::GatewayTimeout => 504,
+            ErrorKind::Upstream(status) => status,
+        }
+    }
+
+    /// The OpenAI `error.type` for this kind.
+    pub fn openai_type(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest
+            | ErrorKind::NotFound
+            | ErrorKind::MethodNotAllowed
+            | ErrorKind::RequestTimeout
+            | ErrorKind::PayloadTooLarge => "invalid_request_error",
+            ErrorKind::Authentication => "authentication_error",
+            ErrorKind::PermissionDenied => "permission_error",
+            ErrorKind::RateLimited => "rate_limit_error",
+            ErrorKind::Internal => "server_error",
+            ErrorKind::BadGateway | ErrorKind::Unavailable | ErrorKind::GatewayTimeout => {
+                "upstream_error"
+            }
+            ErrorKind::Upstream(429) => "rate_limit_error",
+            ErrorKind::Upstream(400..=499) => "invalid_request_error",
+            ErrorKind::Upstream(_) => "upstream_error",
+        }
+    }
+}
+
+/// An error to send to the client in OpenAI's format:
+/// `{"error":{"message":..,"type":..,"param":..,"code":..}}`.
+#[derive(Debug, Clone)]
+pub struct GatewayError {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub param: Option<&'static str>,
+    pub code: Option<&'static str>,
+    /// Seconds, passed on as `Retry-After`.
+    pub retry_after: Option<u64>,
+    /// An upstream's OpenAI-format error body, passed on unchanged.
+    pub upstream_body: Option<Bytes>,
+}
+
+impl GatewayError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        GatewayError {
+            kind,
+            message: message.into(),
+            param: None,
+            code: None,
+            retry_after: None,
+            upstream_body: None,
+        }
+    }
+
+    pub fn code(mut self, code: &'static str) -> Self {
+        self.code = Some(code);
+        self
+    }
+
+    pub fn param(mut self, param: &'static str) -> Self {
+        self.param = Some(param);
+        self
+    }
+
+    pub fn status(&self) -> u16 {
+        self.kind.status()
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidRequest, message).code("invalid_request")
+    }
+
+    pub fn missing_key() -> Self {
+        Self::new(
+            ErrorKind::Authentication,
+            "Missing API key: send it as `Authorization: Bearer <key>` or `x-api-key: <key>`.",
+        )
+        .code("missing_api_key")
+    }
+
+    pub fn invalid_key() -> Self {
+        Self::new(ErrorKind::Authentication, "Invalid API key.").code("invalid_api_key")
+    }
+
+    pub fn model_not_found(model: &str) -> Self {
+        Self::new(
+            ErrorKind::NotFound,
+            format!(
+                "The model `{}` does not exist or is not served by this gateway.",
+                Printable(model)
+            ),
+        )
+        .param("model")
+        .code("model_not_found")
+    }
+
+    pub fn body_too_large(limit: usize) -> Self {
+        Self::new(
+            ErrorKind::PayloadTooLarge,
+            format!("Request body is larger than the limit of {limit} bytes."),
+        )
+        .code("request_too_large")
+    }
+
+    /// The JSON body, in OpenAI's error format.
+    pub fn body(&self) -> Bytes {
+        if let Some(b) = &self.upstream_body {
+            return b.clone();
+        }
+        error_body(
+            self.kind.openai_type(),
+            &self.message,
+            self.param,
+            self.code,
+        )
+    }
+
+    /// The same error as one SSE event, for streams that already started.
+    pub fn sse_event(&self) -> Bytes {
+        let body = self.body();
+        let mut out = Vec::with_capacity(body.len() + 8);
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&body);
+        out.extend_from_slice(b"\n\n");
+        out.into()
+    }
+}
+
+impl fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status(), self.message)
+    }
+}
+
+impl std::error::Error for GatewayError {}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: Body<'a>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    param: Option<&'a str>,
+    code: Option<&'a str>,
+}
+
+/// Serializes an OpenAI error body.
+pub fn error_body(kind: &str, message: &str, param: Option<&str>, code: Option<&str>) -> Bytes {
+    let envelope = Envelope {
+        error: Body {
+            message,
+            kind,
+            param,
+            code,
+        },
+    };
+    // Serializing plain strings into a Vec cannot fail.
+    serde_json::to_vec(&envelope)
+        .unwrap_or_else(|_| b"{\"error\":{}}".to_vec())
+        .into()
+}
+
+/// Shows client-supplied text in a message without letting it grow the message unboundedly.
+pub struct Printable<'a>(pub &'a str);
+
+impl fmt::Display for Printable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const MAX: usize = 200;
+        if self.0.len() <= MAX {
+            return f.write_str(self.0);
+        }
+        let mut end = MAX;
+        while !self.0.is_char_boundary(end) {
+            end -= 1;
+        }
+        write!(f, "{}…", &self.0[..end])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_body_is_openai_shaped() {
+        let e = GatewayError::model_not_found("nope");
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(e.status(), 404);
+        assert_eq!(v["error"]["code"], "model_not_found");
+        assert_eq!(v["error"]["param"], "model");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert!(v["error"]["message"].as_str().unwrap().contains("nope"));
+    }
+
+    #[test]
+    fn long_client_text_is_truncated_in_messages() {
+        let long = "é".repeat(1000);
+        let e = GatewayError::model_not_found(&long);
+        assert!(e.message.len() < 400);
+    }
+}

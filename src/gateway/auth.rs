@@ -1,0 +1,66 @@
+//! Step 1, auth: the client's key, from `Authorization: Bearer` or `x-api-key`, to the
+//! configured key it matches.
+
+use crate::config::{hash_key, ClientKey, Snapshot};
+use crate::error::GatewayError;
+use pingora_http::RequestHeader;
+
+/// The presented key, if any. `Authorization: Bearer` wins over `x-api-key`.
+pub fn presented_key(req: &RequestHeader) -> Option<&[u8]> {
+    if let Some(v) = req.headers.get(http::header::AUTHORIZATION) {
+        let v = v.as_bytes();
+        if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") {
+            let key = v[7..].trim_ascii();
+            if !key.is_empty() {
+                return Some(key);
+            }
+        }
+    }
+    req.headers
+        .get("x-api-key")
+        .map(|v| v.as_bytes().trim_ascii())
+        .filter(|k| !k.is_empty())
+}
+
+/// Finds the client key of this request: 401 when it is missing or unknown.
+pub fn authenticate<'s>(
+    req: &RequestHeader,
+    snapshot: &'s Snapshot,
+) -> Result<&'s ClientKey, GatewayError> {
+    let key = presented_key(req).ok_or_else(GatewayError::missing_key)?;
+    snapshot
+        .key_by_hash(&hash_key(key))
+        .ok_or_else(GatewayError::invalid_key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("POST", b"/v1/chat/completions", None).unwrap();
+        for (k, v) in headers {
+            r.insert_header(k.to_string(), *v).unwrap();
+        }
+        r
+    }
+
+    #[test]
+    fn key_from_bearer_or_x_api_key() {
+        assert_eq!(
+            presented_key(&req(&[("authorization", "Bearer sk-1")])),
+            Some(&b"sk-1"[..])
+        );
+        assert_eq!(
+            presented_key(&req(&[("authorization", "bearer  sk-1 ")])),
+            Some(&b"sk-1"[..])
+        );
+        assert_eq!(
+            presented_key(&req(&[("x-api-key", "sk-2")])),
+            Some(&b"sk-2"[..])
+        );
+        assert_eq!(presented_key(&req(&[("authorization", "Basic abc")])), None);
+        assert_eq!(presented_key(&req(&[("authorization", "Bearer ")])), None);
+        assert_eq!(presented_key(&req(&[])), None);
+    }
+}

@@ -1,0 +1,488 @@
+//! Step 5 and 6, attempt and respond: send the request to the provider over a pooled
+//! connection, then hand its answer back to the client as it arrives.
+
+use crate::config::{Provider, Route, Timeouts};
+use crate::error::{ErrorKind, GatewayError, Printable};
+use crate::providers::openai::{self, ChatRequestInfo, StreamFilter};
+use crate::usage::Usage;
+use bytes::Bytes;
+use pingora_core::connectors::http::Connector;
+use pingora_core::protocols::http::client::HttpSession;
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::ErrorType;
+use pingora_http::{RequestHeader, ResponseHeader};
+use std::future::Future;
+use std::time::Duration;
+
+/// How long an idle upstream connection stays in the pool.
+const POOL_IDLE: Duration = Duration::from_secs(60);
+/// Largest upstream error body read to pass on.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// How the exchange ended, for the downstream connection and for accounting.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The downstream connection must be closed, not reused: the response is incomplete.
+    pub close: bool,
+    pub status: u16,
+    pub usage: Option<Usage>,
+}
+
+/// Sends `body` to the route's provider and streams the answer back to `session`.
+/// An `Err` means nothing was written to the client yet.
+pub async fn forward(
+    connector: &Connector,
+    session: &mut ServerSession,
+    route: &Route,
+    info: &ChatRequestInfo,
+    body: Bytes,
+) -> Result<Outcome, GatewayError> {
+    let provider = &*route.provider;
+    let peer = provider.upstream.peer().await?;
+    let request = request_header(provider, info.stream, body.len())?;
+    let Some(up) = send(connector, session, &peer, provider, request, body).await? else {
+        // The client left while we waited for the upstream; the upstream request is dropped.
+        return Ok(Outcome {
+            close: true,
+            status: 499,
+            usage: None,
+        });
+    };
+    let status = up.response_header().map_or(502, |h| h.status.as_u16());
+    if !(200..300).contains(&status) {
+        return Err(upstream_error_status(connector, up, &peer, provider, status).await);
+    }
+    if info.stream {
+        Ok(stream_back(connector, session, up, &peer, provider, info).await)
+    } else {
+        Ok(pass_back(connector, session, up, &peer, provider).await)
+    }
+}
+
+fn request_header(
+    provider: &Provider,
+    stream: bool,
+    len: usize,
+) -> Result<RequestHeader, GatewayError> {
+    let path = format!("{}/chat/completions", provider.upstream.base_path);
+    let bad = |_| GatewayError::new(ErrorKind::Internal, "cannot build the upstream request");
+    let mut req = RequestHeader::build("POST", path.as_bytes(), Some(8 + provider.headers.len()))
+        .map_err(bad)?;
+    req.insert_header(http::header::HOST, &provider.upstream.authority)
+        .map_err(bad)?;
+    req.insert_header(http::header::CONTENT_TYPE, "application/json")
+        .map_err(bad)?;
+    req.insert_header(http::header::CONTENT_LENGTH, len)
+        .map_err(bad)?;
+    req.insert_header(
+        http::header::ACCEPT,
+        if stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        },
+    )
+    .map_err(bad)?;
+    req.insert_header(
+        http::header::USER_AGENT,
+        concat!("junction/", env!("CARGO_PKG_VERSION")),
+    )
+    .map_err(bad)?;
+    if let Some(key) = &provider.api_key {
+        let mut v =
+            http::HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
+                GatewayError::new(
+                    ErrorKind::Internal,
+                    "the provider key is not a valid header value",
+                )
+            })?;
+        v.set_sensitive(true);
+        req.insert_header(http::header::AUTHORIZATION, v)
+            .map_err(bad)?;
+    }
+    for (name, value) in &provider.headers {
+        req.insert_header(name.clone(), value.expose().clone())
+            .map_err(bad)?;
+    }
+    Ok(req)
+}
+
+/// Sends the request and reads the response header. A stale pooled connection is retried once
+/// on a fresh one. `Ok(None)`: the client went away first.
+async fn send(
+    connector: &Connector,
+    session: &mut ServerSession,
+    peer: &HttpPeer,
+    provider: &Provider,
+    request: RequestHeader,
+    body: Bytes,
+) -> Result<Option<HttpSession>, GatewayError> {
+    let t = provider.timeouts;
+    for attempt in 0..2 {
+        let (mut up, reused) = match or_client_gone(session, connector.get_http_session(peer)).await
+        {
+            None => return Ok(None),
+            Some(Ok(s)) => s,
+            Some(Err(e)) => return Err(transport_error(provider, &e, "connecting", &t)),
+        };
+        up.set_write_timeout(Some(t.write));
+        up.set_read_timeout(Some(t.first_byte));
+        let exchange = async {
+            up.write_request_header(Box::new(request.clone())).await?;
+            up.write_request_body(body.clone(), true).await?;
+            up.finish_request_body().await?;
+            up.read_response_header().await
+        };
+        match or_client_gone(session, exchange).await {
+            None => return Ok(None),
+            Some(Ok(())) => return Ok(Some(up)),
+            Some(Err(mut e)) => {
+                e.retry.decide_reuse(reused);
+                if attempt == 0 && e.retry() {
+                    tracing::debug!(provider = %provider.name, "stale pooled connection, retrying on a new one");
+                    continue;
+                }
+                return Err(transport_error(
+                    provider,
+                    &e,
+                    "waiting for the response",
+                    &t,
+                ));
+            }
+        }
+    }
+    unreachable!("the loop returns on its second pass")
+}
+
+/// Runs `fut` unless the client disconnects first (then `None`).
+async fn or_client_gone<T>(session: &mut ServerSession, fut: impl Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        biased;
+        r = fut => Some(r),
+        _ = session.read_body_or_idle(true) => None,
+    }
+}
+
+fn transport_error(
+    provider: &Provider,
+    e: &pingora_error::Error,
+    phase: &str,
+    t: &Timeouts,
+) -> GatewayError {
+    let name = &provider.name;
+    match e.etype() {
+        ErrorType::ConnectTimedout | ErrorType::TLSHandshakeTimedout => GatewayError::new(
+            ErrorKind::GatewayTimeout,
+            format!(
+                "Provider `{name}` did not accept a connection within {} ms.",
+                t.connect.as_millis()
+            ),
+        )
+        .code("upstream_timeout"),
+        ErrorType::ReadTimedout | ErrorType::WriteTimedout => GatewayError::new(
+            ErrorKind::GatewayTimeout,
+            format!(
+                "Provider `{name}` did not answer within {} ms ({phase}).",
+                t.first_byte.as_millis()
+            ),
+        )
+        .code("upstream_timeout"),
+        other => GatewayError::new(
+            ErrorKind::BadGateway,
+            format!(
+                "Provider `{name}` could not be reached ({phase}): {}.",
+                other.as_str()
+            ),
+        )
+        .code("upstream_unreachable"),
+    }
+}
+
+/// An upstream error status, turned into what the client is told.
+async fn upstream_error_status(
+    connector: &Connector,
+    mut up: HttpSession,
+    peer: &HttpPeer,
+    provider: &Provider,
+    status: u16,
+) -> GatewayError {
+    let retry_after = up
+        .response_header()
+        .and_then(|h| h.headers.get(http::header::RETRY_AFTER))
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let body = read_small_body(&mut up, provider.timeouts.idle).await;
+    if body.is_some() {
+        connector
+            .release_http_session(up, peer, Some(POOL_IDLE))
+            .await;
+    }
+    let name = &provider.name;
+    let mut e = if status == 401 || status == 403 {
+        // The client's key was fine; ours was refused. Never echo the upstream message: it may
+        // quote part of our key.
+        GatewayError::new(
+            ErrorKind::BadGateway,
+            format!("Provider `{name}` refused the gateway's credentials (status {status})."),
+        )
+        .code("upstream_auth_failed")
+    } else {
+        let body = body.unwrap_or_default();
+        if is_openai_error(&body) {
+            let mut e = GatewayError::new(ErrorKind::Upstream(status), String::new());
+            e.upstream_body = Some(body);
+            e
+        } else {
+            let text = String::from_utf8_lossy(&body);
+            GatewayError::new(
+                ErrorKind::Upstream(status),
+                format!(
+                    "Provider `{name}` answered with status {status}: {}",
+                    Printable(text.trim())
+                ),
+            )
+            .code("upstream_error")
+        }
+    };
+    e.retry_after = retry_after;
+    e
+}
+
+fn is_openai_error(body: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Envelope {
+        error: Inner,
+    }
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Inner {
+        message: String,
+    }
+    serde_json::from_slice::<Envelope>(body).is_ok()
+}
+
+/// Reads a whole body up to [`MAX_ERROR_BODY`]; `None` if it failed or was larger.
+async fn read_small_body(up: &mut HttpSession, idle: Duration) -> Option<Bytes> {
+    up.set_read_timeout(Some(idle));
+    let mut out = Vec::new();
+    loop {
+        match up.read_response_body().await {
+            Ok(Some(chunk)) => {
+                if out.len() + chunk.len() > MAX_ERROR_BODY {
+                    return None;
+                }
+                out.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Some(out.into()),
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Streams an SSE response back event by event.
+async fn stream_back(
+    connector: &Connector,
+    session: &mut ServerSession,
+    mut up: HttpSession,
+    peer: &HttpPeer,
+    provider: &Provider,
+    info: &ChatRequestInfo,
+) -> Outcome {
+    let mut header = ResponseHeader::build(200, Some(5)).expect("valid status");
+    let _ = header.insert_header(http::header::CONTENT_TYPE, "text/event-stream");
+    let _ = header.insert_header(http::header::CACHE_CONTROL, "no-cache");
+    let _ = header.insert_header(http::header::TRANSFER_ENCODING, "chunked");
+    let _ = header.insert_header("x-accel-buffering", "no");
+    let mut outcome = Outcome {
+        close: false,
+        status: 200,
+        usage: None,
+    };
+    if session
+        .write_response_header(Box::new(header))
+        .await
+        .is_err()
+    {
+        outcome.close = true;
+        return outcome;
+    }
+    let mut filter = StreamFilter::new(!info.include_usage);
+    up.set_read_timeout(Some(provider.timeouts.idle));
+    loop {
+        let next = match or_client_gone(session, up.read_response_body()).await {
+            None => {
+                // Client gone: dropping `up` closes the upstream connection and its request.
+                outcome.close = true;
+                outcome.usage = filter.usage;
+                return outcome;
+            }
+            Some(r) => r,
+        };
+        match next {
+            Ok(Some(chunk)) => {
+                if let Some(out) = filter.filter(chunk) {
+                    if session.write_response_body(out, false).await.is_err() {
+                        outcome.close = true;
+                        outcome.usage = filter.usage;
+                        return outcome;
+                    }
+                }
+            }
+            Ok(None) => {
+                let mut tail = filter.finish();
+                if !filter.done {
+                    let e = GatewayError::new(
+                        ErrorKind::BadGateway,
+                        format!(
+                            "Provider `{}` ended the stream before it was complete.",
+                            provider.name
+                        ),
+                    )
+                    .code("upstream_stream_cut");
+                    tail = Some(join(tail, e.sse_event()));
+                } else {
+                    connector
+                        .release_http_session(up, peer, Some(POOL_IDLE))
+                        .await;
+                }
+                outcome.usage = filter.usage;
+                let ended = match tail {
+                    Some(t) => session.write_response_body(t, true).await,
+                    None => session.write_response_body(Bytes::new(), true).await,
+                };
+                outcome.close = ended.is_err();
+                return outcome;
+            }
+            Err(e) => {
+                let message = if e.etype() == &ErrorType::ReadTimedout {
+                    format!(
+                        "Provider `{}` sent nothing for {} ms; the stream was ended.",
+                        provider.name,
+                        provider.timeouts.idle.as_millis()
+                    )
+                } else {
+                    format!(
+                        "The connection to provider `{}` failed mid-stream: {}.",
+                        provider.name,
+                        e.etype().as_str()
+                    )
+                };
+                let kind = if e.etype() == &ErrorType::ReadTimedout {
+                    ErrorKind::GatewayTimeout
+                } else {
+                    ErrorKind::BadGateway
+                };
+                let err = GatewayError::new(kind, message).code("upstream_stream_cut");
+                let tail = join(filter.finish(), err.sse_event());
+                outcome.usage = filter.usage;
+                outcome.close = session.write_response_body(tail, true).await.is_err();
+                return outcome;
+            }
+        }
+    }
+}
+
+fn join(head: Option<Bytes>, tail: Bytes) -> Bytes {
+    match head {
+        None => tail,
+        Some(h) => {
+            let mut v = Vec::with_capacity(h.len() + tail.len());
+            v.extend_from_slice(&h);
+            v.extend_from_slice(&tail);
+            v.into()
+        }
+    }
+}
+
+/// How many bytes of a whole response's end are kept to find its `usage`.
+const USAGE_TAIL: usize = 8 * 1024;
+
+/// Passes a whole (non-streaming) response back chunk by chunk, as it arrives.
+async fn pass_back(
+    connector: &Connector,
+    session: &mut ServerSession,
+    mut up: HttpSession,
+    peer: &HttpPeer,
+    provider: &Provider,
+) -> Outcome {
+    let mut header = ResponseHeader::build(200, Some(4)).expect("valid status");
+    let upstream_header = up.response_header();
+    let content_type = upstream_header
+        .and_then(|h| h.headers.get(http::header::CONTENT_TYPE).cloned())
+        .unwrap_or_else(|| http::HeaderValue::from_static("application/json"));
+    let length = upstream_header.and_then(|h| h.headers.get(http::header::CONTENT_LENGTH).cloned());
+    let _ = header.insert_header(http::header::CONTENT_TYPE, content_type);
+    match length {
+        Some(len) => {
+            let _ = header.insert_header(http::header::CONTENT_LENGTH, len);
+        }
+        None => {
+            let _ = header.insert_header(http::header::TRANSFER_ENCODING, "chunked");
+        }
+    }
+    let mut outcome = Outcome {
+        close: false,
+        status: 200,
+        usage: None,
+    };
+    if session
+        .write_response_header(Box::new(header))
+        .await
+        .is_err()
+    {
+        outcome.close = true;
+        return outcome;
+    }
+    up.set_read_timeout(Some(provider.timeouts.idle));
+    let mut tail: Vec<u8> = Vec::new();
+    loop {
+        let next = match or_client_gone(session, up.read_response_body()).await {
+            None => {
+                outcome.close = true;
+                return outcome;
+            }
+            Some(r) => r,
+        };
+        match next {
+            Ok(Some(chunk)) => {
+                keep_tail(&mut tail, &chunk);
+                if session.write_response_body(chunk, false).await.is_err() {
+                    outcome.close = true;
+                    return outcome;
+                }
+            }
+            Ok(None) => {
+                connector
+                    .release_http_session(up, peer, Some(POOL_IDLE))
+                    .await;
+                outcome.usage = openai::usage_in_tail(&tail);
+                outcome.close = session
+                    .write_response_body(Bytes::new(), true)
+                    .await
+                    .is_err();
+                return outcome;
+            }
+            Err(e) => {
+                // The body is cut and the status already sent: the client can only learn it
+                // from the connection closing before the body is complete.
+                tracing::warn!(provider = %provider.name, error = %e.etype().as_str(), "upstream body cut");
+                outcome.close = true;
+                outcome.status = 502;
+                return outcome;
+            }
+        }
+    }
+}
+
+fn keep_tail(tail: &mut Vec<u8>, chunk: &[u8]) {
+    if chunk.len() >= USAGE_TAIL {
+        tail.clear();
+        tail.extend_from_slice(&chunk[chunk.len() - USAGE_TAIL..]);
+    } else {
+        let excess = (tail.len() + chunk.len()).saturating_sub(USAGE_TAIL);
+        tail.drain(..excess);
+        tail.extend_from_slice(chunk);
+    }
+}

@@ -1,0 +1,165 @@
+//! The request path: a Pingora `HttpServerApp` that owns each client session. Steps, in the
+//! order a request meets them: [`auth`], [`body`], parse and route ([`chat`]), [`forward`].
+
+pub mod auth;
+pub mod body;
+pub mod chat;
+pub mod forward;
+pub mod models;
+pub mod respond;
+
+use crate::config::Snapshot;
+use crate::error::{ErrorKind, GatewayError};
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora_core::apps::{
+    HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream,
+};
+use pingora_core::connectors::http::Connector;
+use pingora_core::connectors::ConnectorOptions;
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::server::ShutdownWatch;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Longest time spent draining an unread request body before reusing a connection.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// The gateway application: the current config snapshot and the upstream connection pools.
+pub struct Gateway {
+    pub config: Arc<ArcSwap<Snapshot>>,
+    pub connector: Connector,
+    options: HttpServerOptions,
+}
+
+impl Gateway {
+    pub fn new(config: Arc<ArcSwap<Snapshot>>) -> Self {
+        let snapshot = config.load();
+        let mut connector_options = ConnectorOptions::new(snapshot.server.upstream_pool_size);
+        connector_options.keepalive_pool_size = snapshot.server.upstream_pool_size;
+        let mut options = HttpServerOptions::default();
+        options.h2c = snapshot.server.h2c;
+        Gateway {
+            connector: Connector::new(Some(connector_options)),
+            config: config.clone(),
+            options,
+        }
+    }
+
+    /// Routes one request to its handler and writes the answer; true if the connection must
+    /// be closed afterwards.
+    async fn request_filter(
+        &self,
+        session: &mut ServerSession,
+        snapshot: &Snapshot,
+        shutting_down: bool,
+    ) -> bool {
+        let method = session.req_header().method.clone();
+        let path = session.req_header().uri.path().to_string();
+        let result = match (method.as_str(), path.as_str()) {
+            ("POST", "/v1/chat/completions" | "/chat/completions") => {
+                chat::chat_completions(self, session, snapshot)
+                    .await
+                    .map(|o| o.close)
+            }
+            ("GET", "/v1/models" | "/models") => {
+                models::list_models(session, snapshot).await.map(|()| false)
+            }
+            ("GET" | "HEAD", "/health") => {
+                respond::write_json(session, 200, Bytes::from_static(b"{\"status\":\"ok\"}")).await;
+                Ok(false)
+            }
+            ("GET" | "HEAD", "/ready") => {
+                if shutting_down {
+                    Err(
+                        GatewayError::new(ErrorKind::Unavailable, "The gateway is shutting down.")
+                            .code("shutting_down"),
+                    )
+                } else {
+                    respond::write_json(
+                        session,
+                        200,
+                        Bytes::from_static(b"{\"status\":\"ready\"}"),
+                    )
+                    .await;
+                    Ok(false)
+                }
+            }
+            (
+                _,
+                "/v1/chat/completions"
+                | "/chat/completions"
+                | "/v1/models"
+                | "/models"
+                | "/health"
+                | "/ready",
+            ) => Err(GatewayError::new(
+                ErrorKind::MethodNotAllowed,
+                format!("Method {method} is not allowed on {path}."),
+            )
+            .code("method_not_allowed")),
+            _ => Err(GatewayError::new(
+                ErrorKind::NotFound,
+                format!("Unknown path {}.", crate::error::Printable(&path)),
+            )
+            .code("unknown_url")),
+        };
+        match result {
+            Ok(close) => close,
+            Err(e) => {
+                respond::write_error(session, &e).await;
+                if e.kind == ErrorKind::PayloadTooLarge {
+                    body::discard_rest(session).await;
+                    return true;
+                }
+                false
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl HttpServerApp for Gateway {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        // An idle keep-alive connection must not hold up a graceful shutdown.
+        let mut watch = shutdown.clone();
+        let read = tokio::select! {
+            biased;
+            r = session.read_request() => r,
+            _ = watch.changed() => return None,
+        };
+        if !matches!(read, Ok(true)) {
+            return None;
+        }
+        let snapshot = self.config.load_full();
+        let shutting_down = *shutdown.borrow();
+        session.set_keepalive(if shutting_down {
+            None
+        } else {
+            Some(snapshot.server.keepalive_secs)
+        });
+        session.set_abort_on_close(true);
+        session.set_total_drain_timeout(Some(DRAIN_TIME));
+        let close = self
+            .request_filter(&mut session, &snapshot, shutting_down)
+            .await;
+        if close {
+            session.shutdown().await;
+            return None;
+        }
+        let settings = HttpPersistentSettings::for_session(&session);
+        match session.finish().await {
+            Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, settings)),
+            _ => None,
+        }
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        Some(&self.options)
+    }
+}

@@ -1,0 +1,42 @@
+//! Writing answers the gateway makes itself: JSON bodies and OpenAI-format errors.
+
+use crate::error::GatewayError;
+use bytes::Bytes;
+use pingora_core::protocols::http::ServerSession;
+use pingora_http::ResponseHeader;
+
+/// A response header with a JSON content type and a known length.
+pub fn json_header(status: u16, len: usize) -> ResponseHeader {
+    let mut h = ResponseHeader::build(status, Some(4)).expect("valid status");
+    let _ = h.insert_header(http::header::CONTENT_TYPE, "application/json");
+    let _ = h.insert_header(http::header::CONTENT_LENGTH, len);
+    h
+}
+
+/// Writes a whole JSON response. Errors mean the client is gone; there is no one to tell.
+pub async fn write_json(session: &mut ServerSession, status: u16, body: Bytes) {
+    let header = json_header(status, body.len());
+    if session
+        .write_response_header(Box::new(header))
+        .await
+        .is_ok()
+    {
+        let _ = session.write_response_body(body, true).await;
+    }
+}
+
+/// Writes an error in OpenAI's format, with `Retry-After` when it has one.
+pub async fn write_error(session: &mut ServerSession, e: &GatewayError) {
+    let body = e.body();
+    let mut header = json_header(e.status(), body.len());
+    if let Some(secs) = e.retry_after {
+        let _ = header.insert_header(http::header::RETRY_AFTER, secs);
+    }
+    if session
+        .write_response_header(Box::new(header))
+        .await
+        .is_ok()
+    {
+        let _ = session.write_response_body(body, true).await;
+    }
+}

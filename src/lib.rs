@@ -1,0 +1,12 @@
+//! Junction: an LLM API gateway on Pingora. One OpenAI-compatible endpoint in front of every
+//! model provider. See `DESIGN.md` (in the shared folder) for the architecture.
+
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod providers;
+pub mod secret;
+pub mod server;
+pub mod stream;
+pub mod upstream;
+pub mod usage;

@@ -1,0 +1,119 @@
+//! The `junction` command: serve the gateway, check a config, run the mock upstream, or run
+//! the demo (gateway and mock in one process).
+
+use arc_swap::ArcSwap;
+use clap::{Parser, Subcommand};
+use junction::config;
+use junction::server::{self, mock};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "junction",
+    version,
+    about = "An LLM API gateway: one OpenAI-compatible endpoint in front of every model provider"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// The config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config file: print every problem (exit 1) or what it would serve (exit 0).
+    Check {
+        /// The config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run the mock upstream (OpenAI, Anthropic and Gemini wire formats).
+    Mock {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: SocketAddr,
+        /// Worker threads (0: one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        #[command(flatten)]
+        defaults: mock::Controls,
+    },
+    /// Run the gateway and the mock upstream in one process, from conf/demo.toml.
+    Demo {
+        /// The demo config file.
+        #[arg(long, short, default_value = "conf/demo.toml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Check { config } => match config::load(&config) {
+            Ok(snapshot) => {
+                println!("{}: OK\n{}", config.display(), snapshot.summary());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                eprintln!("{} problem(s) found.", e.problems.len());
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve { config } => serve(&config, false),
+        Command::Demo { config } => serve(&config, true),
+        Command::Mock {
+            listen,
+            threads,
+            defaults,
+        } => {
+            tracing::info!(%listen, "starting the mock upstream");
+            let mut server = server::new_server(threads);
+            server.add_service(server::mock_service(listen, defaults));
+            server.run_forever()
+        }
+    }
+}
+
+fn serve(path: &std::path::Path, demo: bool) -> ExitCode {
+    let snapshot = match config::load(path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(config = %path.display(), models = snapshot.models.len(), providers = snapshot.providers.len(), "config loaded");
+    let mut server = server::new_server(snapshot.server.threads);
+    if demo {
+        let Some(mock_listen) = snapshot.demo_mock_listen else {
+            eprintln!("{}: the demo needs [demo] mock_listen", path.display());
+            return ExitCode::FAILURE;
+        };
+        tracing::info!(listen = %mock_listen, "starting the mock upstream");
+        server.add_service(server::mock_service(
+            mock_listen,
+            mock::Controls {
+                chunks: 8,
+                ..Default::default()
+            },
+        ));
+    }
+    tracing::info!(listen = %snapshot.server.listen, "starting the gateway");
+    let config = Arc::new(ArcSwap::from_pointee(snapshot));
+    server.add_service(server::gateway_service(config));
+    server.run_forever()
+}

@@ -1,0 +1,191 @@
+use super::*;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/providers/");
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{FIXTURES}{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn info(body: &str) -> ChatRequestInfo {
+    parse_request(body.as_bytes(), &mut JsonScratch::default()).unwrap()
+}
+
+#[test]
+fn parses_model_stream_and_usage_flag() {
+    let i = info(
+        r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}"#,
+    );
+    assert_eq!(
+        i,
+        ChatRequestInfo {
+            model: "m".into(),
+            stream: true,
+            include_usage: true
+        }
+    );
+    let i = info(r#"{"messages":[{}],"model":"m"}"#);
+    assert!(!i.stream && !i.include_usage);
+}
+
+#[test]
+fn bad_requests_are_400_with_a_reason() {
+    let cases = [
+        ("", "empty"),
+        ("{", "not valid JSON"),
+        ("[1]", "Invalid request"),
+        (r#"{"messages":[{}]}"#, "missing field `model`"),
+        (r#"{"model":"m"}"#, "missing field `messages`"),
+        (r#"{"model":3,"messages":[{}]}"#, "invalid type"),
+        (
+            r#"{"model":"","messages":[{}]}"#,
+            "`model` must not be empty",
+        ),
+        (r#"{"model":"m","messages":[]}"#, "at least one message"),
+        (r#"{"model":"m","messages":"hi"}"#, "invalid type"),
+    ];
+    for (body, expect) in cases {
+        let e = parse_request(body.as_bytes(), &mut JsonScratch::default()).unwrap_err();
+        assert_eq!(e.status(), 400, "{body}");
+        assert!(e.message.contains(expect), "{body}: {}", e.message);
+    }
+}
+
+#[test]
+fn patch_changes_only_the_model() {
+    let body = r#"{ "model" : "public", "messages":[{"role":"user","content":"say \"model\": {x}"}], "temperature":0.2, "x":{"model":"inner"}}"#;
+    let out = patch_request(body.as_bytes(), &info(body), "gpt-4o").unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        body.replace(r#""public""#, r#""gpt-4o""#)
+    );
+}
+
+#[test]
+fn patch_escapes_the_upstream_model() {
+    let body = r#"{"model":"a","messages":[{}]}"#;
+    let out = patch_request(body.as_bytes(), &info(body), "we\"ird").unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["model"], "we\"ird");
+}
+
+#[test]
+fn streams_always_ask_for_usage() {
+    let body = r#"{"model":"a","stream":true,"messages":[{}]}"#;
+    let out = patch_request(body.as_bytes(), &info(body), "b").unwrap();
+    assert_eq!(
+        std::str::from_utf8(&out).unwrap(),
+        r#"{"stream_options":{"include_usage":true},"model":"b","stream":true,"messages":[{}]}"#
+    );
+
+    let body = r#"{"model":"a","stream":true,"stream_options":{"include_usage":false,"continuous_usage_stats":true},"messages":[{}]}"#;
+    let out = patch_request(body.as_bytes(), &info(body), "b").unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["stream_options"]["include_usage"], true);
+    assert_eq!(v["stream_options"]["continuous_usage_stats"], true);
+
+    let body = r#"{"model":"a","stream":true,"stream_options":null,"messages":[{}]}"#;
+    let out = patch_request(body.as_bytes(), &info(body), "b").unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["stream_options"]["include_usage"], true);
+
+    // Already asked for: the bytes stay as they were but for the model.
+    let body =
+        r#"{"model":"a","stream":true,"stream_options":{"include_usage":true},"messages":[{}]}"#;
+    let out = patch_request(body.as_bytes(), &info(body), "b").unwrap();
+    assert_eq!(
+        std::str::from_utf8(&out).unwrap(),
+        body.replace("\"a\"", "\"b\"")
+    );
+}
+
+#[test]
+fn an_escaped_model_key_still_gets_patched() {
+    let body = r#"{"mod\u0065l":"a","messages":[{}]}"#;
+    let i = info(body);
+    assert_eq!(i.model, "a");
+    let out = patch_request(body.as_bytes(), &i, "b").unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["model"], "b");
+}
+
+fn run_filter(strip: bool, stream: &[u8], split: usize) -> (Vec<u8>, StreamFilter) {
+    let mut f = StreamFilter::new(strip);
+    let mut out = Vec::new();
+    for part in stream.chunks(split) {
+        if let Some(b) = f.filter(Bytes::copy_from_slice(part)) {
+            out.extend_from_slice(&b);
+        }
+    }
+    if let Some(b) = f.finish() {
+        out.extend_from_slice(&b);
+    }
+    (out, f)
+}
+
+#[test]
+fn usage_chunk_is_taken_and_stripped_from_the_real_capture() {
+    let stream = fixture("openai_stream_usage.sse");
+    for split in [1, 7, 100, stream.len()] {
+        let (kept, f) = run_filter(false, &stream, split);
+        assert_eq!(kept, stream, "split {split}");
+        assert!(f.done);
+        assert_eq!(
+            f.usage,
+            Some(Usage {
+                input_tokens: 19,
+                output_tokens: 238,
+                cached_input_tokens: 0,
+                reasoning_tokens: 0
+            })
+        );
+
+        let (stripped, f) = run_filter(true, &stream, split);
+        assert!(f.done && f.usage.is_some());
+        let text = String::from_utf8(stripped).unwrap();
+        assert!(!text.contains("\"prompt_tokens\""));
+        assert!(text.ends_with("data: [DONE]\n\n"));
+        // Everything else is there, byte for byte.
+        let original = String::from_utf8(stream.clone()).unwrap();
+        let usage_event = original
+            .split("\n\n")
+            .find(|e| e.contains("\"prompt_tokens\""))
+            .unwrap();
+        assert_eq!(text, original.replace(&format!("{usage_event}\n\n"), ""));
+    }
+}
+
+#[test]
+fn whole_chunks_pass_through_without_a_copy() {
+    let mut f = StreamFilter::new(true);
+    let chunk = Bytes::from_static(
+        b"data: {\"choices\":[{\"delta\":{\"content\":\"x\"}}],\"usage\":null}\n\n",
+    );
+    let out = f.filter(chunk.clone()).unwrap();
+    assert_eq!(out.as_ptr(), chunk.as_ptr());
+}
+
+#[test]
+fn a_stream_without_done_is_noticed() {
+    let stream = fixture("openai_stream_error_midstream.sse");
+    let (out, f) = run_filter(true, &stream, 64);
+    assert_eq!(out, stream);
+    let text = String::from_utf8_lossy(&stream);
+    assert_eq!(f.done, text.contains("[DONE]"));
+}
+
+#[test]
+fn usage_of_a_whole_response_comes_from_its_tail() {
+    let body = fixture("openai_chat_completion.json");
+    let tail = &body[body.len().saturating_sub(8 * 1024)..];
+    assert_eq!(
+        usage_in_tail(tail),
+        Some(Usage {
+            input_tokens: 16,
+            output_tokens: 363,
+            cached_input_tokens: 0,
+            reasoning_tokens: 0
+        })
+    );
+    let tools = fixture("openai_chat_completion_tool_calls.json");
+    assert!(usage_in_tail(&tools).is_some());
+}

@@ -1,0 +1,627 @@
+//! The mock upstream: speaks OpenAI chat completions, Anthropic Messages and Gemini
+//! generateContent / streamGenerateContent (`alt=sse`), shaped like the real captures in
+//! `shared/fixtures/providers/`, with per-request fault injection through `x-mock-*` headers.
+//! Used by the tests, the demo and the load tests.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora_core::apps::{
+    HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream,
+};
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::server::ShutdownWatch;
+use pingora_http::ResponseHeader;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Behaviour of a request; each field can be set per request by its `x-mock-*` header.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Controls {
+    /// `x-mock-ttft-ms`: delay before the first token (streams: after the header).
+    #[arg(long, default_value_t = 0)]
+    pub ttft_ms: u64,
+    /// `x-mock-chunk-delay-ms`: delay between stream chunks.
+    #[arg(long, default_value_t = 0)]
+    pub chunk_delay_ms: u64,
+    /// `x-mock-chunks`: number of content chunks (tokens) in the answer.
+    #[arg(long, default_value_t = 8)]
+    pub chunks: u64,
+    /// `x-mock-status`: answer with this status and the provider's error body.
+    #[arg(long)]
+    pub status: Option<u16>,
+    /// `x-mock-retry-after`: `Retry-After` seconds sent with an error status.
+    #[arg(long)]
+    pub retry_after: Option<u64>,
+    /// `x-mock-fail-rate`: fraction (0..1) of requests that fail with `status` (default 500).
+    #[arg(long)]
+    pub fail_rate: Option<f64>,
+    /// `x-mock-cut-after`: close the connection after this many chunks.
+    #[arg(long)]
+    pub cut_after: Option<u64>,
+    /// `x-mock-stall-ms`: wait this long before answering anything (not even a header).
+    #[arg(long, default_value_t = 0)]
+    pub stall_ms: u64,
+}
+
+impl Controls {
+    fn for_request(&self, session: &ServerSession) -> Controls {
+        let h = |name: &str| -> Option<&str> {
+            session
+                .req_header()
+                .headers
+                .get(name)
+                .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+                .map(str::trim)
+        };
+        let mut c = self.clone();
+        if let Some(v) = h("x-mock-ttft-ms").and_then(|v| v.parse().ok()) {
+            c.ttft_ms = v;
+        }
+        if let Some(v) = h("x-mock-chunk-delay-ms").and_then(|v| v.parse().ok()) {
+            c.chunk_delay_ms = v;
+        }
+        if let Some(v) = h("x-mock-chunks").and_then(|v| v.parse().ok()) {
+            c.chunks = v;
+        }
+        if let Some(v) = h("x-mock-status").and_then(|v| v.parse().ok()) {
+            c.status = Some(v);
+        }
+        if let Some(v) = h("x-mock-retry-after").and_then(|v| v.parse().ok()) {
+            c.retry_after = Some(v);
+        }
+        if let Some(v) = h("x-mock-fail-rate").and_then(|v| v.parse().ok()) {
+            c.fail_rate = Some(v);
+        }
+        if let Some(v) = h("x-mock-cut-after").and_then(|v| v.parse().ok()) {
+            c.cut_after = Some(v);
+        }
+        if let Some(v) = h("x-mock-stall-ms").and_then(|v| v.parse().ok()) {
+            c.stall_ms = v;
+        }
+        c
+    }
+
+    /// The error status this request must fail with, if any.
+    fn failure(&self) -> Option<u16> {
+        match self.fail_rate {
+            Some(rate) => (fastrand::f64() < rate).then_some(self.status.unwrap_or(500)),
+            None => self.status.filter(|s| !(200..300).contains(s)),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Wire {
+    OpenAi,
+    Anthropic,
+    Gemini,
+}
+
+/// The mock upstream application.
+pub struct Mock {
+    defaults: Controls,
+    options: HttpServerOptions,
+    next_id: AtomicU64,
+}
+
+impl Mock {
+    pub fn new(defaults: Controls) -> Self {
+        let mut options = HttpServerOptions::default();
+        options.h2c = true;
+        Mock {
+            defaults,
+            options,
+            next_id: AtomicU64::new(1),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct RequestShape {
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize, Default)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+const WORDS: [&str; 8] = [
+    "Hello",
+    " from",
+    " the",
+    " Junction",
+    " mock",
+    " upstream",
+    ",",
+    " friend",
+];
+
+/// What one answer holds.
+struct Answer {
+    wire: Wire,
+    id: String,
+    model: String,
+    include_usage: bool,
+    prompt_tokens: u64,
+    /// Text of the echo (`x-mock-echo`), or generated words.
+    echo: Option<String>,
+}
+
+impl Answer {
+    fn piece(&self, i: u64, chunks: u64) -> String {
+        match &self.echo {
+            // The echo comes whole in the first chunk.
+            Some(e) => {
+                if i == 0 {
+                    e.clone()
+                } else {
+                    String::new()
+                }
+            }
+            None => {
+                let _ = chunks;
+                WORDS[(i % WORDS.len() as u64) as usize].to_string()
+            }
+        }
+    }
+
+    fn text(&self, chunks: u64) -> String {
+        (0..chunks).map(|i| self.piece(i, chunks)).collect()
+    }
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+#[async_trait]
+impl HttpServerApp for Mock {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        let mut watch = shutdown.clone();
+        let read = tokio::select! {
+            biased;
+            r = session.read_request() => r,
+            _ = watch.changed() => return None,
+        };
+        if !matches!(read, Ok(true)) {
+            return None;
+        }
+        session.set_keepalive(Some(60));
+        let keep = self.serve(&mut session).await;
+        if !keep {
+            session.shutdown().await;
+            return None;
+        }
+        let settings = HttpPersistentSettings::for_session(&session);
+        match session.finish().await {
+            Ok(Some(s)) => Some(ReusedHttpStream::from_reusable_stream(s, settings)),
+            _ => None,
+        }
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        Some(&self.options)
+    }
+}
+
+impl Mock {
+    /// Serves one request; false when the connection must be closed.
+    async fn serve(&self, session: &mut ServerSession) -> bool {
+        let controls = self.defaults.for_request(session);
+        let method = session.req_header().method.as_str().to_string();
+        let path = session.req_header().uri.path().to_string();
+        let query = session.req_header().uri.query().unwrap_or("").to_string();
+        if method == "GET" {
+            let body = if path.starts_with("/v1beta/models") {
+                r#"{"models":[{"name":"models/gemini-2.5-flash","supportedGenerationMethods":["generateContent"]}]}"#
+            } else if path.ends_with("/models") {
+                r#"{"object":"list","data":[{"id":"mock-model","object":"model","created":0,"owned_by":"mock"}]}"#
+            } else if path == "/health" {
+                r#"{"status":"ok"}"#
+            } else {
+                return respond(session, 404, "application/json", Bytes::from_static(br#"{"error":{"message":"not found","type":"invalid_request_error","param":null,"code":null}}"#), None).await;
+            };
+            return respond(
+                session,
+                200,
+                "application/json",
+                Bytes::from_static(body.as_bytes()),
+                None,
+            )
+            .await;
+        }
+        let (wire, gemini_stream) = if path.ends_with("/chat/completions") {
+            (Wire::OpenAi, false)
+        } else if path.ends_with("/messages") {
+            (Wire::Anthropic, false)
+        } else if let Some(rest) = path.strip_prefix("/v1beta/models/") {
+            if rest.ends_with(":streamGenerateContent") {
+                (Wire::Gemini, true)
+            } else if rest.ends_with(":generateContent") {
+                (Wire::Gemini, false)
+            } else {
+                return respond(session, 404, "application/json", Bytes::from_static(br#"{"error":{"code":404,"message":"unknown method","status":"NOT_FOUND"}}"#), None).await;
+            }
+        } else {
+            return respond(session, 404, "application/json", Bytes::from_static(br#"{"error":{"message":"not found","type":"invalid_request_error","param":null,"code":null}}"#), None).await;
+        };
+        // Read the whole request body.
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(b)) => body.extend_from_slice(&b),
+                Ok(None) => break,
+                Err(_) => return false,
+            }
+        }
+        if controls.stall_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(controls.stall_ms)).await;
+        }
+        let mut scratch = body.clone();
+        let shape: RequestShape = match simd_json::serde::from_slice(&mut scratch) {
+            Ok(s) => s,
+            Err(_) => {
+                return respond(
+                    session,
+                    400,
+                    "application/json",
+                    error_body(wire, 400, "mock: the request body is not valid JSON"),
+                    None,
+                )
+                .await;
+            }
+        };
+        if let Some(status) = controls.failure() {
+            return respond(
+                session,
+                status,
+                "application/json",
+                error_body(wire, status, "mock: injected failure"),
+                controls.retry_after,
+            )
+            .await;
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let echo = session
+            .req_header()
+            .headers
+            .get("x-mock-echo")
+            .map(|_| echo_of(session, &body));
+        let model = match wire {
+            Wire::Gemini => path
+                .strip_prefix("/v1beta/models/")
+                .and_then(|r| r.split(':').next())
+                .unwrap_or("gemini")
+                .to_string(),
+            _ => shape.model.clone().unwrap_or_else(|| "mock-model".into()),
+        };
+        let answer = Answer {
+            wire,
+            id: match wire {
+                Wire::OpenAi => format!("chatcmpl-mock{id:016}"),
+                Wire::Anthropic => format!("msg_mock{id:016}"),
+                Wire::Gemini => format!("mock{id:016}"),
+            },
+            model,
+            include_usage: shape
+                .stream_options
+                .as_ref()
+                .and_then(|o| o.include_usage)
+                .unwrap_or(false),
+            prompt_tokens: (body.len() as u64 / 4).max(1),
+            echo,
+        };
+        let stream = match wire {
+            Wire::Gemini => gemini_stream,
+            _ => shape.stream.unwrap_or(false),
+        };
+        if wire == Wire::Gemini && gemini_stream && !query.contains("alt=sse") {
+            return respond(
+                session,
+                400,
+                "application/json",
+                error_body(wire, 400, "mock: streamGenerateContent needs alt=sse"),
+                None,
+            )
+            .await;
+        }
+        if stream {
+            stream_answer(session, &answer, &controls).await
+        } else {
+            if controls.ttft_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(controls.ttft_ms)).await;
+            }
+            let body = whole_answer(&answer, controls.chunks);
+            if let Some(cut) = controls.cut_after {
+                // Announce the whole length, send part of it, then close.
+                let mut h = ResponseHeader::build(200, Some(2)).expect("status");
+                let _ = h.insert_header("content-type", "application/json");
+                let _ = h.insert_header("content-length", body.len());
+                if session.write_response_header(Box::new(h)).await.is_err() {
+                    return false;
+                }
+                let part = (body.len() as u64 * cut / controls.chunks.max(1)) as usize;
+                let part = part.min(body.len().saturating_sub(1));
+                let _ = session
+                    .write_response_body(Bytes::from(body).slice(..part), false)
+                    .await;
+                return false;
+            }
+            respond(session, 200, "application/json", body.into(), None).await
+        }
+    }
+}
+
+fn echo_of(session: &ServerSession, body: &[u8]) -> String {
+    let mut headers = serde_json::Map::new();
+    for (k, v) in session.req_header().headers.iter() {
+        headers.insert(
+            k.as_str().to_string(),
+            String::from_utf8_lossy(v.as_bytes()).into_owned().into(),
+        );
+    }
+    serde_json::json!({
+        "method": session.req_header().method.as_str(),
+        "path": session.req_header().uri.to_string(),
+        "bytes": body.len(),
+        "sha256": hex::encode(Sha256::digest(body)),
+        "headers": headers,
+    })
+    .to_string()
+}
+
+async fn respond(
+    session: &mut ServerSession,
+    status: u16,
+    content_type: &str,
+    body: Bytes,
+    retry_after: Option<u64>,
+) -> bool {
+    let mut h = ResponseHeader::build(status, Some(3)).expect("status");
+    let _ = h.insert_header("content-type", content_type);
+    let _ = h.insert_header("content-length", body.len());
+    if let Some(s) = retry_after {
+        let _ = h.insert_header("retry-after", s);
+    }
+    if session.write_response_header(Box::new(h)).await.is_err() {
+        return false;
+    }
+    session.write_response_body(body, true).await.is_ok()
+}
+
+fn error_body(wire: Wire, status: u16, message: &str) -> Bytes {
+    let m = json_str(message);
+    let s = match wire {
+        Wire::OpenAi => {
+            let (t, code) = match status {
+                401 => ("invalid_request_error", "\"invalid_api_key\""),
+                429 => ("requests", "\"rate_limit_exceeded\""),
+                400..=499 => ("invalid_request_error", "null"),
+                _ => ("server_error", "null"),
+            };
+            format!(r#"{{"error":{{"message":{m},"type":"{t}","param":null,"code":{code}}}}}"#)
+        }
+        Wire::Anthropic => {
+            let t = match status {
+                401 => "authentication_error",
+                429 => "rate_limit_error",
+                529 => "overloaded_error",
+                400..=499 => "invalid_request_error",
+                _ => "api_error",
+            };
+            format!(
+                r#"{{"type":"error","error":{{"type":"{t}","message":{m}}},"request_id":"req_mock"}}"#
+            )
+        }
+        Wire::Gemini => {
+            let st = match status {
+                400 => "INVALID_ARGUMENT",
+                401 | 403 => "PERMISSION_DENIED",
+                429 => "RESOURCE_EXHAUSTED",
+                503 => "UNAVAILABLE",
+                _ => "INTERNAL",
+            };
+            format!(r#"{{"error":{{"code":{status},"message":{m},"status":"{st}"}}}}"#)
+        }
+    };
+    s.into()
+}
+
+fn whole_answer(a: &Answer, chunks: u64) -> Vec<u8> {
+    let text = json_str(&a.text(chunks));
+    let (p, c) = (a.prompt_tokens, chunks);
+    let s = match a.wire {
+        Wire::OpenAi => format!(
+            r#"{{"id":"{}","object":"chat.completion","created":1770933883,"model":{},"choices":[{{"index":0,"message":{{"role":"assistant","content":{text},"refusal":null,"annotations":[]}},"logprobs":null,"finish_reason":"stop"}}],"usage":{{"prompt_tokens":{p},"completion_tokens":{c},"total_tokens":{},"prompt_tokens_details":{{"cached_tokens":0,"audio_tokens":0}},"completion_tokens_details":{{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}}},"service_tier":"default","system_fingerprint":"fp_mock"}}"#,
+            a.id,
+            json_str(&a.model),
+            p + c
+        ),
+        Wire::Anthropic => format!(
+            r#"{{"model":{},"id":"{}","type":"message","role":"assistant","content":[{{"type":"text","text":{text}}}],"stop_reason":"end_turn","stop_sequence":null,"usage":{{"input_tokens":{p},"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":{c},"service_tier":"standard"}}}}"#,
+            json_str(&a.model),
+            a.id
+        ),
+        Wire::Gemini => format!(
+            r#"{{"candidates":[{{"content":{{"parts":[{{"text":{text}}}],"role":"model"}},"finishReason":"STOP","index":0}}],"usageMetadata":{{"promptTokenCount":{p},"candidatesTokenCount":{c},"totalTokenCount":{}}},"modelVersion":{},"responseId":"{}"}}"#,
+            p + c,
+            json_str(&a.model),
+            a.id
+        ),
+    };
+    s.into_bytes()
+}
+
+/// The SSE events of a streamed answer, in order.
+fn stream_events(a: &Answer, chunks: u64) -> Vec<Bytes> {
+    let mut out = Vec::with_capacity(chunks as usize + 6);
+    let (p, c) = (a.prompt_tokens, chunks);
+    let model = json_str(&a.model);
+    match a.wire {
+        Wire::OpenAi => {
+            let usage_null = if a.include_usage {
+                r#","usage":null"#
+            } else {
+                ""
+            };
+            let head = format!(
+                r#"data: {{"id":"{}","object":"chat.completion.chunk","created":1753357673,"model":{model},"service_tier":"default","system_fingerprint":"fp_mock","choices":[{{"index":0,"#,
+                a.id
+            );
+            out.push(format!(r#"{head}"delta":{{"role":"assistant","content":"","refusal":null}},"logprobs":null,"finish_reason":null}}]{usage_null}}}"#));
+            for i in 0..chunks {
+                let piece = json_str(&a.piece(i, chunks));
+                out.push(format!(r#"{head}"delta":{{"content":{piece}}},"logprobs":null,"finish_reason":null}}]{usage_null}}}"#));
+            }
+            out.push(format!(
+                r#"{head}"delta":{{}},"logprobs":null,"finish_reason":"stop"}}]{usage_null}}}"#
+            ));
+            if a.include_usage {
+                out.push(format!(
+                    r#"data: {{"id":"{}","object":"chat.completion.chunk","created":1753357673,"model":{model},"service_tier":"default","system_fingerprint":"fp_mock","choices":[],"usage":{{"prompt_tokens":{p},"completion_tokens":{c},"total_tokens":{},"prompt_tokens_details":{{"cached_tokens":0,"audio_tokens":0}},"completion_tokens_details":{{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}}}}}"#,
+                    a.id,
+                    p + c
+                ));
+            }
+            out.push("data: [DONE]".into());
+        }
+        Wire::Anthropic => {
+            out.push(format!(r#"event: message_start
+data: {{"type":"message_start","message":{{"id":"{}","type":"message","role":"assistant","model":{model},"content":[],"stop_reason":null,"stop_sequence":null,"usage":{{"input_tokens":{p},"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":1}}}}}}"#, a.id));
+            out.push(
+                r#"event: content_block_start
+data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#
+                    .into(),
+            );
+            out.push("event: ping\ndata: {\"type\": \"ping\"}".into());
+            for i in 0..chunks {
+                let piece = json_str(&a.piece(i, chunks));
+                out.push(format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":{piece}}}}}"));
+            }
+            out.push(
+                "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}"
+                    .into(),
+            );
+            out.push(format!("event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\",\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":{c}}}}}"));
+            out.push("event: message_stop\ndata: {\"type\":\"message_stop\"}".into());
+        }
+        Wire::Gemini => {
+            for i in 0..chunks {
+                let piece = json_str(&a.piece(i, chunks));
+                let finish = if i + 1 == chunks {
+                    r#""finishReason": "STOP","#
+                } else {
+                    ""
+                };
+                out.push(format!(
+                    r#"data: {{"candidates": [{{"content": {{"parts": [{{"text": {piece}}}],"role": "model"}},{finish}"index": 0}}],"usageMetadata": {{"promptTokenCount": {p},"candidatesTokenCount": {},"totalTokenCount": {}}},"modelVersion": {model},"responseId": "{}"}}"#,
+                    i + 1,
+                    p + i + 1,
+                    a.id
+                ));
+            }
+        }
+    }
+    out.into_iter()
+        .map(|e: String| {
+            let mut s = e;
+            let _ = write!(
+                s,
+                "{}",
+                match a.wire {
+                    Wire::Gemini => "\r\n\r\n",
+                    _ => "\n\n",
+                }
+            );
+            Bytes::from(s)
+        })
+        .collect()
+}
+
+async fn stream_answer(session: &mut ServerSession, a: &Answer, c: &Controls) -> bool {
+    let mut h = ResponseHeader::build(200, Some(3)).expect("status");
+    let _ = h.insert_header("content-type", "text/event-stream");
+    let _ = h.insert_header("cache-control", "no-cache");
+    let _ = h.insert_header("transfer-encoding", "chunked");
+    if session.write_response_header(Box::new(h)).await.is_err() {
+        return false;
+    }
+    if c.ttft_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(c.ttft_ms)).await;
+    }
+    let events = stream_events(a, c.chunks);
+    let last = events.len() - 1;
+    for (i, event) in events.into_iter().enumerate() {
+        if c.cut_after.is_some_and(|n| i as u64 >= n) {
+            return false;
+        }
+        if i > 0 && c.chunk_delay_ms > 0 {
+            tokio::time::sleep(Duration::from_millis(c.chunk_delay_ms)).await;
+        }
+        if session.write_response_body(event, i == last).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(wire: Wire, include_usage: bool) -> Answer {
+        Answer {
+            wire,
+            id: "x".into(),
+            model: "m".into(),
+            include_usage,
+            prompt_tokens: 5,
+            echo: None,
+        }
+    }
+
+    #[test]
+    fn openai_stream_has_usage_only_when_asked() {
+        let with: Vec<_> = stream_events(&answer(Wire::OpenAi, true), 3);
+        let without: Vec<_> = stream_events(&answer(Wire::OpenAi, false), 3);
+        assert_eq!(with.len(), without.len() + 1);
+        let usage = &with[with.len() - 2];
+        let v: serde_json::Value =
+            serde_json::from_slice(crate::stream::sse::data_of(usage).unwrap()).unwrap();
+        assert_eq!(v["usage"]["completion_tokens"], 3);
+        assert_eq!(v["choices"].as_array().unwrap().len(), 0);
+        assert_eq!(&with.last().unwrap()[..], b"data: [DONE]\n\n");
+    }
+
+    #[test]
+    fn every_event_and_whole_answer_is_valid_json() {
+        for wire in [Wire::OpenAi, Wire::Anthropic, Wire::Gemini] {
+            let a = answer(wire, true);
+            for e in stream_events(&a, 4) {
+                let data = crate::stream::sse::data_of(&e).unwrap();
+                if data != b"[DONE]" {
+                    serde_json::from_slice::<serde_json::Value>(data).unwrap_or_else(|err| {
+                        panic!("{wire:?}: {err}: {}", String::from_utf8_lossy(&e))
+                    });
+                }
+            }
+            serde_json::from_slice::<serde_json::Value>(&whole_answer(&a, 4)).unwrap();
+            serde_json::from_slice::<serde_json::Value>(&error_body(wire, 429, "x")).unwrap();
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Wiring: Pingora `Server` and listening services for the gateway and the mock upstream.
+//! No request logic lives here.
+
+pub mod mock;
+
+use crate::config::Snapshot;
+use crate::gateway::Gateway;
+use arc_swap::ArcSwap;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::Server;
+use pingora_core::services::listening::Service;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Seconds between SIGTERM and telling in-flight work to finish.
+const GRACE_SECS: u64 = 1;
+/// Seconds given to in-flight work to finish after that.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
+
+/// A Pingora server with `threads` worker threads per service (0: one per core).
+pub fn new_server(threads: usize) -> Server {
+    let conf = ServerConf {
+        threads: if threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            threads
+        },
+        grace_period_seconds: Some(GRACE_SECS),
+        graceful_shutdown_timeout_seconds: Some(SHUTDOWN_TIMEOUT_SECS),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    server
+}
+
+/// The gateway's client listener.
+pub fn gateway_service(config: Arc<ArcSwap<Snapshot>>) -> Service<Gateway> {
+    let listen = config.load().server.listen;
+    let mut service = Service::new("junction gateway".to_string(), Gateway::new(config));
+    service.add_tcp(&listen.to_string());
+    service
+}
+
+/// The mock upstream's listener.
+pub fn mock_service(listen: SocketAddr, defaults: mock::Controls) -> Service<mock::Mock> {
+    let mut service = Service::new("junction mock".to_string(), mock::Mock::new(defaults));
+    service.add_tcp(&listen.to_string());
+    service
+}

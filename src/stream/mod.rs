@@ -1,0 +1,3 @@
+//! Streams: the incremental SSE framer and the per-stream filters and translators.
+
+pub mod sse;
