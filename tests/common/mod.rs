@@ -1,0 +1,253 @@
+//! Test harness: runs `junction mock` and `junction serve` as child processes on free ports.
+#![allow(dead_code)]
+
+use sha2::{Digest, Sha256};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const ALL_KEY: &str = "sk-test-all-models";
+pub const LIMITED_KEY: &str = "sk-test-limited";
+pub const PROVIDER_KEY: &str = "sk-provider-secret-0123456789";
+
+/// A child process, killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub log: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn tmp_path(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "junction-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn spawn(args: &[&str], addr: SocketAddr, envs: &[(&str, &str)]) -> Proc {
+    let log = tmp_path("log.txt");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_junction"));
+    cmd.args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("start junction");
+    let mut p = Proc { child, addr, log };
+    wait_until_listening(&mut p);
+    p
+}
+
+fn wait_until_listening(p: &mut Proc) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if TcpStream::connect_timeout(&p.addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = p.child.try_wait() {
+            panic!("process exited with {status}: {}", p.log_text());
+        }
+        assert!(Instant::now() < deadline, "not listening: {}", p.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn start_mock() -> Proc {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    spawn(
+        &["mock", "--listen", &addr.to_string(), "--threads", "1"],
+        addr,
+        &[],
+    )
+}
+
+/// Starts the gateway with `config`, where `{listen}` is replaced by its address.
+pub fn start_gateway(config: &str) -> Proc {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let path = tmp_path("junction.toml");
+    std::fs::write(&path, config.replace("{listen}", &addr.to_string())).unwrap();
+    spawn(
+        &["serve", "--config", path.to_str().unwrap()],
+        addr,
+        &[
+            ("JUNCTION_TEST_PROVIDER_KEY", PROVIDER_KEY),
+            ("JUNCTION_TEST_LIMITED_KEY", LIMITED_KEY),
+            ("RUST_LOG", "debug"),
+        ],
+    )
+}
+
+pub fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+/// The standard test config: one provider per mock behaviour, one model per provider.
+pub fn config(mock: &Proc) -> String {
+    let m = mock.addr;
+    let dead = free_port();
+    format!(
+        r#"
+[server]
+listen = "{{listen}}"
+threads = 2
+max_body_bytes = 4194304
+
+[timeouts]
+first_byte_ms = 10000
+idle_ms = 10000
+
+[[keys]]
+name = "all"
+sha256 = "{all}"
+
+[[keys]]
+name = "limited"
+key = "${{JUNCTION_TEST_LIMITED_KEY}}"
+models = ["m-plain"]
+
+[providers.plain]
+kind = "openai"
+base_url = "http://{m}/v1"
+api_key = "${{JUNCTION_TEST_PROVIDER_KEY}}"
+
+[providers.echo]
+kind = "openai"
+base_url = "http://{m}/v1"
+api_key = "${{JUNCTION_TEST_PROVIDER_KEY}}"
+headers = {{ "x-mock-echo" = "1" }}
+
+[providers.h2]
+kind = "openai"
+base_url = "http://{m}/v1"
+http2 = true
+headers = {{ "x-mock-echo" = "1" }}
+
+[providers.slow]
+kind = "openai"
+base_url = "http://{m}/v1"
+headers = {{ "x-mock-chunk-delay-ms" = "150", "x-mock-chunks" = "4" }}
+
+[providers.ratelimited]
+kind = "openai"
+base_url = "http://{m}/v1"
+headers = {{ "x-mock-status" = "429", "x-mock-retry-after" = "7" }}
+
+[providers.broken]
+kind = "openai"
+base_url = "http://{m}/v1"
+headers = {{ "x-mock-status" = "500" }}
+
+[providers.refused]
+kind = "openai"
+base_url = "http://{m}/v1"
+headers = {{ "x-mock-status" = "401" }}
+
+[providers.stalled]
+kind = "openai"
+base_url = "http://{m}/v1"
+headers = {{ "x-mock-stall-ms" = "3000" }}
+timeouts = {{ first_byte_ms = 300 }}
+
+[providers.idle]
+kind = "openai"
+base_url = "http://{m}/v1"
+headers = {{ "x-mock-chunk-delay-ms" = "3000", "x-mock-chunks" = "3" }}
+timeouts = {{ idle_ms = 300 }}
+
+[providers.dead]
+kind = "openai"
+base_url = "http://127.0.0.1:{dead}/v1"
+
+[providers.cut]
+kind = "openai"
+base_url = "http://{m}/v1"
+headers = {{ "x-mock-cut-after" = "3" }}
+
+[models.m-plain]
+provider = "plain"
+model = "gpt-4o-mini"
+
+[models.m-echo]
+provider = "echo"
+model = "echo-upstream"
+
+[models.m-h2]
+provider = "h2"
+model = "h2-upstream"
+
+[models.m-slow]
+provider = "slow"
+
+[models.m-429]
+provider = "ratelimited"
+
+[models.m-500]
+provider = "broken"
+
+[models.m-refused]
+provider = "refused"
+
+[models.m-stalled]
+provider = "stalled"
+
+[models.m-idle]
+provider = "idle"
+
+[models.m-dead]
+provider = "dead"
+
+[models.m-cut]
+provider = "cut"
+"#,
+        all = sha256_hex(ALL_KEY.as_bytes()),
+    )
+}
+
+pub fn chat_body(model: &str, stream: bool) -> String {
+    format!(
+        r#"{{"model":"{model}","messages":[{{"role":"user","content":"hello"}}],"stream":{stream}}}"#
+    )
+}
+
+/// Data payloads of an SSE body, in order.
+pub fn sse_data(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter_map(|e| {
+            e.lines()
+                .find_map(|l| l.strip_prefix("data: ").or_else(|| l.strip_prefix("data:")))
+        })
+        .map(str::to_string)
+        .collect()
+}
