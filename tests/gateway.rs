@@ -100,6 +100,19 @@ async fn only_the_model_is_changed_and_the_provider_key_is_sent() {
 }
 
 #[tokio::test]
+async fn upstream_connections_are_pooled_and_reused() {
+    let env = env();
+    let mut peers = Vec::new();
+    for _ in 0..5 {
+        let (status, _, text) = env.chat(chat_body("m-echo", false)).await;
+        assert_eq!(status, 200);
+        peers.push(echoed(&text)["peer"].as_str().unwrap().to_string());
+    }
+    // Sequential requests ride one pooled upstream connection: one source port.
+    assert!(peers.windows(2).all(|w| w[0] == w[1]), "{peers:?}");
+}
+
+#[tokio::test]
 async fn two_mib_bodies_arrive_intact_with_either_framing() {
     let env = env();
     let filler = "x".repeat(2 * 1024 * 1024);

@@ -379,6 +379,7 @@ fn echo_of(session: &ServerSession, body: &[u8]) -> String {
         "method": session.req_header().method.as_str(),
         "path": session.req_header().uri.to_string(),
         "bytes": body.len(),
+        "peer": session.client_addr().map(|a| a.to_string()),
         "sha256": hex::encode(Sha256::digest(body)),
         "headers": headers,
     })
