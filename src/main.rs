@@ -43,6 +43,12 @@ enum Command {
         /// Worker threads (0: one per core).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// Serve TLS with this certificate chain (PEM); needs --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<String>,
+        /// The private key (PEM) of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<String>,
         #[command(flatten)]
         defaults: mock::Controls,
     },
@@ -78,11 +84,21 @@ fn main() -> ExitCode {
         Command::Mock {
             listen,
             threads,
+            tls_cert,
+            tls_key,
             defaults,
         } => {
-            tracing::info!(%listen, "starting the mock upstream");
+            tracing::info!(%listen, tls = tls_cert.is_some(), "starting the mock upstream");
+            let tls = tls_cert.as_deref().zip(tls_key.as_deref());
+            let service = match server::mock_service(listen, tls, defaults) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("cannot start the mock: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let mut server = server::new_server(threads);
-            server.add_service(server::mock_service(listen, defaults));
+            server.add_service(service);
             server.run_forever()
         }
     }
@@ -104,13 +120,17 @@ fn serve(path: &std::path::Path, demo: bool) -> ExitCode {
             return ExitCode::FAILURE;
         };
         tracing::info!(listen = %mock_listen, "starting the mock upstream");
-        server.add_service(server::mock_service(
-            mock_listen,
-            mock::Controls {
-                chunks: 8,
-                ..Default::default()
-            },
-        ));
+        let defaults = mock::Controls {
+            chunks: 8,
+            ..Default::default()
+        };
+        match server::mock_service(mock_listen, None, defaults) {
+            Ok(s) => server.add_service(s),
+            Err(e) => {
+                eprintln!("cannot start the mock: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
     }
     tracing::info!(listen = %snapshot.server.listen, "starting the gateway");
     let config = Arc::new(ArcSwap::from_pointee(snapshot));

@@ -2,8 +2,10 @@
 //! (address, TLS, ALPN, timeouts) used to take pooled connections to it.
 
 use crate::error::{ErrorKind, GatewayError};
+use pingora_core::protocols::tls::CaType;
 use pingora_core::protocols::ALPN;
 use pingora_core::upstreams::peer::HttpPeer;
+use pingora_core::utils::tls::WrappedX509;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -24,6 +26,8 @@ pub struct Upstream {
     /// `Host` header value.
     pub authority: String,
     connect_timeout: Duration,
+    /// CAs trusted instead of the system's roots.
+    ca: Option<Arc<CaType>>,
     /// The peer when the host is an IP address: built once.
     fixed: Option<Arc<HttpPeer>>,
     /// The peer of the last DNS answer for a host name, with when it was resolved.
@@ -83,14 +87,17 @@ impl Upstream {
             http2: http2.unwrap_or(tls),
             authority,
             connect_timeout: Duration::from_secs(5),
+            ca: None,
             fixed: None,
             resolved: Mutex::new(None),
         })
     }
 
-    /// Sets the connect timeout and builds the peer once if the host is an IP address.
-    pub fn prepare(mut self, connect_timeout: Duration) -> Upstream {
+    /// Sets the connect timeout and trusted CAs, and builds the peer once if the host is an
+    /// IP address.
+    pub fn prepare(mut self, connect_timeout: Duration, ca: Option<Arc<CaType>>) -> Upstream {
         self.connect_timeout = connect_timeout;
+        self.ca = ca;
         if let Ok(ip) = self.host.parse::<IpAddr>() {
             self.fixed = Some(Arc::new(self.peer_for(SocketAddr::new(ip, self.port))));
         }
@@ -107,6 +114,17 @@ impl Upstream {
             (false, true) => ALPN::H2,
             (_, false) => ALPN::H1,
         };
+        peer.options.ca = self.ca.clone();
+        // Pingora's pool key leaves the trusted CAs out: without this, a provider trusting only
+        // its own CA could be handed a connection verified against other roots, and the reverse.
+        peer.group_key = self.ca.as_ref().map_or(0, |ca| {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for cert in ca.iter() {
+                cert.borrow_raw_cert().hash(&mut h);
+            }
+            h.finish() | 1
+        });
         if self.http2 {
             // Many concurrent requests share one h2 connection.
             peer.options.max_h2_streams = 100;
@@ -142,6 +160,22 @@ impl Upstream {
     }
 }
 
+/// Reads the CA certificates of a PEM file.
+pub fn load_ca_file(path: &std::path::Path) -> Result<Arc<CaType>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+    let mut certs = Vec::new();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let der = cert.map_err(|e| format!("`{}` is not valid PEM: {e}", path.display()))?;
+        certs.push(WrappedX509::new(der.to_vec(), |raw| {
+            pingora_core::utils::tls::parse_x509(raw)
+        }));
+    }
+    if certs.is_empty() {
+        return Err(format!("`{}` holds no certificate", path.display()));
+    }
+    Ok(Arc::from(certs.into_boxed_slice()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,7 +197,7 @@ mod tests {
         let u = Upstream::parse("http://[::1]:9000/v1", Some(true)).unwrap();
         assert_eq!(u.host, "::1");
         assert!(u.http2);
-        assert!(u.prepare(Duration::from_secs(1)).fixed.is_some());
+        assert!(u.prepare(Duration::from_secs(1), None).fixed.is_some());
     }
 
     #[test]

@@ -100,6 +100,9 @@ pub struct ProviderEntry {
     /// Offer HTTP/2: by ALPN over TLS (default true), with prior knowledge over plain TCP
     /// (default false).
     pub http2: Option<bool>,
+    /// PEM file of the CAs trusted for this provider's TLS certificate, instead of the
+    /// system's roots (for internal endpoints). Default: the system's roots.
+    pub ca_file: Option<Spanned<String>>,
     /// Overrides of `[timeouts]` for this provider.
     #[serde(default)]
     pub timeouts: TimeoutsSection,

@@ -481,6 +481,15 @@ impl Validator<'_> {
                 None
             }
         };
+        let ca = p.ca_file.as_ref().and_then(|f| {
+            match crate::upstream::load_ca_file(std::path::Path::new(f.get_ref())) {
+                Ok(ca) => Some(ca),
+                Err(why) => {
+                    self.problem(f, format!("providers.{name}.ca_file: {why}"));
+                    None
+                }
+            }
+        });
         let api_key = p
             .api_key
             .as_ref()
@@ -517,7 +526,7 @@ impl Validator<'_> {
         Some(Provider {
             name: Arc::from(name),
             kind: kind?,
-            upstream: upstream?.prepare(timeouts.connect),
+            upstream: upstream?.prepare(timeouts.connect, ca),
             api_key,
             headers,
             timeouts,

@@ -101,11 +101,21 @@ enum Wire {
     Gemini,
 }
 
+/// Counters served at `GET /mock/stats`, so tests can see what reached the upstream.
+#[derive(Default)]
+struct Stats {
+    requests: AtomicU64,
+    streams_completed: AtomicU64,
+    /// Streams whose client (the gateway) went away before the end.
+    streams_aborted: AtomicU64,
+}
+
 /// The mock upstream application.
 pub struct Mock {
     defaults: Controls,
     options: HttpServerOptions,
     next_id: AtomicU64,
+    stats: Stats,
 }
 
 impl Mock {
@@ -116,6 +126,7 @@ impl Mock {
             defaults,
             options,
             next_id: AtomicU64::new(1),
+            stats: Stats::default(),
         }
     }
 }
@@ -202,6 +213,7 @@ impl HttpServerApp for Mock {
             return None;
         }
         session.set_keepalive(Some(60));
+        session.set_abort_on_close(true);
         let keep = self.serve(&mut session).await;
         if !keep {
             session.shutdown().await;
@@ -226,6 +238,15 @@ impl Mock {
         let method = session.req_header().method.as_str().to_string();
         let path = session.req_header().uri.path().to_string();
         let query = session.req_header().uri.query().unwrap_or("").to_string();
+        if method == "GET" && path == "/mock/stats" {
+            let body = format!(
+                r#"{{"requests":{},"streams_completed":{},"streams_aborted":{}}}"#,
+                self.stats.requests.load(Ordering::Relaxed),
+                self.stats.streams_completed.load(Ordering::Relaxed),
+                self.stats.streams_aborted.load(Ordering::Relaxed)
+            );
+            return respond(session, 200, "application/json", body.into(), None).await;
+        }
         if method == "GET" {
             let body = if path.starts_with("/v1beta/models") {
                 r#"{"models":[{"name":"models/gemini-2.5-flash","supportedGenerationMethods":["generateContent"]}]}"#
@@ -260,6 +281,7 @@ impl Mock {
         } else {
             return respond(session, 404, "application/json", Bytes::from_static(br#"{"error":{"message":"not found","type":"invalid_request_error","param":null,"code":null}}"#), None).await;
         };
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
         // Read the whole request body.
         let mut body = Vec::new();
         loop {
@@ -341,7 +363,14 @@ impl Mock {
             .await;
         }
         if stream {
-            stream_answer(session, &answer, &controls).await
+            let completed = stream_answer(session, &answer, &controls).await;
+            let counter = match completed {
+                StreamEnd::Completed => &self.stats.streams_completed,
+                StreamEnd::ClientGone => &self.stats.streams_aborted,
+                StreamEnd::Cut => return false,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            completed == StreamEnd::Completed
         } else {
             if controls.ttft_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(controls.ttft_ms)).await;
@@ -377,6 +406,7 @@ fn echo_of(session: &ServerSession, body: &[u8]) -> String {
     }
     serde_json::json!({
         "method": session.req_header().method.as_str(),
+        "version": format!("{:?}", session.req_header().version),
         "path": session.req_header().uri.to_string(),
         "bytes": body.len(),
         "peer": session.client_addr().map(|a| a.to_string()),
@@ -554,13 +584,21 @@ data: {"type":"content_block_start","index":0,"content_block":{"type":"text","te
         .collect()
 }
 
-async fn stream_answer(session: &mut ServerSession, a: &Answer, c: &Controls) -> bool {
+#[derive(PartialEq, Eq)]
+enum StreamEnd {
+    Completed,
+    /// Cut on purpose (`x-mock-cut-after`).
+    Cut,
+    ClientGone,
+}
+
+async fn stream_answer(session: &mut ServerSession, a: &Answer, c: &Controls) -> StreamEnd {
     let mut h = ResponseHeader::build(200, Some(3)).expect("status");
     let _ = h.insert_header("content-type", "text/event-stream");
     let _ = h.insert_header("cache-control", "no-cache");
     let _ = h.insert_header("transfer-encoding", "chunked");
     if session.write_response_header(Box::new(h)).await.is_err() {
-        return false;
+        return StreamEnd::ClientGone;
     }
     if c.ttft_ms > 0 {
         tokio::time::sleep(Duration::from_millis(c.ttft_ms)).await;
@@ -569,16 +607,23 @@ async fn stream_answer(session: &mut ServerSession, a: &Answer, c: &Controls) ->
     let last = events.len() - 1;
     for (i, event) in events.into_iter().enumerate() {
         if c.cut_after.is_some_and(|n| i as u64 >= n) {
-            return false;
+            return StreamEnd::Cut;
         }
         if i > 0 && c.chunk_delay_ms > 0 {
-            tokio::time::sleep(Duration::from_millis(c.chunk_delay_ms)).await;
+            // Notice a client that went away while we wait.
+            let gone = tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(c.chunk_delay_ms)) => false,
+                r = session.read_body_or_idle(true) => r.is_err(),
+            };
+            if gone {
+                return StreamEnd::ClientGone;
+            }
         }
         if session.write_response_body(event, i == last).await.is_err() {
-            return false;
+            return StreamEnd::ClientGone;
         }
     }
-    true
+    StreamEnd::Completed
 }
 
 #[cfg(test)]

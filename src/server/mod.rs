@@ -42,9 +42,20 @@ pub fn gateway_service(config: Arc<ArcSwap<Snapshot>>) -> Service<Gateway> {
     service
 }
 
-/// The mock upstream's listener.
-pub fn mock_service(listen: SocketAddr, defaults: mock::Controls) -> Service<mock::Mock> {
+/// The mock upstream's listener; TLS when given a certificate and key (PEM files).
+pub fn mock_service(
+    listen: SocketAddr,
+    tls: Option<(&str, &str)>,
+    defaults: mock::Controls,
+) -> pingora_error::Result<Service<mock::Mock>> {
     let mut service = Service::new("junction mock".to_string(), mock::Mock::new(defaults));
-    service.add_tcp(&listen.to_string());
-    service
+    match tls {
+        Some((cert, key)) => {
+            let mut tls = pingora_core::listeners::tls::TlsSettings::intermediate(cert, key)?;
+            tls.enable_h2();
+            service.add_tls_with_settings(&listen.to_string(), None, tls);
+        }
+        None => service.add_tcp(&listen.to_string()),
+    }
+    Ok(service)
 }

@@ -93,6 +93,26 @@ pub fn start_mock() -> Proc {
     )
 }
 
+/// A mock serving TLS (h2 and http/1.1 by ALPN) with the given PEM files.
+pub fn start_mock_tls(cert: &str, key: &str) -> Proc {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    spawn(
+        &[
+            "mock",
+            "--listen",
+            &addr.to_string(),
+            "--threads",
+            "1",
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+        ],
+        addr,
+        &[],
+    )
+}
+
 /// Starts the gateway with `config`, where `{listen}` is replaced by its address.
 pub fn start_gateway(config: &str) -> Proc {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
