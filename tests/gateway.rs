@@ -260,6 +260,29 @@ async fn keep_alive_serves_many_requests_on_one_connection() {
     }
 }
 
+#[tokio::test]
+async fn expect_100_continue_is_answered_before_the_body() {
+    let env = env();
+    let mut conn = std::net::TcpStream::connect(env.gw.addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let body = chat_body("m-plain", false);
+    write!(
+        conn,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ALL_KEY}\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    // The client holds its body until it hears 100 Continue.
+    let mut interim = [0u8; 25];
+    conn.read_exact(&mut interim).unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    conn.write_all(body.as_bytes()).unwrap();
+    let (head, body) = read_response(&mut conn);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(body.contains("chat.completion"));
+}
+
 /// Reads one Content-Length response from a raw connection.
 fn read_response(conn: &mut std::net::TcpStream) -> (String, String) {
     let mut head = Vec::new();

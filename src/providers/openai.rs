@@ -71,6 +71,15 @@ pub fn parse_request(
             "Invalid request: the body must be a JSON object.",
         ));
     };
+    // The gateway and the upstream must read the same fields: a repeated one could be read
+    // differently by the upstream's parser than by ours.
+    for field in ["model", "stream", "stream_options", "messages"] {
+        if obj.iter().filter(|(k, _)| *k == field).count() > 1 {
+            return Err(GatewayError::invalid_request(format!(
+                "Invalid request: duplicate field `{field}`."
+            )));
+        }
+    }
     let model = match obj.get("model") {
         None => {
             return Err(

@@ -42,6 +42,14 @@ fn bad_requests_are_400_with_a_reason() {
         ),
         (r#"{"model":"m","messages":[]}"#, "at least one message"),
         (r#"{"model":"m","messages":"hi"}"#, "invalid type"),
+        (
+            r#"{"model":"a","messages":[{}],"model":"b"}"#,
+            "duplicate field `model`",
+        ),
+        (
+            r#"{"model":"a","stream":false,"messages":[{}],"stream":true}"#,
+            "duplicate field `stream`",
+        ),
     ];
     for (body, expect) in cases {
         let e = parse_request(body.as_bytes(), &mut JsonScratch::default()).unwrap_err();
@@ -188,4 +196,70 @@ fn usage_of_a_whole_response_comes_from_its_tail() {
     );
     let tools = fixture("openai_chat_completion_tool_calls.json");
     assert!(usage_in_tail(&tools).is_some());
+}
+
+/// Random mutations of real requests: parsing never panics, and whatever parses is patched
+/// into valid JSON with the new model and every other top-level field unchanged.
+#[test]
+fn mutated_requests_never_panic_and_patch_correctly() {
+    let seeds: Vec<Vec<u8>> = vec![
+        br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"stream":true}"#.to_vec(),
+        br#"{"messages":[{"role":"user","content":[{"type":"text","text":"a\"b\\c"}]}],"model":"x","stream_options":{"include_usage":false},"stream":true,"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]}"#.to_vec(),
+        br#" { "model" : "m" , "messages" : [ { } ] , "n" : [1,{"model":2}] } "#.to_vec(),
+    ];
+    let alphabet = br#"{}[]",:\ 0123456789.eE+-truefalsnmodel_stream"#;
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut scratch = JsonScratch::default();
+    let mut parsed = 0;
+    for _ in 0..20_000 {
+        let mut body = seeds[rng.usize(..seeds.len())].clone();
+        for _ in 0..rng.usize(1..4) {
+            match rng.u8(..3) {
+                0 if !body.is_empty() => {
+                    let i = rng.usize(..body.len());
+                    body[i] = alphabet[rng.usize(..alphabet.len())];
+                }
+                1 => {
+                    let i = rng.usize(..=body.len());
+                    body.insert(i, alphabet[rng.usize(..alphabet.len())]);
+                }
+                _ if !body.is_empty() => {
+                    let i = rng.usize(..body.len());
+                    body.remove(i);
+                }
+                _ => {}
+            }
+        }
+        let Ok(info) = parse_request(&body, &mut scratch) else {
+            continue;
+        };
+        parsed += 1;
+        let out = patch_request(&body, &info, "new-model").expect("a parsed body patches");
+        let v: serde_json::Value = serde_json::from_slice(&out)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out)));
+        assert_eq!(
+            v["model"],
+            "new-model",
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        let before: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        for (k, val) in before.as_object().unwrap() {
+            if k != "model" && k != "stream_options" {
+                assert_eq!(
+                    &v[k],
+                    val,
+                    "{k} changed in {}",
+                    String::from_utf8_lossy(&body)
+                );
+            }
+        }
+        if info.stream {
+            assert_eq!(v["stream_options"]["include_usage"], true);
+        }
+    }
+    assert!(
+        parsed > 1000,
+        "too few mutations parsed ({parsed}) to prove anything"
+    );
 }
