@@ -53,11 +53,7 @@ pub async fn forward(
     if !(200..300).contains(&status) {
         return Err(upstream_error_status(connector, up, &peer, provider, status).await);
     }
-    if info.stream {
-        Ok(stream_back(connector, session, up, &peer, provider, info).await)
-    } else {
-        Ok(pass_back(connector, session, up, &peer, provider).await)
-    }
+    Ok(relay(connector, session, up, &peer, provider, info).await)
 }
 
 fn request_header(
@@ -281,8 +277,121 @@ async fn read_small_body(up: &mut HttpSession, idle: Duration) -> Option<Bytes> 
     }
 }
 
-/// Streams an SSE response back event by event.
-async fn stream_back(
+/// How a response body is relayed: an SSE stream event by event, or a whole JSON body.
+enum Relay {
+    Stream(StreamFilter),
+    /// The last few KiB of the body, where its usage is.
+    Whole {
+        tail: Vec<u8>,
+    },
+}
+
+/// How many bytes of a whole response's end are kept to find its `usage`.
+const USAGE_TAIL: usize = 8 * 1024;
+
+impl Relay {
+    /// What to send the client for an upstream chunk.
+    fn on_chunk(&mut self, chunk: Bytes) -> Option<Bytes> {
+        match self {
+            Relay::Stream(filter) => filter.filter(chunk),
+            Relay::Whole { tail } => {
+                keep_tail(tail, &chunk);
+                Some(chunk)
+            }
+        }
+    }
+
+    /// What to send last when the upstream body ended.
+    fn on_end(&mut self, provider: &Provider) -> Option<Bytes> {
+        match self {
+            Relay::Stream(filter) => {
+                let tail = filter.finish();
+                if filter.done {
+                    return tail;
+                }
+                let e = GatewayError::new(
+                    ErrorKind::BadGateway,
+                    format!(
+                        "Provider `{}` ended the stream before it was complete.",
+                        provider.name
+                    ),
+                )
+                .code("upstream_stream_cut");
+                Some(join(tail, e.sse_event()))
+            }
+            Relay::Whole { .. } => None,
+        }
+    }
+
+    /// What to send last when the upstream failed mid-body; `None`: the client can only learn
+    /// it from the connection closing before the body is complete.
+    fn on_error(&mut self, provider: &Provider, e: &pingora_error::Error) -> Option<Bytes> {
+        let Relay::Stream(filter) = self else {
+            return None;
+        };
+        let timed_out = e.etype() == &ErrorType::ReadTimedout;
+        let (kind, message) = if timed_out {
+            (
+                ErrorKind::GatewayTimeout,
+                format!(
+                    "Provider `{}` sent nothing for {} ms; the stream was ended.",
+                    provider.name,
+                    provider.timeouts.idle.as_millis()
+                ),
+            )
+        } else {
+            (
+                ErrorKind::BadGateway,
+                format!(
+                    "The connection to provider `{}` failed mid-stream: {}.",
+                    provider.name,
+                    e.etype().as_str()
+                ),
+            )
+        };
+        let err = GatewayError::new(kind, message).code("upstream_stream_cut");
+        Some(join(filter.finish(), err.sse_event()))
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        match self {
+            Relay::Stream(filter) => filter.usage,
+            Relay::Whole { tail } => openai::usage_in_tail(tail),
+        }
+    }
+}
+
+/// The response header for the client: SSE for streams; for whole bodies, the upstream's
+/// content type and length (chunked when it gave none).
+fn client_header(up: &HttpSession, stream: bool) -> ResponseHeader {
+    let mut header = ResponseHeader::build(200, Some(5)).expect("valid status");
+    if stream {
+        let _ = header.insert_header(http::header::CONTENT_TYPE, "text/event-stream");
+        let _ = header.insert_header(http::header::CACHE_CONTROL, "no-cache");
+        let _ = header.insert_header(http::header::TRANSFER_ENCODING, "chunked");
+        let _ = header.insert_header("x-accel-buffering", "no");
+        return header;
+    }
+    let upstream = up.response_header();
+    let content_type = upstream
+        .and_then(|h| h.headers.get(http::header::CONTENT_TYPE).cloned())
+        .unwrap_or_else(|| http::HeaderValue::from_static("application/json"));
+    let _ = header.insert_header(http::header::CONTENT_TYPE, content_type);
+    match upstream.and_then(|h| h.headers.get(http::header::CONTENT_LENGTH).cloned()) {
+        Some(len) => {
+            let _ = header.insert_header(http::header::CONTENT_LENGTH, len);
+        }
+        None => {
+            let _ = header.insert_header(http::header::TRANSFER_ENCODING, "chunked");
+        }
+    }
+    header
+}
+
+// hot path: every upstream chunk goes to the client as soon as it arrives.
+/// Relays the upstream's response body to the client until it ends, fails, or the client
+/// leaves (then the upstream request is dropped with its connection).
+async fn relay(
     connector: &Connector,
     session: &mut ServerSession,
     mut up: HttpSession,
@@ -290,97 +399,67 @@ async fn stream_back(
     provider: &Provider,
     info: &ChatRequestInfo,
 ) -> Outcome {
-    let mut header = ResponseHeader::build(200, Some(5)).expect("valid status");
-    let _ = header.insert_header(http::header::CONTENT_TYPE, "text/event-stream");
-    let _ = header.insert_header(http::header::CACHE_CONTROL, "no-cache");
-    let _ = header.insert_header(http::header::TRANSFER_ENCODING, "chunked");
-    let _ = header.insert_header("x-accel-buffering", "no");
+    let mut relay = if info.stream {
+        Relay::Stream(StreamFilter::new(!info.include_usage))
+    } else {
+        Relay::Whole { tail: Vec::new() }
+    };
     let mut outcome = Outcome {
-        close: false,
+        close: true,
         status: 200,
         usage: None,
     };
+    let header = client_header(&up, info.stream);
     if session
         .write_response_header(Box::new(header))
         .await
         .is_err()
     {
-        outcome.close = true;
         return outcome;
     }
-    let mut filter = StreamFilter::new(!info.include_usage);
     up.set_read_timeout(Some(provider.timeouts.idle));
     loop {
-        let next = match or_client_gone(session, up.read_response_body()).await {
-            None => {
-                // Client gone: dropping `up` closes the upstream connection and its request.
-                outcome.close = true;
-                outcome.usage = filter.usage;
-                return outcome;
-            }
-            Some(r) => r,
+        let Some(next) = or_client_gone(session, up.read_response_body()).await else {
+            break;
         };
         match next {
             Ok(Some(chunk)) => {
-                if let Some(out) = filter.filter(chunk) {
+                if let Some(out) = relay.on_chunk(chunk) {
                     if session.write_response_body(out, false).await.is_err() {
-                        outcome.close = true;
-                        outcome.usage = filter.usage;
-                        return outcome;
+                        break;
                     }
                 }
             }
             Ok(None) => {
-                let mut tail = filter.finish();
-                if !filter.done {
-                    let e = GatewayError::new(
-                        ErrorKind::BadGateway,
-                        format!(
-                            "Provider `{}` ended the stream before it was complete.",
-                            provider.name
-                        ),
-                    )
-                    .code("upstream_stream_cut");
-                    tail = Some(join(tail, e.sse_event()));
-                } else {
-                    connector
-                        .release_http_session(up, peer, Some(POOL_IDLE))
-                        .await;
-                }
-                outcome.usage = filter.usage;
-                let ended = match tail {
-                    Some(t) => session.write_response_body(t, true).await,
-                    None => session.write_response_body(Bytes::new(), true).await,
-                };
-                outcome.close = ended.is_err();
-                return outcome;
+                let last = relay.on_end(provider).unwrap_or_default();
+                connector
+                    .release_http_session(up, peer, Some(POOL_IDLE))
+                    .await;
+                outcome.close = session.write_response_body(last, true).await.is_err();
+                break;
             }
             Err(e) => {
-                let message = if e.etype() == &ErrorType::ReadTimedout {
-                    format!(
-                        "Provider `{}` sent nothing for {} ms; the stream was ended.",
-                        provider.name,
-                        provider.timeouts.idle.as_millis()
-                    )
-                } else {
-                    format!(
-                        "The connection to provider `{}` failed mid-stream: {}.",
-                        provider.name,
-                        e.etype().as_str()
-                    )
-                };
-                let kind = if e.etype() == &ErrorType::ReadTimedout {
-                    ErrorKind::GatewayTimeout
-                } else {
-                    ErrorKind::BadGateway
-                };
-                let err = GatewayError::new(kind, message).code("upstream_stream_cut");
-                let tail = join(filter.finish(), err.sse_event());
-                outcome.usage = filter.usage;
-                outcome.close = session.write_response_body(tail, true).await.is_err();
-                return outcome;
+                tracing::warn!(provider = %provider.name, error = %e.etype().as_str(), "upstream body failed");
+                outcome.status = 502;
+                if let Some(last) = relay.on_error(provider, &e) {
+                    outcome.close = session.write_response_body(last, true).await.is_err();
+                }
+                break;
             }
         }
+    }
+    outcome.usage = relay.usage();
+    outcome
+}
+
+fn keep_tail(tail: &mut Vec<u8>, chunk: &[u8]) {
+    if chunk.len() >= USAGE_TAIL {
+        tail.clear();
+        tail.extend_from_slice(&chunk[chunk.len() - USAGE_TAIL..]);
+    } else {
+        let excess = (tail.len() + chunk.len()).saturating_sub(USAGE_TAIL);
+        tail.drain(..excess);
+        tail.extend_from_slice(chunk);
     }
 }
 
@@ -393,96 +472,5 @@ fn join(head: Option<Bytes>, tail: Bytes) -> Bytes {
             v.extend_from_slice(&tail);
             v.into()
         }
-    }
-}
-
-/// How many bytes of a whole response's end are kept to find its `usage`.
-const USAGE_TAIL: usize = 8 * 1024;
-
-/// Passes a whole (non-streaming) response back chunk by chunk, as it arrives.
-async fn pass_back(
-    connector: &Connector,
-    session: &mut ServerSession,
-    mut up: HttpSession,
-    peer: &HttpPeer,
-    provider: &Provider,
-) -> Outcome {
-    let mut header = ResponseHeader::build(200, Some(4)).expect("valid status");
-    let upstream_header = up.response_header();
-    let content_type = upstream_header
-        .and_then(|h| h.headers.get(http::header::CONTENT_TYPE).cloned())
-        .unwrap_or_else(|| http::HeaderValue::from_static("application/json"));
-    let length = upstream_header.and_then(|h| h.headers.get(http::header::CONTENT_LENGTH).cloned());
-    let _ = header.insert_header(http::header::CONTENT_TYPE, content_type);
-    match length {
-        Some(len) => {
-            let _ = header.insert_header(http::header::CONTENT_LENGTH, len);
-        }
-        None => {
-            let _ = header.insert_header(http::header::TRANSFER_ENCODING, "chunked");
-        }
-    }
-    let mut outcome = Outcome {
-        close: false,
-        status: 200,
-        usage: None,
-    };
-    if session
-        .write_response_header(Box::new(header))
-        .await
-        .is_err()
-    {
-        outcome.close = true;
-        return outcome;
-    }
-    up.set_read_timeout(Some(provider.timeouts.idle));
-    let mut tail: Vec<u8> = Vec::new();
-    loop {
-        let next = match or_client_gone(session, up.read_response_body()).await {
-            None => {
-                outcome.close = true;
-                return outcome;
-            }
-            Some(r) => r,
-        };
-        match next {
-            Ok(Some(chunk)) => {
-                keep_tail(&mut tail, &chunk);
-                if session.write_response_body(chunk, false).await.is_err() {
-                    outcome.close = true;
-                    return outcome;
-                }
-            }
-            Ok(None) => {
-                connector
-                    .release_http_session(up, peer, Some(POOL_IDLE))
-                    .await;
-                outcome.usage = openai::usage_in_tail(&tail);
-                outcome.close = session
-                    .write_response_body(Bytes::new(), true)
-                    .await
-                    .is_err();
-                return outcome;
-            }
-            Err(e) => {
-                // The body is cut and the status already sent: the client can only learn it
-                // from the connection closing before the body is complete.
-                tracing::warn!(provider = %provider.name, error = %e.etype().as_str(), "upstream body cut");
-                outcome.close = true;
-                outcome.status = 502;
-                return outcome;
-            }
-        }
-    }
-}
-
-fn keep_tail(tail: &mut Vec<u8>, chunk: &[u8]) {
-    if chunk.len() >= USAGE_TAIL {
-        tail.clear();
-        tail.extend_from_slice(&chunk[chunk.len() - USAGE_TAIL..]);
-    } else {
-        let excess = (tail.len() + chunk.len()).saturating_sub(USAGE_TAIL);
-        tail.drain(..excess);
-        tail.extend_from_slice(chunk);
     }
 }

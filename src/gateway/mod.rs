@@ -10,12 +10,11 @@ pub mod respond;
 
 use crate::config::Snapshot;
 use crate::error::{ErrorKind, GatewayError};
+use crate::server::session as lifecycle;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
-use pingora_core::apps::{
-    HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream,
-};
+use pingora_core::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora_core::connectors::http::Connector;
 use pingora_core::connectors::ConnectorOptions;
 use pingora_core::protocols::http::ServerSession;
@@ -126,14 +125,7 @@ impl HttpServerApp for Gateway {
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        // An idle keep-alive connection must not hold up a graceful shutdown.
-        let mut watch = shutdown.clone();
-        let read = tokio::select! {
-            biased;
-            r = session.read_request() => r,
-            _ = watch.changed() => return None,
-        };
-        if !matches!(read, Ok(true)) {
+        if !lifecycle::read_request(&mut session, shutdown).await {
             return None;
         }
         let snapshot = self.config.load_full();
@@ -148,15 +140,7 @@ impl HttpServerApp for Gateway {
         let close = self
             .request_filter(&mut session, &snapshot, shutting_down)
             .await;
-        if close {
-            session.shutdown().await;
-            return None;
-        }
-        let settings = HttpPersistentSettings::for_session(&session);
-        match session.finish().await {
-            Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, settings)),
-            _ => None,
-        }
+        lifecycle::finish(session, close).await
     }
 
     fn server_options(&self) -> Option<&HttpServerOptions> {

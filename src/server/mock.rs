@@ -5,9 +5,7 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use pingora_core::apps::{
-    HttpPersistentSettings, HttpServerApp, HttpServerOptions, ReusedHttpStream,
-};
+use pingora_core::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::ShutdownWatch;
 use pingora_http::ResponseHeader;
@@ -203,27 +201,13 @@ impl HttpServerApp for Mock {
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        let mut watch = shutdown.clone();
-        let read = tokio::select! {
-            biased;
-            r = session.read_request() => r,
-            _ = watch.changed() => return None,
-        };
-        if !matches!(read, Ok(true)) {
+        if !super::session::read_request(&mut session, shutdown).await {
             return None;
         }
         session.set_keepalive(Some(60));
         session.set_abort_on_close(true);
         let keep = self.serve(&mut session).await;
-        if !keep {
-            session.shutdown().await;
-            return None;
-        }
-        let settings = HttpPersistentSettings::for_session(&session);
-        match session.finish().await {
-            Ok(Some(s)) => Some(ReusedHttpStream::from_reusable_stream(s, settings)),
-            _ => None,
-        }
+        super::session::finish(session, !keep).await
     }
 
     fn server_options(&self) -> Option<&HttpServerOptions> {

@@ -2,6 +2,7 @@
 //! No request logic lives here.
 
 pub mod mock;
+pub mod session;
 
 use crate::config::Snapshot;
 use crate::gateway::Gateway;

@@ -1,0 +1,31 @@
+//! The lifecycle of one request on a Pingora server session, shared by every app.
+
+use pingora_core::apps::{HttpPersistentSettings, ReusedHttpStream};
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::server::ShutdownWatch;
+
+/// Reads the request header; false when there is none (closed, malformed) or the server
+/// began shutting down first (an idle keep-alive connection must not hold up a shutdown).
+pub async fn read_request(session: &mut ServerSession, shutdown: &ShutdownWatch) -> bool {
+    let mut watch = shutdown.clone();
+    let read = tokio::select! {
+        biased;
+        r = session.read_request() => r,
+        _ = watch.changed() => return false,
+    };
+    matches!(read, Ok(true))
+}
+
+/// Ends a served request: closes the connection when `close`, otherwise hands it back for
+/// the next request.
+pub async fn finish(mut session: ServerSession, close: bool) -> Option<ReusedHttpStream> {
+    if close {
+        session.shutdown().await;
+        return None;
+    }
+    let settings = HttpPersistentSettings::for_session(&session);
+    match session.finish().await {
+        Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, settings)),
+        _ => None,
+    }
+}
