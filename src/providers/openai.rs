@@ -373,6 +373,12 @@ struct UsageChunk {
     usage: Option<OpenAiUsage>,
 }
 
+// Searchers built once: `memmem::find` would rebuild one for every event.
+static USAGE_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\""));
+static USAGE_NULL: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"usage\":null"));
+
 /// Passes an OpenAI SSE stream through, event by event: takes the usage report out of it,
 /// drops the usage chunk when the client did not ask for it, and notes whether `[DONE]` came.
 pub struct StreamFilter {
@@ -453,9 +459,7 @@ impl StreamFilter {
             return true;
         }
         // Cheap test first: most chunks carry `"usage":null` or no usage at all.
-        if memchr::memmem::find(data, b"\"usage\"").is_none()
-            || memchr::memmem::find(data, b"\"usage\":null").is_some()
-        {
+        if USAGE_KEY.find(data).is_none() || USAGE_NULL.find(data).is_some() {
             return true;
         }
         self.scratch.clear();
