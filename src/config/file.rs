@@ -88,9 +88,11 @@ pub struct KeyEntry {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderEntry {
-    /// `openai` (OpenAI and every OpenAI-compatible API).
+    /// `openai` (OpenAI and every OpenAI-compatible API), `anthropic` (Messages API) or
+    /// `gemini` (Google AI Studio).
     pub kind: Spanned<String>,
-    /// e.g. `https://api.openai.com/v1`; requests go to `{base_url}/chat/completions`.
+    /// The API root with its version: `https://api.openai.com/v1`,
+    /// `https://api.anthropic.com/v1`, `https://generativelanguage.googleapis.com/v1beta`.
     pub base_url: Spanned<String>,
     /// `${ENV}` reference to the provider key. Absent: no key sent.
     pub api_key: Option<Spanned<String>>,
@@ -106,6 +108,13 @@ pub struct ProviderEntry {
     /// Overrides of `[timeouts]` for this provider.
     #[serde(default)]
     pub timeouts: TimeoutsSection,
+    /// `reject` (400 naming the parameter, default) or `drop`: what to do with a request
+    /// parameter this provider cannot honour. Translated kinds only.
+    pub unsupported_params: Option<Spanned<String>>,
+    /// Anthropic: `max_tokens` sent when the client gives none. Default 4096.
+    pub default_max_tokens: Option<u64>,
+    /// Anthropic: the `anthropic-version` header. Default `2023-06-01`.
+    pub anthropic_version: Option<String>,
 }
 
 /// `[models.NAME]`: a public model name and where it is served.

@@ -54,12 +54,18 @@ impl std::error::Error for ConfigError {}
 pub enum ProviderKind {
     /// OpenAI chat completions, and every OpenAI-compatible vendor.
     OpenAi,
+    /// Anthropic Messages.
+    Anthropic,
+    /// Google Gemini (AI Studio).
+    Gemini,
 }
 
 impl ProviderKind {
     pub fn as_str(self) -> &'static str {
         match self {
             ProviderKind::OpenAi => "openai",
+            ProviderKind::Anthropic => "anthropic",
+            ProviderKind::Gemini => "gemini",
         }
     }
 }
@@ -102,6 +108,11 @@ pub struct Provider {
     /// Extra headers; values may hold secrets, so they are never printed.
     pub headers: Vec<(HeaderName, Secret<HeaderValue>)>,
     pub timeouts: Timeouts,
+    pub unsupported: crate::providers::chat::Unsupported,
+    /// Anthropic only.
+    pub default_max_tokens: u64,
+    /// Anthropic only.
+    pub anthropic_version: HeaderValue,
 }
 
 /// Where a public model name is served: one provider deployment (routing v0).
@@ -466,14 +477,44 @@ impl Validator<'_> {
         let timeouts = defaults.overridden_by(&p.timeouts);
         let kind = match p.kind.get_ref().as_str() {
             "openai" => Some(ProviderKind::OpenAi),
+            "anthropic" => Some(ProviderKind::Anthropic),
+            "gemini" => Some(ProviderKind::Gemini),
             other => {
                 self.problem(
                     &p.kind,
-                    format!("providers.{name}.kind: unknown kind `{other}` (supported: openai)"),
+                    format!("providers.{name}.kind: unknown kind `{other}` (supported: openai, anthropic, gemini)"),
                 );
                 None
             }
         };
+        let unsupported = match p
+            .unsupported_params
+            .as_ref()
+            .map(|u| (u, u.get_ref().as_str()))
+        {
+            None | Some((_, "reject")) => crate::providers::chat::Unsupported::Reject,
+            Some((_, "drop")) => crate::providers::chat::Unsupported::Drop,
+            Some((u, other)) => {
+                self.problem(
+                    u,
+                    format!(
+                        "providers.{name}.unsupported_params: `{other}` is not `reject` or `drop`"
+                    ),
+                );
+                crate::providers::chat::Unsupported::Reject
+            }
+        };
+        let anthropic_version =
+            match HeaderValue::from_str(p.anthropic_version.as_deref().unwrap_or("2023-06-01")) {
+                Ok(v) => v,
+                Err(_) => {
+                    self.problem(
+                        &p.kind,
+                        format!("providers.{name}.anthropic_version: not a valid header value"),
+                    );
+                    HeaderValue::from_static("2023-06-01")
+                }
+            };
         let upstream = match Upstream::parse(p.base_url.get_ref(), p.http2) {
             Ok(u) => Some(u),
             Err(why) => {
@@ -530,6 +571,9 @@ impl Validator<'_> {
             api_key,
             headers,
             timeouts,
+            unsupported,
+            default_max_tokens: p.default_max_tokens.unwrap_or(4096),
+            anthropic_version,
         })
     }
 

@@ -1,9 +1,9 @@
 //! `POST /v1/chat/completions`: auth, read body, parse, route, then forward.
 
 use super::{auth, body, forward, Gateway};
-use crate::config::{ProviderKind, Snapshot};
+use crate::config::Snapshot;
 use crate::error::{ErrorKind, GatewayError, Printable};
-use crate::providers::openai;
+use crate::providers::{self, openai};
 use pingora_core::protocols::http::ServerSession;
 use std::cell::RefCell;
 
@@ -48,17 +48,8 @@ pub async fn chat_completions(
         .param("model")
         .code("model_not_allowed"));
     }
-    let upstream_body = match route.provider.kind {
-        ProviderKind::OpenAi => openai::patch_request(&body, &info, &route.upstream_model)?,
-    };
-    let outcome = forward::forward(
-        &gateway.connector,
-        session,
-        &route,
-        &info,
-        upstream_body.into(),
-    )
-    .await?;
+    let upstream = providers::build_request(&route.provider, &route.upstream_model, &info, &body)?;
+    let outcome = forward::forward(&gateway.connector, session, &route, &info, upstream).await?;
     tracing::debug!(
         key = %key.name,
         model = %info.model,

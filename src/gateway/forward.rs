@@ -1,9 +1,11 @@
 //! Step 5 and 6, attempt and respond: send the request to the provider over a pooled
 //! connection, then hand its answer back to the client as it arrives.
 
+use super::respond;
 use crate::config::{Provider, Route, Timeouts};
-use crate::error::{ErrorKind, GatewayError, Printable};
-use crate::providers::openai::{self, ChatRequestInfo, StreamFilter};
+use crate::error::{ErrorKind, GatewayError};
+use crate::providers::openai::{self, ChatRequestInfo};
+use crate::providers::{self, Dialect, StreamTranslator, UpstreamRequest};
 use crate::usage::Usage;
 use bytes::Bytes;
 use pingora_core::connectors::http::Connector;
@@ -29,19 +31,19 @@ pub struct Outcome {
     pub usage: Option<Usage>,
 }
 
-/// Sends `body` to the route's provider and streams the answer back to `session`.
+/// Sends the request to the route's provider and streams the answer back to `session`.
 /// An `Err` means nothing was written to the client yet.
 pub async fn forward(
     connector: &Connector,
     session: &mut ServerSession,
     route: &Route,
     info: &ChatRequestInfo,
-    body: Bytes,
+    upstream: UpstreamRequest,
 ) -> Result<Outcome, GatewayError> {
     let provider = &*route.provider;
     let peer = provider.upstream.peer().await?;
-    let request = request_header(provider, info.stream, body.len())?;
-    let Some(up) = send(connector, session, &peer, provider, request, body).await? else {
+    let request = request_header(provider, &upstream.path, info.stream, upstream.body.len())?;
+    let Some(up) = send(connector, session, &peer, provider, request, upstream.body).await? else {
         // The client left while we waited for the upstream; the upstream request is dropped.
         return Ok(Outcome {
             close: true,
@@ -53,15 +55,15 @@ pub async fn forward(
     if !(200..300).contains(&status) {
         return Err(upstream_error_status(connector, up, &peer, provider, status).await);
     }
-    Ok(relay(connector, session, up, &peer, provider, info).await)
+    Ok(relay(connector, session, up, &peer, route, info, upstream.dialect).await)
 }
 
 fn request_header(
     provider: &Provider,
+    path: &str,
     stream: bool,
     len: usize,
 ) -> Result<RequestHeader, GatewayError> {
-    let path = format!("{}/chat/completions", provider.upstream.base_path);
     let bad = |_| GatewayError::new(ErrorKind::Internal, "cannot build the upstream request");
     let mut req = RequestHeader::build("POST", path.as_bytes(), Some(8 + provider.headers.len()))
         .map_err(bad)?;
@@ -85,18 +87,7 @@ fn request_header(
         concat!("junction/", env!("CARGO_PKG_VERSION")),
     )
     .map_err(bad)?;
-    if let Some(key) = &provider.api_key {
-        let mut v =
-            http::HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
-                GatewayError::new(
-                    ErrorKind::Internal,
-                    "the provider key is not a valid header value",
-                )
-            })?;
-        v.set_sensitive(true);
-        req.insert_header(http::header::AUTHORIZATION, v)
-            .map_err(bad)?;
-    }
+    providers::authenticate(provider, &mut req)?;
     for (name, value) in &provider.headers {
         req.insert_header(name.clone(), value.expose().clone())
             .map_err(bad)?;
@@ -214,49 +205,7 @@ async fn upstream_error_status(
             .release_http_session(up, peer, Some(POOL_IDLE))
             .await;
     }
-    let name = &provider.name;
-    let mut e = if status == 401 || status == 403 {
-        // The client's key was fine; ours was refused. Never echo the upstream message: it may
-        // quote part of our key.
-        GatewayError::new(
-            ErrorKind::BadGateway,
-            format!("Provider `{name}` refused the gateway's credentials (status {status})."),
-        )
-        .code("upstream_auth_failed")
-    } else {
-        let body = body.unwrap_or_default();
-        if is_openai_error(&body) {
-            let mut e = GatewayError::new(ErrorKind::Upstream(status), String::new());
-            e.upstream_body = Some(body);
-            e
-        } else {
-            let text = String::from_utf8_lossy(&body);
-            GatewayError::new(
-                ErrorKind::Upstream(status),
-                format!(
-                    "Provider `{name}` answered with status {status}: {}",
-                    Printable(text.trim())
-                ),
-            )
-            .code("upstream_error")
-        }
-    };
-    e.retry_after = retry_after;
-    e
-}
-
-fn is_openai_error(body: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    #[allow(dead_code)]
-    struct Envelope {
-        error: Inner,
-    }
-    #[derive(serde::Deserialize)]
-    #[allow(dead_code)]
-    struct Inner {
-        message: String,
-    }
-    serde_json::from_slice::<Envelope>(body).is_ok()
+    providers::map_error(provider, status, &body.unwrap_or_default(), retry_after)
 }
 
 /// Reads a whole body up to [`MAX_ERROR_BODY`]; `None` if it failed or was larger.
@@ -277,56 +226,62 @@ async fn read_small_body(up: &mut HttpSession, idle: Duration) -> Option<Bytes> 
     }
 }
 
-/// How a response body is relayed: an SSE stream event by event, or a whole JSON body.
+/// How a response body is relayed.
 enum Relay {
-    Stream(StreamFilter),
-    /// The last few KiB of the body, where its usage is.
-    Whole {
-        tail: Vec<u8>,
-    },
+    /// An SSE stream, event by event (passed through or translated).
+    Stream(StreamTranslator),
+    /// An OpenAI body, chunk by chunk as it arrives; the last few KiB are kept for its usage.
+    Whole { tail: Vec<u8> },
+    /// A body in another dialect: gathered whole, then translated.
+    Translate { body: Vec<u8>, dialect: Dialect },
 }
 
 /// How many bytes of a whole response's end are kept to find its `usage`.
 const USAGE_TAIL: usize = 8 * 1024;
+/// Largest non-streaming body gathered for translation.
+const MAX_TRANSLATED_BODY: usize = 64 * 1024 * 1024;
 
 impl Relay {
-    /// What to send the client for an upstream chunk.
-    fn on_chunk(&mut self, chunk: Bytes) -> Option<Bytes> {
-        match self {
-            Relay::Stream(filter) => filter.filter(chunk),
+    /// What to send the client for an upstream chunk; `Err` when a gathered body grows too big.
+    fn on_chunk(&mut self, chunk: Bytes) -> Result<Option<Bytes>, ()> {
+        Ok(match self {
+            Relay::Stream(t) => t.feed(chunk),
             Relay::Whole { tail } => {
                 keep_tail(tail, &chunk);
                 Some(chunk)
             }
-        }
+            Relay::Translate { body, .. } => {
+                if body.len() + chunk.len() > MAX_TRANSLATED_BODY {
+                    return Err(());
+                }
+                body.extend_from_slice(&chunk);
+                None
+            }
+        })
     }
 
-    /// What to send last when the upstream body ended.
+    /// What to send last when the upstream body ended (streams only).
     fn on_end(&mut self, provider: &Provider) -> Option<Bytes> {
-        match self {
-            Relay::Stream(filter) => {
-                let tail = filter.finish();
-                if filter.done {
-                    return tail;
-                }
-                let e = GatewayError::new(
-                    ErrorKind::BadGateway,
-                    format!(
-                        "Provider `{}` ended the stream before it was complete.",
-                        provider.name
-                    ),
-                )
-                .code("upstream_stream_cut");
-                Some(join(tail, e.sse_event()))
-            }
-            Relay::Whole { .. } => None,
+        let Relay::Stream(t) = self else { return None };
+        let tail = t.finish();
+        if t.done() {
+            return tail;
         }
+        let e = GatewayError::new(
+            ErrorKind::BadGateway,
+            format!(
+                "Provider `{}` ended the stream before it was complete.",
+                provider.name
+            ),
+        )
+        .code("upstream_stream_cut");
+        Some(join(tail, e.sse_event()))
     }
 
     /// What to send last when the upstream failed mid-body; `None`: the client can only learn
     /// it from the connection closing before the body is complete.
     fn on_error(&mut self, provider: &Provider, e: &pingora_error::Error) -> Option<Bytes> {
-        let Relay::Stream(filter) = self else {
+        let Relay::Stream(t) = self else {
             return None;
         };
         let timed_out = e.etype() == &ErrorType::ReadTimedout;
@@ -350,13 +305,14 @@ impl Relay {
             )
         };
         let err = GatewayError::new(kind, message).code("upstream_stream_cut");
-        Some(join(filter.finish(), err.sse_event()))
+        Some(join(t.finish(), err.sse_event()))
     }
 
     fn usage(&self) -> Option<Usage> {
         match self {
-            Relay::Stream(filter) => filter.usage,
+            Relay::Stream(t) => t.usage(),
             Relay::Whole { tail } => openai::usage_in_tail(tail),
+            Relay::Translate { .. } => None,
         }
     }
 }
@@ -396,26 +352,33 @@ async fn relay(
     session: &mut ServerSession,
     mut up: HttpSession,
     peer: &HttpPeer,
-    provider: &Provider,
+    route: &Route,
     info: &ChatRequestInfo,
+    dialect: Dialect,
 ) -> Outcome {
-    let mut relay = if info.stream {
-        Relay::Stream(StreamFilter::new(!info.include_usage))
-    } else {
-        Relay::Whole { tail: Vec::new() }
+    let provider = &*route.provider;
+    let mut relay = match (info.stream, dialect) {
+        (true, d) => Relay::Stream(StreamTranslator::new(d, info, &route.upstream_model)),
+        (false, Dialect::OpenAi) => Relay::Whole { tail: Vec::new() },
+        (false, d) => Relay::Translate {
+            body: Vec::new(),
+            dialect: d,
+        },
     };
     let mut outcome = Outcome {
         close: true,
         status: 200,
         usage: None,
     };
-    let header = client_header(&up, info.stream);
-    if session
-        .write_response_header(Box::new(header))
-        .await
-        .is_err()
-    {
-        return outcome;
+    if !matches!(relay, Relay::Translate { .. }) {
+        let header = client_header(&up, info.stream);
+        if session
+            .write_response_header(Box::new(header))
+            .await
+            .is_err()
+        {
+            return outcome;
+        }
     }
     up.set_read_timeout(Some(provider.timeouts.idle));
     loop {
@@ -423,24 +386,70 @@ async fn relay(
             break;
         };
         match next {
-            Ok(Some(chunk)) => {
-                if let Some(out) = relay.on_chunk(chunk) {
+            Ok(Some(chunk)) => match relay.on_chunk(chunk) {
+                Ok(Some(out)) => {
                     if session.write_response_body(out, false).await.is_err() {
                         break;
                     }
                 }
-            }
+                Ok(None) => {}
+                Err(()) => {
+                    let e = GatewayError::new(
+                        ErrorKind::BadGateway,
+                        format!(
+                            "Provider `{}` sent a response larger than {MAX_TRANSLATED_BODY} bytes.",
+                            provider.name
+                        ),
+                    )
+                    .code("upstream_response_too_large");
+                    outcome.status = e.status();
+                    respond::write_error(session, &e).await;
+                    outcome.close = false;
+                    break;
+                }
+            },
             Ok(None) => {
-                let last = relay.on_end(provider).unwrap_or_default();
                 connector
                     .release_http_session(up, peer, Some(POOL_IDLE))
                     .await;
+                if let Relay::Translate { body, dialect } = &relay {
+                    match providers::translate_whole(*dialect, body, &route.upstream_model) {
+                        Ok((json, usage)) => {
+                            outcome.usage = Some(usage);
+                            respond::write_json(session, 200, json.into()).await;
+                        }
+                        Err(why) => {
+                            let e = GatewayError::new(
+                                ErrorKind::BadGateway,
+                                format!(
+                                    "Provider `{}` sent a response that cannot be translated: {why}.",
+                                    provider.name
+                                ),
+                            )
+                            .code("upstream_bad_response");
+                            outcome.status = e.status();
+                            respond::write_error(session, &e).await;
+                        }
+                    }
+                    outcome.close = false;
+                    return outcome;
+                }
+                let last = relay.on_end(provider).unwrap_or_default();
                 outcome.close = session.write_response_body(last, true).await.is_err();
                 break;
             }
             Err(e) => {
                 tracing::warn!(provider = %provider.name, error = %e.etype().as_str(), "upstream body failed");
                 outcome.status = 502;
+                if let Relay::Translate { .. } = relay {
+                    // Nothing was sent yet: the client gets a clean error.
+                    let err =
+                        transport_error(provider, &e, "reading the response", &provider.timeouts);
+                    outcome.status = err.status();
+                    respond::write_error(session, &err).await;
+                    outcome.close = false;
+                    break;
+                }
                 if let Some(last) = relay.on_error(provider, &e) {
                     outcome.close = session.write_response_body(last, true).await.is_err();
                 }
@@ -448,7 +457,7 @@ async fn relay(
             }
         }
     }
-    outcome.usage = relay.usage();
+    outcome.usage = outcome.usage.or(relay.usage());
     outcome
 }
 

@@ -1,3 +1,4 @@
 //! Streams: the incremental SSE framer and the per-stream filters and translators.
 
+pub mod chunk;
 pub mod sse;

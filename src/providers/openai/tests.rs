@@ -143,7 +143,8 @@ fn usage_chunk_is_taken_and_stripped_from_the_real_capture() {
                 input_tokens: 19,
                 output_tokens: 238,
                 cached_input_tokens: 0,
-                reasoning_tokens: 0
+                reasoning_tokens: 0,
+                cache_write_tokens: 0
             })
         );
 
@@ -191,7 +192,8 @@ fn usage_of_a_whole_response_comes_from_its_tail() {
             input_tokens: 16,
             output_tokens: 363,
             cached_input_tokens: 0,
-            reasoning_tokens: 0
+            reasoning_tokens: 0,
+            cache_write_tokens: 0
         })
     );
     let tools = fixture("openai_chat_completion_tool_calls.json");
