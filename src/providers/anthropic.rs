@@ -588,7 +588,7 @@ impl StreamTranslator {
     pub fn feed(&mut self, chunk: Bytes) -> Option<Bytes> {
         self.framer.push(chunk);
         while let Some(event) = self.framer.next_event() {
-            self.event(&event);
+            self.event(&event, false);
         }
         self.take()
     }
@@ -596,7 +596,8 @@ impl StreamTranslator {
     /// At the end of the upstream body.
     pub fn finish(&mut self) -> Option<Bytes> {
         if let Some(event) = self.framer.finish() {
-            self.event(&event);
+            // Without its blank line, the last event may be whole or cut short.
+            self.event(&event, true);
         }
         self.take()
     }
@@ -615,13 +616,16 @@ impl StreamTranslator {
             .get_or_insert_with(|| ChunkWriter::new("msg_unknown", "unknown", created))
     }
 
-    fn event(&mut self, raw: &[u8]) {
+    /// Translates one event; `at_end`: the stream ended without the event's blank line, so
+    /// an unreadable event means a cut stream, not a provider error.
+    fn event(&mut self, raw: &[u8], at_end: bool) {
         if self.done {
             return;
         }
         let Some(data) = data_of(raw) else { return };
         let ev: Event<'_> = match serde_json::from_slice(data) {
             Ok(ev) => ev,
+            Err(_) if at_end => return,
             Err(_) => {
                 self.fail(
                     "upstream_error",

@@ -617,7 +617,7 @@ impl StreamTranslator {
     pub fn feed(&mut self, chunk: Bytes) -> Option<Bytes> {
         self.framer.push(chunk);
         while let Some(event) = self.framer.next_event() {
-            self.event(&event);
+            self.event(&event, false);
         }
         self.take()
     }
@@ -626,7 +626,8 @@ impl StreamTranslator {
     /// finish reason is closed here with usage and `[DONE]`.
     pub fn finish(&mut self) -> Option<Bytes> {
         if let Some(event) = self.framer.finish() {
-            self.event(&event);
+            // Without its blank line, the last event may be whole or cut short.
+            self.event(&event, true);
         }
         if self.finished && !self.done {
             if self.t.include_usage {
@@ -655,13 +656,16 @@ impl StreamTranslator {
             .get_or_insert_with(|| ChunkWriter::new("chatcmpl-gemini", model, created))
     }
 
-    fn event(&mut self, raw: &[u8]) {
+    /// Translates one event; `at_end`: the stream ended without the event's blank line, so
+    /// an unreadable event means a cut stream, not a provider error.
+    fn event(&mut self, raw: &[u8], at_end: bool) {
         if self.done {
             return;
         }
         let Some(data) = data_of(raw) else { return };
         let r: GResponse<'_> = match serde_json::from_slice(data) {
             Ok(r) => r,
+            Err(_) if at_end => return,
             Err(_) => {
                 self.fail(
                     "upstream_error",

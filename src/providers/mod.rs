@@ -3,6 +3,7 @@
 
 pub mod anthropic;
 pub mod chat;
+mod conformance;
 pub mod gemini;
 pub mod openai;
 

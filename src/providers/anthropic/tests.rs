@@ -1,1 +1,336 @@
+use super::*;
+use crate::providers::conformance::*;
 
+fn translation(include_usage: bool) -> Translation {
+    Translation {
+        json_tool: false,
+        include_usage,
+    }
+}
+
+fn stream(name: &str, t: Translation) -> Vec<u8> {
+    stream_output(
+        &|| StreamTranslator::new(t, CREATED),
+        &|s, b| s.feed(b),
+        &|s| s.finish(),
+        &fixture(name),
+    )
+}
+
+#[test]
+fn every_stream_capture_matches_its_checked_translation() {
+    let names = fixtures("anthropic_stream_", ".sse");
+    assert!(names.len() >= 9, "{names:?}");
+    for name in names {
+        let out = stream(&name, translation(true));
+        check_openai_stream(&out);
+        expect(&format!("{name}.openai"), &out);
+    }
+}
+
+#[test]
+fn tool_call_indexes_count_tool_calls_not_content_blocks() {
+    let out = stream("anthropic_stream_tool_use.sse", translation(false));
+    let events = check_openai_stream(&out);
+    let calls: Vec<&serde_json::Value> = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"].get("tool_calls"))
+        .collect();
+    // The tool_use block is Anthropic index 1 (after a text block) but the first tool call.
+    assert!(calls.iter().all(|c| c[0]["index"] == 0));
+    assert_eq!(calls[0][0]["id"], "toolu_01NRLabsLyVHZPKxbKvkfSMn");
+    let args: String = calls
+        .iter()
+        .map(|c| c[0]["function"]["arguments"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&args).unwrap()["location"],
+        "Paris"
+    );
+    let last_choice = events
+        .iter()
+        .rev()
+        .find(|e| e["choices"][0]["finish_reason"].is_string())
+        .unwrap();
+    assert_eq!(last_choice["choices"][0]["finish_reason"], "tool_calls");
+}
+
+#[test]
+fn usage_is_reported_only_when_asked_but_always_kept() {
+    let name = "anthropic_stream_text_sonnet45.sse";
+    let without = stream(name, translation(false));
+    assert!(!String::from_utf8_lossy(&without).contains("prompt_tokens"));
+    let mut t = StreamTranslator::new(translation(false), CREATED);
+    t.feed(Bytes::from(fixture(name)));
+    t.finish();
+    assert!(t.done);
+    assert!(t.usage.output_tokens > 0 && t.usage.input_tokens > 0);
+}
+
+#[test]
+fn an_error_event_ends_the_stream_openai_style() {
+    for name in [
+        "anthropic_stream_error_midstream.sse",
+        "anthropic_stream_error_overloaded.sse",
+        "anthropic_stream_error_api_error.sse",
+    ] {
+        let out = stream(name, translation(true));
+        let events = check_openai_stream(&out);
+        let last = events.last().unwrap();
+        assert!(last["error"]["message"].is_string(), "{name}");
+        assert!(!String::from_utf8_lossy(&out).contains("[DONE]"), "{name}");
+    }
+}
+
+#[test]
+fn a_stream_cut_before_message_stop_is_not_done() {
+    let whole = fixture("anthropic_stream_text.sse");
+    let cut = &whole[..whole.len() / 2];
+    let mut t = StreamTranslator::new(translation(true), CREATED);
+    t.feed(Bytes::copy_from_slice(cut));
+    t.finish();
+    assert!(!t.done);
+}
+
+#[test]
+fn every_message_capture_matches_its_checked_translation() {
+    for name in fixtures("anthropic_message", ".json") {
+        let (out, usage) =
+            translate_response(&fixture(&name), translation(false), CREATED).unwrap();
+        assert!(usage.input_tokens > 0, "{name}");
+        expect(&format!("{name}.openai"), &pretty(&out));
+    }
+}
+
+#[test]
+fn usage_counts_cached_prompt_tokens_as_prompt_tokens() {
+    let body = br#"{"id":"m","model":"c","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":10,"cache_read_input_tokens":100,"cache_creation_input_tokens":5,"output_tokens":3}}"#;
+    let (out, usage) = translate_response(body, translation(false), CREATED).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["usage"]["prompt_tokens"], 115);
+    assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 100);
+    assert_eq!(v["usage"]["completion_tokens"], 3);
+    assert_eq!(v["usage"]["total_tokens"], 118);
+    assert_eq!(usage.cache_write_tokens, 5);
+}
+
+#[test]
+fn finish_reasons_follow_the_documented_table() {
+    let cases = [
+        (Some("end_turn"), "stop"),
+        (Some("stop_sequence"), "stop"),
+        (Some("max_tokens"), "length"),
+        (Some("tool_use"), "tool_calls"),
+        (Some("pause_turn"), "stop"),
+        (Some("refusal"), "content_filter"),
+        (Some("model_context_window_exceeded"), "length"),
+        (Some("something_new"), "stop"),
+        (None, "stop"),
+    ];
+    for (anthropic, openai) in cases {
+        assert_eq!(finish_reason(anthropic, false), openai, "{anthropic:?}");
+    }
+    assert_eq!(finish_reason(Some("tool_use"), true), "stop");
+}
+
+// ---- requests
+
+fn opts() -> Options {
+    Options {
+        default_max_tokens: 4096,
+        unsupported: Unsupported::Reject,
+    }
+}
+
+fn translate(req: serde_json::Value) -> Result<serde_json::Value, GatewayError> {
+    let req = ChatRequest::parse(&serde_json::to_vec(&req).unwrap())?;
+    let (body, _) = translate_request(&req, "claude-x", &opts(), false)?;
+    Ok(serde_json::from_slice(&body).unwrap())
+}
+
+#[test]
+fn request_with_history_tools_and_images_translates_exactly() {
+    let got = translate(serde_json::json!({
+        "model": "public",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "developer", "content": [{"type": "text", "text": "Use tools."}]},
+            {"role": "user", "content": [
+                {"type": "text", "text": "What is here?"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}
+            ]},
+            {"role": "assistant", "content": "Checking.", "tool_calls": [
+                {"id": "toolu_1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}},
+                {"id": "toolu_2", "type": "function", "function": {"name": "time", "arguments": ""}}
+            ]},
+            {"role": "tool", "tool_call_id": "toolu_1", "content": "18C"},
+            {"role": "tool", "tool_call_id": "toolu_2", "content": "noon"},
+            {"role": "user", "content": "Thanks"}
+        ],
+        "tools": [
+            {"type": "function", "function": {"name": "weather", "description": "Weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
+            {"type": "function", "function": {"name": "time"}}
+        ],
+        "tool_choice": "required",
+        "parallel_tool_calls": false,
+        "temperature": 0.5,
+        "top_p": 0.9,
+        "max_completion_tokens": 300,
+        "stop": "END",
+        "user": "u-42"
+    }))
+    .unwrap();
+    let expected = serde_json::json!({
+        "model": "claude-x",
+        "system": [{"type": "text", "text": "Be brief."}, {"type": "text", "text": "Use tools."}],
+        "messages": [
+            {"role": "user", "content": [
+                {"type": "text", "text": "What is here?"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+                {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}}
+            ]},
+            {"role": "assistant", "content": [
+                {"type": "text", "text": "Checking."},
+                {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}},
+                {"type": "tool_use", "id": "toolu_2", "name": "time", "input": {}}
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"},
+                {"type": "tool_result", "tool_use_id": "toolu_2", "content": "noon"},
+                {"type": "text", "text": "Thanks"}
+            ]}
+        ],
+        "tools": [
+            {"name": "weather", "description": "Weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}},
+            {"name": "time", "input_schema": {"type": "object", "properties": {}}}
+        ],
+        "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
+        "temperature": 0.5,
+        "top_p": 0.9,
+        "max_tokens": 300,
+        "stop_sequences": ["END"],
+        "metadata": {"user_id": "u-42"}
+    });
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn tool_choice_forms() {
+    let with = |choice: serde_json::Value| {
+        translate(serde_json::json!({
+            "model": "m", "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "tool_choice": choice
+        }))
+        .unwrap()["tool_choice"]
+            .clone()
+    };
+    assert_eq!(with("auto".into()), serde_json::json!({"type": "auto"}));
+    assert_eq!(with("none".into()), serde_json::json!({"type": "none"}));
+    assert_eq!(with("required".into()), serde_json::json!({"type": "any"}));
+    assert_eq!(
+        with(serde_json::json!({"type": "function", "function": {"name": "f"}})),
+        serde_json::json!({"type": "tool", "name": "f"})
+    );
+}
+
+#[test]
+fn max_tokens_defaults_and_reasoning_effort_sets_a_thinking_budget() {
+    let plain = translate(
+        serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .unwrap();
+    assert_eq!(plain["max_tokens"], 4096);
+    let v = translate(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "medium"})).unwrap();
+    assert_eq!(
+        v["thinking"],
+        serde_json::json!({"type": "enabled", "budget_tokens": 8192})
+    );
+    assert_eq!(v["max_tokens"], 4096 + 8192);
+    let v = translate(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "high", "max_tokens": 5000})).unwrap();
+    assert_eq!(v["thinking"]["budget_tokens"], 4999);
+    let e = translate(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "low", "max_tokens": 500})).unwrap_err();
+    assert_eq!(e.param, Some("reasoning_effort"));
+}
+
+#[test]
+fn response_format_becomes_a_forced_tool_and_comes_back_as_content() {
+    let req = ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"a":{"type":"integer"}}}}}}"#).unwrap();
+    let (body, t) = translate_request(&req, "c", &opts(), false).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(t.json_tool);
+    assert_eq!(
+        v["tool_choice"],
+        serde_json::json!({"type": "tool", "name": JSON_TOOL})
+    );
+    assert_eq!(
+        v["tools"][0]["input_schema"]["properties"]["a"]["type"],
+        "integer"
+    );
+    let answer = br#"{"id":"m","model":"c","content":[{"type":"tool_use","id":"t","name":"json_response","input":{"a":1}}],"stop_reason":"tool_use","usage":{"input_tokens":1,"output_tokens":1}}"#;
+    let (out, _) = translate_response(answer, t, CREATED).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "{\"a\":1}");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert!(v["choices"][0]["message"].get("tool_calls").is_none());
+}
+
+#[test]
+fn unsupported_parameters_follow_the_policy() {
+    let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"n":2,"logit_bias":{"1":2},"seed":3}"#;
+    let req = ChatRequest::parse(body).unwrap();
+    let e = translate_request(&req, "c", &opts(), false).unwrap_err();
+    assert_eq!(e.status(), 400);
+    assert_eq!(e.code, Some("unsupported_parameter"));
+    assert_eq!(e.param, Some("logit_bias"));
+    let drop = Options {
+        unsupported: Unsupported::Drop,
+        ..opts()
+    };
+    let (out, _) = translate_request(&req, "c", &drop, false).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert!(v.get("n").is_none() && v.get("logit_bias").is_none() && v.get("seed").is_none());
+    // Values that ask for nothing are fine under either policy.
+    let neutral = ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"n":1,"logprobs":false,"presence_penalty":0,"store":false}"#).unwrap();
+    assert!(translate_request(&neutral, "c", &opts(), false).is_ok());
+}
+
+#[test]
+fn bad_tool_arguments_and_roles_are_400() {
+    let e = translate(serde_json::json!({"model": "m", "messages": [
+        {"role": "assistant", "tool_calls": [{"id": "a", "type": "function", "function": {"name": "f", "arguments": "{not json"}}]}
+    ]}))
+    .unwrap_err();
+    assert_eq!(e.status(), 400);
+    let e = translate(
+        serde_json::json!({"model": "m", "messages": [{"role": "wizard", "content": "hi"}]}),
+    )
+    .unwrap_err();
+    assert!(e.message.contains("wizard"));
+}
+
+#[test]
+fn error_bodies_map_to_statuses_the_client_can_act_on() {
+    let overloaded = fixture("anthropic_error_overloaded_529.json");
+    let e = map_error("claude", 529, &overloaded, None);
+    assert_eq!(e.status(), 503);
+    assert_eq!(e.code, Some("overloaded"));
+    assert!(e.message.contains("Overloaded"));
+    let http = String::from_utf8(fixture("anthropic_error_400_invalid_request.http")).unwrap();
+    let body = http.split("\n\n").nth(1).unwrap().as_bytes();
+    let e = map_error("claude", 400, body, None);
+    assert_eq!(e.status(), 400);
+    assert_eq!(e.code, Some("invalid_request_error"));
+    assert!(e.message.contains("prompt is too long"));
+    let e = map_error("claude", 401, br#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#, None);
+    assert_eq!(e.status(), 502);
+    assert_eq!(e.code, Some("upstream_auth_failed"));
+    let e = map_error(
+        "claude",
+        429,
+        br#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#,
+        Some(9),
+    );
+    assert_eq!((e.status(), e.retry_after), (429, Some(9)));
+}

@@ -1,1 +1,288 @@
+use super::*;
+use crate::providers::conformance::*;
 
+fn stream(name: &str, include_usage: bool) -> Vec<u8> {
+    stream_output(
+        &|| {
+            StreamTranslator::new(
+                Translation { include_usage },
+                "gemini-x",
+                CREATED,
+                CallIds::with_seed(1),
+            )
+        },
+        &|s, b| s.feed(b),
+        &|s| s.finish(),
+        &fixture(name),
+    )
+}
+
+#[test]
+fn every_stream_capture_matches_its_checked_translation() {
+    let names = fixtures("gemini_stream", ".sse");
+    assert!(names.len() >= 6, "{names:?}");
+    for name in names {
+        let out = stream(&name, true);
+        let events = check_openai_stream(&out);
+        assert!(
+            String::from_utf8_lossy(&out).ends_with("data: [DONE]\n\n"),
+            "{name}"
+        );
+        assert!(
+            events
+                .iter()
+                .any(|e| e["choices"][0]["finish_reason"].is_string()),
+            "{name}"
+        );
+        expect(&format!("{name}.openai"), &out);
+    }
+}
+
+#[test]
+fn parallel_function_calls_become_two_indexed_tool_calls() {
+    let out = stream("gemini_stream_parallel_function_calls.sse", false);
+    let events = check_openai_stream(&out);
+    let calls: Vec<&serde_json::Value> = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"].get("tool_calls"))
+        .collect();
+    assert_eq!(calls.len(), 2);
+    assert_eq!(calls[0][0]["index"], 0);
+    assert_eq!(calls[1][0]["index"], 1);
+    for c in &calls {
+        let id = c[0]["id"].as_str().unwrap();
+        assert!(id.starts_with("call_") && id.len() == 29, "{id}");
+        serde_json::from_str::<serde_json::Value>(c[0]["function"]["arguments"].as_str().unwrap())
+            .unwrap();
+    }
+    assert_ne!(calls[0][0]["id"], calls[1][0]["id"]);
+    let finish = events
+        .iter()
+        .find_map(|e| e["choices"][0]["finish_reason"].as_str())
+        .unwrap();
+    assert_eq!(finish, "tool_calls");
+}
+
+#[test]
+fn thoughts_become_reasoning_and_count_as_output() {
+    let mut t = StreamTranslator::new(
+        Translation {
+            include_usage: true,
+        },
+        "g",
+        CREATED,
+        CallIds::with_seed(1),
+    );
+    let out = t
+        .feed(Bytes::from(fixture(
+            "gemini_stream_thinking_function_call.sse",
+        )))
+        .unwrap();
+    let events = check_openai_stream(&out);
+    assert!(events
+        .iter()
+        .any(|e| e["choices"][0]["delta"]["reasoning_content"].is_string()));
+    t.finish();
+    assert_eq!(t.usage.reasoning_tokens, 95);
+    assert_eq!(t.usage.output_tokens, 15 + 95);
+}
+
+#[test]
+fn a_stream_without_a_finish_reason_is_not_done() {
+    let whole = fixture("gemini_stream.sse");
+    let text = String::from_utf8(whole).unwrap();
+    let first_event = text.split("\r\n\r\n").next().unwrap().to_string() + "\r\n\r\n";
+    let mut t = StreamTranslator::new(Translation::default(), "g", CREATED, CallIds::with_seed(1));
+    t.feed(Bytes::from(first_event));
+    let tail = t.finish();
+    assert!(!t.done);
+    assert!(tail.is_none_or(|b| !String::from_utf8_lossy(&b).contains("[DONE]")));
+}
+
+#[test]
+fn every_generate_content_capture_matches_its_checked_translation() {
+    for name in fixtures("gemini_generate_content", ".json") {
+        let (out, usage) = translate_response(
+            &fixture(&name),
+            "gemini-x",
+            CREATED,
+            &mut CallIds::with_seed(1),
+        )
+        .unwrap();
+        assert!(usage.input_tokens > 0, "{name}");
+        expect(&format!("{name}.openai"), &pretty(&out));
+    }
+}
+
+#[test]
+fn finish_reasons_follow_the_documented_table() {
+    for (g, o) in [
+        ("STOP", "stop"),
+        ("MAX_TOKENS", "length"),
+        ("SAFETY", "content_filter"),
+        ("RECITATION", "content_filter"),
+        ("PROHIBITED_CONTENT", "content_filter"),
+        ("MALFORMED_FUNCTION_CALL", "stop"),
+        ("OTHER", "stop"),
+        ("NEW_REASON", "stop"),
+    ] {
+        assert_eq!(finish_reason(g, false), o, "{g}");
+    }
+    assert_eq!(finish_reason("STOP", true), "tool_calls");
+}
+
+fn translate(req: serde_json::Value, stream: bool) -> Result<serde_json::Value, GatewayError> {
+    let req = ChatRequest::parse(&serde_json::to_vec(&req).unwrap())?;
+    let (body, _) = translate_request(&req, Unsupported::Reject, stream)?;
+    Ok(serde_json::from_slice(&body).unwrap())
+}
+
+#[test]
+fn request_with_history_tools_and_images_translates_exactly() {
+    let got = translate(
+        serde_json::json!({
+            "model": "public",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": [
+                    {"type": "text", "text": "What is here?"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                    {"type": "image_url", "image_url": {"url": "https://example.com/cat.webp"}}
+                ]},
+                {"role": "assistant", "content": null, "tool_calls": [
+                    {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": "{\"city\":\"Paris\"}"}}
+                ]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "{\"temp\":18}"},
+                {"role": "tool", "tool_call_id": "call_1", "content": "plain text"},
+                {"role": "user", "content": "Thanks"}
+            ],
+            "tools": [{"type": "function", "function": {"name": "weather", "description": "Weather",
+                "parameters": {"$schema": "x", "type": "object", "additionalProperties": false,
+                    "properties": {"city": {"type": "string"}, "additionalProperties": {"type": "string"}}}}}],
+            "tool_choice": {"type": "function", "function": {"name": "weather"}},
+            "temperature": 0.5,
+            "top_p": 0.9,
+            "max_tokens": 300,
+            "stop": ["END", "STOP"],
+            "seed": 7,
+            "response_format": {"type": "json_object"},
+            "reasoning_effort": "low"
+        }),
+        false,
+    )
+    .unwrap();
+    let expected = serde_json::json!({
+        "systemInstruction": {"parts": [{"text": "Be brief."}]},
+        "contents": [
+            {"role": "user", "parts": [
+                {"text": "What is here?"},
+                {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}},
+                {"fileData": {"mimeType": "image/webp", "fileUri": "https://example.com/cat.webp"}}
+            ]},
+            {"role": "model", "parts": [{"functionCall": {"name": "weather", "args": {"city": "Paris"}}}]},
+            {"role": "user", "parts": [
+                {"functionResponse": {"name": "weather", "response": {"temp": 18}}},
+                {"functionResponse": {"name": "weather", "response": {"content": "plain text"}}},
+                {"text": "Thanks"}
+            ]}
+        ],
+        "tools": [{"functionDeclarations": [{"name": "weather", "description": "Weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "additionalProperties": {"type": "string"}}}}]}],
+        "toolConfig": {"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["weather"]}},
+        "generationConfig": {
+            "temperature": 0.5,
+            "topP": 0.9,
+            "maxOutputTokens": 300,
+            "stopSequences": ["END", "STOP"],
+            "seed": 7,
+            "responseMimeType": "application/json",
+            "thinkingConfig": {"thinkingBudget": 2048, "includeThoughts": true}
+        }
+    });
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn tool_choice_modes_and_schema_response_format() {
+    let with = |choice: &str| {
+        translate(
+            serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                "tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": choice}),
+            false,
+        )
+        .unwrap()["toolConfig"]["functionCallingConfig"]["mode"]
+            .clone()
+    };
+    assert_eq!(with("auto"), "AUTO");
+    assert_eq!(with("required"), "ANY");
+    assert_eq!(with("none"), "NONE");
+    let v = translate(
+        serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}}),
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        v["generationConfig"]["responseJsonSchema"],
+        serde_json::json!({"type": "object"})
+    );
+}
+
+#[test]
+fn a_tool_result_without_its_call_is_400_and_n_cannot_stream() {
+    let e = translate(
+        serde_json::json!({"model": "m", "messages": [{"role": "tool", "tool_call_id": "x", "content": "1"}]}),
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(e.status(), 400);
+    let e = translate(
+        serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 2}),
+        true,
+    )
+    .unwrap_err();
+    assert_eq!(e.param, Some("n"));
+    let v = translate(
+        serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 2}),
+        false,
+    )
+    .unwrap();
+    assert_eq!(v["generationConfig"]["candidateCount"], 2);
+}
+
+#[test]
+fn error_bodies_map_to_statuses_the_client_can_act_on() {
+    let e = map_error(
+        "gem",
+        429,
+        &fixture("gemini_error_429_resource_exhausted.json"),
+        None,
+    );
+    assert_eq!(e.status(), 429);
+    assert_eq!(e.retry_after, Some(35));
+    assert_eq!(e.code, Some("rate_limit_exceeded"));
+    let e = map_error(
+        "gem",
+        429,
+        &fixture("gemini_error_429_quota_exceeded.json"),
+        None,
+    );
+    assert_eq!((e.status(), e.retry_after), (429, None));
+    let e = map_error(
+        "gem",
+        400,
+        &fixture("gemini_error_400_api_key_invalid.json"),
+        None,
+    );
+    assert_eq!(e.status(), 502);
+    assert_eq!(e.code, Some("upstream_auth_failed"));
+    assert!(!e.message.contains("API key not valid"));
+    let e = map_error(
+        "gem",
+        400,
+        br#"{"error":{"code":400,"message":"bad schema","status":"INVALID_ARGUMENT"}}"#,
+        None,
+    );
+    assert_eq!(e.status(), 400);
+    assert!(e.message.contains("bad schema"));
+}
