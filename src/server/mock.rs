@@ -11,7 +11,6 @@ use pingora_core::server::ShutdownWatch;
 use pingora_http::ResponseHeader;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -165,10 +164,20 @@ struct Answer {
     prompt_tokens: u64,
     /// Text of the echo (`x-mock-echo`), or generated words.
     echo: Option<String>,
+    /// Answer with a call to this tool (the request offered tools and is not a tool result).
+    tool: Option<String>,
+    /// Think before answering (the request asked for reasoning).
+    thinking: bool,
+    /// Images in the request; the answer says how many it saw.
+    images: usize,
 }
 
+/// Arguments of the mock's tool calls, and the pieces they stream in.
+const TOOL_ARGS: [&str; 2] = ["{\"city\": ", "\"Paris\"}"];
+const THOUGHT: &str = "Let me think about that.";
+
 impl Answer {
-    fn piece(&self, i: u64, chunks: u64) -> String {
+    fn piece(&self, i: u64) -> String {
         match &self.echo {
             // The echo comes whole in the first chunk.
             Some(e) => {
@@ -178,16 +187,71 @@ impl Answer {
                     String::new()
                 }
             }
-            None => {
-                let _ = chunks;
-                WORDS[(i % WORDS.len() as u64) as usize].to_string()
+            None if i == 0 && self.images > 0 => {
+                format!("I see {} image(s). {}", self.images, WORDS[0])
             }
+            None => WORDS[(i % WORDS.len() as u64) as usize].to_string(),
         }
     }
 
     fn text(&self, chunks: u64) -> String {
-        (0..chunks).map(|i| self.piece(i, chunks)).collect()
+        (0..chunks).map(|i| self.piece(i)).collect()
     }
+}
+
+/// What a request asks of the answer beyond text: read only when the body mentions it, so
+/// that plain load-test requests are not parsed twice.
+fn extras(wire: Wire, body: &[u8]) -> (Option<String>, bool, usize) {
+    let has = |needle: &[u8]| memchr::memmem::find(body, needle).is_some();
+    if !has(b"tools")
+        && !has(b"image")
+        && !has(b"thinking")
+        && !has(b"reasoning_effort")
+        && !has(b"Data")
+    {
+        return (None, false, 0);
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return (None, false, 0);
+    };
+    let text = v.to_string();
+    let images = match wire {
+        Wire::OpenAi => text.matches("\"type\":\"image_url\"").count(),
+        Wire::Anthropic => text.matches("\"type\":\"image\"").count(),
+        Wire::Gemini => {
+            text.matches("\"inlineData\"").count() + text.matches("\"fileData\"").count()
+        }
+    };
+    let (tool, answered, thinking) = match wire {
+        Wire::OpenAi => (
+            v["tools"][0]["function"]["name"].as_str(),
+            v["messages"]
+                .as_array()
+                .and_then(|m| m.last())
+                .is_some_and(|m| m["role"] == "tool"),
+            v.get("reasoning_effort").is_some_and(|e| e != "none"),
+        ),
+        Wire::Anthropic => (
+            v["tools"][0]["name"].as_str(),
+            v["messages"]
+                .as_array()
+                .and_then(|m| m.last())
+                .and_then(|m| m["content"].as_array())
+                .is_some_and(|c| c.iter().any(|b| b["type"] == "tool_result")),
+            v["thinking"]["type"] == "enabled",
+        ),
+        Wire::Gemini => (
+            v["tools"][0]["functionDeclarations"][0]["name"].as_str(),
+            v["contents"]
+                .as_array()
+                .and_then(|c| c.last())
+                .and_then(|c| c["parts"].as_array())
+                .is_some_and(|p| p.iter().any(|x| x.get("functionResponse").is_some())),
+            v["generationConfig"]["thinkingConfig"]["includeThoughts"] == true,
+        ),
+    };
+    let tool = tool.filter(|_| !answered).map(str::to_string);
+    (tool, thinking, images)
 }
 
 fn json_str(s: &str) -> String {
@@ -316,6 +380,7 @@ impl Mock {
                 .to_string(),
             _ => shape.model.clone().unwrap_or_else(|| "mock-model".into()),
         };
+        let (tool, thinking, images) = extras(wire, &body);
         let answer = Answer {
             wire,
             id: match wire {
@@ -331,6 +396,9 @@ impl Mock {
                 .unwrap_or(false),
             prompt_tokens: (body.len() as u64 / 4).max(1),
             echo,
+            tool,
+            thinking,
+            images,
         };
         let stream = match wire {
             Wire::Gemini => gemini_stream,
@@ -458,33 +526,72 @@ fn error_body(wire: Wire, status: u16, message: &str) -> Bytes {
 }
 
 fn whole_answer(a: &Answer, chunks: u64) -> Vec<u8> {
-    let text = json_str(&a.text(chunks));
+    let text = a.text(chunks);
     let (p, c) = (a.prompt_tokens, chunks);
-    let s = match a.wire {
-        Wire::OpenAi => format!(
-            r#"{{"id":"{}","object":"chat.completion","created":1770933883,"model":{},"choices":[{{"index":0,"message":{{"role":"assistant","content":{text},"refusal":null,"annotations":[]}},"logprobs":null,"finish_reason":"stop"}}],"usage":{{"prompt_tokens":{p},"completion_tokens":{c},"total_tokens":{},"prompt_tokens_details":{{"cached_tokens":0,"audio_tokens":0}},"completion_tokens_details":{{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}}},"service_tier":"default","system_fingerprint":"fp_mock"}}"#,
-            a.id,
-            json_str(&a.model),
-            p + c
-        ),
-        Wire::Anthropic => format!(
-            r#"{{"model":{},"id":"{}","type":"message","role":"assistant","content":[{{"type":"text","text":{text}}}],"stop_reason":"end_turn","stop_sequence":null,"usage":{{"input_tokens":{p},"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":{c},"service_tier":"standard"}}}}"#,
-            json_str(&a.model),
-            a.id
-        ),
-        Wire::Gemini => format!(
-            r#"{{"candidates":[{{"content":{{"parts":[{{"text":{text}}}],"role":"model"}},"finishReason":"STOP","index":0}}],"usageMetadata":{{"promptTokenCount":{p},"candidatesTokenCount":{c},"totalTokenCount":{}}},"modelVersion":{},"responseId":"{}"}}"#,
-            p + c,
-            json_str(&a.model),
-            a.id
-        ),
+    let args = TOOL_ARGS.concat();
+    let v = match a.wire {
+        Wire::OpenAi => {
+            let mut message = serde_json::json!({"role": "assistant", "content": text, "refusal": null, "annotations": []});
+            if let Some(tool) = &a.tool {
+                message["content"] = serde_json::Value::Null;
+                message["tool_calls"] = serde_json::json!([{"id": "call_mock1", "type": "function", "function": {"name": tool, "arguments": args}}]);
+            }
+            if a.thinking {
+                message["reasoning_content"] = THOUGHT.into();
+            }
+            serde_json::json!({
+                "id": a.id, "object": "chat.completion", "created": 1770933883, "model": a.model,
+                "choices": [{"index": 0, "message": message, "logprobs": null,
+                    "finish_reason": if a.tool.is_some() { "tool_calls" } else { "stop" }}],
+                "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
+                    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                    "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}},
+                "service_tier": "default", "system_fingerprint": "fp_mock"
+            })
+        }
+        Wire::Anthropic => {
+            let mut content = Vec::new();
+            if a.thinking {
+                content.push(serde_json::json!({"type": "thinking", "thinking": THOUGHT, "signature": "mock-signature"}));
+            }
+            match &a.tool {
+                Some(tool) => {
+                    content.push(serde_json::json!({"type": "text", "text": "Let me check."}));
+                    content.push(serde_json::json!({"type": "tool_use", "id": "toolu_mock1", "name": tool, "input": {"city": "Paris"}}));
+                }
+                None => content.push(serde_json::json!({"type": "text", "text": text})),
+            }
+            serde_json::json!({
+                "model": a.model, "id": a.id, "type": "message", "role": "assistant", "content": content,
+                "stop_reason": if a.tool.is_some() { "tool_use" } else { "end_turn" }, "stop_sequence": null,
+                "usage": {"input_tokens": p, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": c, "service_tier": "standard"}
+            })
+        }
+        Wire::Gemini => {
+            let mut parts = Vec::new();
+            if a.thinking {
+                parts.push(serde_json::json!({"text": THOUGHT, "thought": true}));
+            }
+            match &a.tool {
+                Some(tool) => parts.push(
+                    serde_json::json!({"functionCall": {"name": tool, "args": {"city": "Paris"}}}),
+                ),
+                None => parts.push(serde_json::json!({"text": text})),
+            }
+            let thoughts = if a.thinking { 3 } else { 0 };
+            serde_json::json!({
+                "candidates": [{"content": {"parts": parts, "role": "model"}, "finishReason": "STOP", "index": 0}],
+                "usageMetadata": {"promptTokenCount": p, "candidatesTokenCount": c, "totalTokenCount": p + c + thoughts, "thoughtsTokenCount": thoughts},
+                "modelVersion": a.model, "responseId": a.id
+            })
+        }
     };
-    s.into_bytes()
+    serde_json::to_vec(&v).unwrap_or_default()
 }
 
 /// The SSE events of a streamed answer, in order.
 fn stream_events(a: &Answer, chunks: u64) -> Vec<Bytes> {
-    let mut out = Vec::with_capacity(chunks as usize + 6);
+    let mut out: Vec<String> = Vec::with_capacity(chunks as usize + 8);
     let (p, c) = (a.prompt_tokens, chunks);
     let model = json_str(&a.model);
     match a.wire {
@@ -498,14 +605,48 @@ fn stream_events(a: &Answer, chunks: u64) -> Vec<Bytes> {
                 r#"data: {{"id":"{}","object":"chat.completion.chunk","created":1753357673,"model":{model},"service_tier":"default","system_fingerprint":"fp_mock","choices":[{{"index":0,"#,
                 a.id
             );
-            out.push(format!(r#"{head}"delta":{{"role":"assistant","content":"","refusal":null}},"logprobs":null,"finish_reason":null}}]{usage_null}}}"#));
-            for i in 0..chunks {
-                let piece = json_str(&a.piece(i, chunks));
-                out.push(format!(r#"{head}"delta":{{"content":{piece}}},"logprobs":null,"finish_reason":null}}]{usage_null}}}"#));
-            }
-            out.push(format!(
-                r#"{head}"delta":{{}},"logprobs":null,"finish_reason":"stop"}}]{usage_null}}}"#
+            let chunk = |delta: String, finish: &str| {
+                format!(
+                    r#"{head}"delta":{delta},"logprobs":null,"finish_reason":{finish}}}]{usage_null}}}"#
+                )
+            };
+            out.push(chunk(
+                r#"{"role":"assistant","content":"","refusal":null}"#.into(),
+                "null",
             ));
+            if a.thinking {
+                out.push(chunk(
+                    format!(r#"{{"reasoning_content":{}}}"#, json_str(THOUGHT)),
+                    "null",
+                ));
+            }
+            match &a.tool {
+                Some(tool) => {
+                    out.push(chunk(
+                        format!(r#"{{"tool_calls":[{{"index":0,"id":"call_mock1","type":"function","function":{{"name":{},"arguments":""}}}}]}}"#, json_str(tool)),
+                        "null",
+                    ));
+                    for piece in TOOL_ARGS {
+                        out.push(chunk(
+                            format!(
+                                r#"{{"tool_calls":[{{"index":0,"function":{{"arguments":{}}}}}]}}"#,
+                                json_str(piece)
+                            ),
+                            "null",
+                        ));
+                    }
+                    out.push(chunk("{}".into(), r#""tool_calls""#));
+                }
+                None => {
+                    for i in 0..chunks {
+                        out.push(chunk(
+                            format!(r#"{{"content":{}}}"#, json_str(&a.piece(i))),
+                            "null",
+                        ));
+                    }
+                    out.push(chunk("{}".into(), r#""stop""#));
+                }
+            }
             if a.include_usage {
                 out.push(format!(
                     r#"data: {{"id":"{}","object":"chat.completion.chunk","created":1753357673,"model":{model},"service_tier":"default","system_fingerprint":"fp_mock","choices":[],"usage":{{"prompt_tokens":{p},"completion_tokens":{c},"total_tokens":{},"prompt_tokens_details":{{"cached_tokens":0,"audio_tokens":0}},"completion_tokens_details":{{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}}}}}"#,
@@ -518,54 +659,87 @@ fn stream_events(a: &Answer, chunks: u64) -> Vec<Bytes> {
         Wire::Anthropic => {
             out.push(format!(r#"event: message_start
 data: {{"type":"message_start","message":{{"id":"{}","type":"message","role":"assistant","model":{model},"content":[],"stop_reason":null,"stop_sequence":null,"usage":{{"input_tokens":{p},"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":1}}}}}}"#, a.id));
-            out.push(
-                r#"event: content_block_start
-data: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#
-                    .into(),
-            );
-            out.push("event: ping\ndata: {\"type\": \"ping\"}".into());
-            for i in 0..chunks {
-                let piece = json_str(&a.piece(i, chunks));
-                out.push(format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":{piece}}}}}"));
+            let mut index = 0;
+            if a.thinking {
+                out.push(format!("event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":{index},\"content_block\":{{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}}}}"));
+                out.push(format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":{index},\"delta\":{{\"type\":\"thinking_delta\",\"thinking\":{}}}}}", json_str(THOUGHT)));
+                out.push(format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":{index},\"delta\":{{\"type\":\"signature_delta\",\"signature\":\"mock-signature\"}}}}"));
+                out.push(format!("event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":{index}}}"));
+                index += 1;
             }
-            out.push(
-                "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}"
-                    .into(),
-            );
-            out.push(format!("event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\",\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":{c}}}}}"));
+            out.push(format!("event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":{index},\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}"));
+            out.push("event: ping\ndata: {\"type\": \"ping\"}".into());
+            let text_pieces: Vec<String> = match &a.tool {
+                Some(_) => vec!["Let me check.".into()],
+                None => (0..chunks).map(|i| a.piece(i)).collect(),
+            };
+            for piece in text_pieces {
+                out.push(format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":{index},\"delta\":{{\"type\":\"text_delta\",\"text\":{}}}}}", json_str(&piece)));
+            }
+            out.push(format!("event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":{index}}}"));
+            if let Some(tool) = &a.tool {
+                index += 1;
+                out.push(format!("event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":{index},\"content_block\":{{\"type\":\"tool_use\",\"id\":\"toolu_mock1\",\"name\":{},\"input\":{{}}}}}}", json_str(tool)));
+                for piece in [""].iter().chain(TOOL_ARGS.iter()) {
+                    out.push(format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":{index},\"delta\":{{\"type\":\"input_json_delta\",\"partial_json\":{}}}}}", json_str(piece)));
+                }
+                out.push(format!("event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":{index}}}"));
+            }
+            let stop = if a.tool.is_some() {
+                "tool_use"
+            } else {
+                "end_turn"
+            };
+            out.push(format!("event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"{stop}\",\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":{c}}}}}"));
             out.push("event: message_stop\ndata: {\"type\":\"message_stop\"}".into());
         }
         Wire::Gemini => {
-            for i in 0..chunks {
-                let piece = json_str(&a.piece(i, chunks));
-                let finish = if i + 1 == chunks {
+            let thoughts = if a.thinking { 3 } else { 0 };
+            let event = |parts: String, finish: bool, done: u64| {
+                let finish = if finish {
                     r#""finishReason": "STOP","#
                 } else {
                     ""
                 };
-                out.push(format!(
-                    r#"data: {{"candidates": [{{"content": {{"parts": [{{"text": {piece}}}],"role": "model"}},{finish}"index": 0}}],"usageMetadata": {{"promptTokenCount": {p},"candidatesTokenCount": {},"totalTokenCount": {}}},"modelVersion": {model},"responseId": "{}"}}"#,
-                    i + 1,
-                    p + i + 1,
+                format!(
+                    r#"data: {{"candidates": [{{"content": {{"parts": [{parts}],"role": "model"}},{finish}"index": 0}}],"usageMetadata": {{"promptTokenCount": {p},"candidatesTokenCount": {done},"totalTokenCount": {},"thoughtsTokenCount": {thoughts}}},"modelVersion": {model},"responseId": "{}"}}"#,
+                    p + done + thoughts,
                     a.id
+                )
+            };
+            if a.thinking {
+                out.push(event(
+                    format!(r#"{{"text": {},"thought": true}}"#, json_str(THOUGHT)),
+                    false,
+                    0,
                 ));
+            }
+            match &a.tool {
+                Some(tool) => out.push(event(
+                    format!(
+                        r#"{{"functionCall": {{"name": {},"args": {{"city": "Paris"}}}}}}"#,
+                        json_str(tool)
+                    ),
+                    true,
+                    c,
+                )),
+                None => {
+                    for i in 0..chunks {
+                        out.push(event(
+                            format!(r#"{{"text": {}}}"#, json_str(&a.piece(i))),
+                            i + 1 == chunks,
+                            i + 1,
+                        ));
+                    }
+                }
             }
         }
     }
-    out.into_iter()
-        .map(|e: String| {
-            let mut s = e;
-            let _ = write!(
-                s,
-                "{}",
-                match a.wire {
-                    Wire::Gemini => "\r\n\r\n",
-                    _ => "\n\n",
-                }
-            );
-            Bytes::from(s)
-        })
-        .collect()
+    let end = match a.wire {
+        Wire::Gemini => "\r\n\r\n",
+        _ => "\n\n",
+    };
+    out.into_iter().map(|e| Bytes::from(e + end)).collect()
 }
 
 #[derive(PartialEq, Eq)]
@@ -622,6 +796,9 @@ mod tests {
             include_usage,
             prompt_tokens: 5,
             echo: None,
+            tool: None,
+            thinking: false,
+            images: 0,
         }
     }
 
@@ -640,8 +817,13 @@ mod tests {
 
     #[test]
     fn every_event_and_whole_answer_is_valid_json() {
-        for wire in [Wire::OpenAi, Wire::Anthropic, Wire::Gemini] {
-            let a = answer(wire, true);
+        for (wire, tool, thinking) in [Wire::OpenAi, Wire::Anthropic, Wire::Gemini]
+            .into_iter()
+            .flat_map(|w| [(w, false, false), (w, true, true)])
+        {
+            let mut a = answer(wire, true);
+            a.tool = tool.then(|| "f".to_string());
+            a.thinking = thinking;
             for e in stream_events(&a, 4) {
                 let data = crate::stream::sse::data_of(&e).unwrap();
                 if data != b"[DONE]" {

@@ -6,6 +6,7 @@ target/debug/junction) on free ports. Run with: .venv/bin/pytest tests/sdk
 
 import asyncio
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -70,9 +71,25 @@ kind = "openai"
 base_url = "http://127.0.0.1:{mock_port}/v1"
 headers = {{ "x-mock-status" = "429", "x-mock-retry-after" = "1" }}
 
+[providers.mock-anthropic]
+kind = "anthropic"
+base_url = "http://127.0.0.1:{mock_port}/v1"
+
+[providers.mock-gemini]
+kind = "gemini"
+base_url = "http://127.0.0.1:{mock_port}/v1beta"
+
 [models.gpt-sdk]
 provider = "mock"
 model = "gpt-4o-mini"
+
+[models.claude-sdk]
+provider = "mock-anthropic"
+model = "claude-sonnet-4-5"
+
+[models.gemini-sdk]
+provider = "mock-gemini"
+model = "gemini-2.5-flash"
 
 [models.always-429]
 provider = "limited"
@@ -154,7 +171,7 @@ def test_async_completion_and_stream(gateway):
 def test_models_list(gateway):
     client = openai.OpenAI(base_url=gateway, api_key=KEY)
     ids = sorted(m.id for m in client.models.list())
-    assert ids == ["always-429", "gpt-sdk"]
+    assert ids == ["always-429", "claude-sdk", "gemini-sdk", "gpt-sdk"]
 
 
 def test_errors_are_typed(gateway):
@@ -171,3 +188,117 @@ def test_errors_are_typed(gateway):
     assert e.value.response.headers["retry-after"] == "1"
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="gpt-sdk", messages=[])
+
+
+# The same experience from every provider kind: the gateway translates Anthropic and Gemini.
+ALL_MODELS = ["gpt-sdk", "claude-sdk", "gemini-sdk"]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather in a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+                "additionalProperties": False,
+            },
+        },
+    }
+]
+
+
+@pytest.mark.parametrize("model", ALL_MODELS)
+def test_every_kind_streams_text_with_usage(gateway, model):
+    client = openai.OpenAI(base_url=gateway, api_key=KEY)
+    chunks = list(
+        client.chat.completions.create(
+            model=model, messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == EXPECTED
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert finishes == ["stop"]
+    assert chunks[-1].usage.completion_tokens == 8
+    assert chunks[-1].usage.prompt_tokens > 0
+
+
+@pytest.mark.parametrize("model", ALL_MODELS)
+@pytest.mark.parametrize("stream", [False, True])
+def test_every_kind_calls_tools_and_takes_results(gateway, model, stream):
+    client = openai.OpenAI(base_url=gateway, api_key=KEY)
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+    if stream:
+        calls = {}
+        finish = None
+        for c in client.chat.completions.create(model=model, messages=messages, tools=TOOLS, stream=True):
+            if not c.choices:
+                continue
+            for tc in c.choices[0].delta.tool_calls or []:
+                entry = calls.setdefault(tc.index, {"id": None, "name": None, "arguments": ""})
+                entry["id"] = tc.id or entry["id"]
+                if tc.function and tc.function.name:
+                    entry["name"] = tc.function.name
+                if tc.function and tc.function.arguments:
+                    entry["arguments"] += tc.function.arguments
+            finish = c.choices[0].finish_reason or finish
+        assert list(calls) == [0]
+        call = calls[0]
+        call_id, name, arguments = call["id"], call["name"], call["arguments"]
+    else:
+        r = client.chat.completions.create(model=model, messages=messages, tools=TOOLS)
+        finish = r.choices[0].finish_reason
+        (tc,) = r.choices[0].message.tool_calls
+        call_id, name, arguments = tc.id, tc.function.name, tc.function.arguments
+    assert finish == "tool_calls"
+    assert name == "get_weather"
+    assert json.loads(arguments) == {"city": "Paris"}
+    assert call_id
+    # Send the result back: the provider gets a proper tool result and answers in text.
+    messages += [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}],
+        },
+        {"role": "tool", "tool_call_id": call_id, "content": json.dumps({"temp_c": 18})},
+    ]
+    r = client.chat.completions.create(model=model, messages=messages, tools=TOOLS)
+    assert r.choices[0].finish_reason == "stop"
+    assert r.choices[0].message.content == EXPECTED
+
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+
+
+@pytest.mark.parametrize("model", ALL_MODELS)
+def test_every_kind_sees_images(gateway, model):
+    client = openai.OpenAI(base_url=gateway, api_key=KEY)
+    r = client.chat.completions.create(
+        model=model,
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is in these?"},
+                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+                    {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
+                ],
+            }
+        ],
+    )
+    assert r.choices[0].message.content.startswith("I see 2 image(s).")
+
+
+@pytest.mark.parametrize("model", ["claude-sdk", "gemini-sdk"])
+def test_reasoning_comes_back_as_reasoning_content(gateway, model):
+    client = openai.OpenAI(base_url=gateway, api_key=KEY)
+    r = client.chat.completions.create(model=model, messages=MESSAGES, reasoning_effort="low")
+    assert r.choices[0].message.model_extra["reasoning_content"] == "Let me think about that."
+    reasoning = ""
+    for c in client.chat.completions.create(model=model, messages=MESSAGES, reasoning_effort="low", stream=True):
+        if c.choices:
+            reasoning += (c.choices[0].delta.model_extra or {}).get("reasoning_content") or ""
+    assert reasoning == "Let me think about that."
