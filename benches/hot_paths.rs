@@ -4,7 +4,9 @@
 
 use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use junction::providers::chat::{ChatRequest, Unsupported};
 use junction::providers::openai::{self, JsonScratch, StreamFilter};
+use junction::providers::{anthropic, gemini};
 use junction::stream::sse::SseFramer;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/providers/");
@@ -103,5 +105,143 @@ fn usage(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, parse_and_patch, sse, usage);
+/// The events of a capture, one per chunk, as an upstream sends them.
+fn events_of(name: &str) -> Vec<Bytes> {
+    let text = String::from_utf8(fixture(name)).unwrap();
+    let sep = if text.contains("\r\n\r\n") {
+        "\r\n\r\n"
+    } else {
+        "\n\n"
+    };
+    text.split_inclusive(sep)
+        .map(|e| Bytes::copy_from_slice(e.as_bytes()))
+        .collect()
+}
+
+fn translate_streams(c: &mut Criterion) {
+    let mut g = c.benchmark_group("stream_event");
+    // One event, as in the middle of a stream: what each token costs.
+    let anthropic_events = events_of("anthropic_stream_text.sse");
+    let mut a = anthropic::StreamTranslator::new(
+        anthropic::Translation {
+            json_tool: false,
+            include_usage: true,
+        },
+        0,
+    );
+    for e in &anthropic_events[..4] {
+        a.feed(e.clone());
+    }
+    let delta = anthropic_events[5].clone();
+    g.bench_function("anthropic_text_delta", |b| {
+        b.iter(|| black_box(a.feed(delta.clone())))
+    });
+    let gemini_events = events_of("gemini_stream.sse");
+    let mut gm = gemini::StreamTranslator::new(
+        gemini::Translation {
+            include_usage: true,
+        },
+        "g",
+        0,
+        gemini::CallIds::with_seed(1),
+    );
+    gm.feed(gemini_events[0].clone());
+    let middle = gemini_events[1].clone();
+    g.bench_function("gemini_text_event", |b| {
+        b.iter(|| black_box(gm.feed(middle.clone())))
+    });
+    // Whole captures, per event: setup, tool calls and the end included.
+    for (name, file) in [
+        ("anthropic_text_stream", "anthropic_stream_text.sse"),
+        (
+            "anthropic_tool_use_stream",
+            "anthropic_stream_tool_use_text_and_tool.sse",
+        ),
+    ] {
+        let events = events_of(file);
+        g.throughput(Throughput::Elements(events.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let t = anthropic::Translation {
+                    json_tool: false,
+                    include_usage: true,
+                };
+                let mut s = anthropic::StreamTranslator::new(t, 0);
+                let mut n = 0;
+                for e in &events {
+                    n += s.feed(e.clone()).map_or(0, |b| b.len());
+                }
+                black_box(n)
+            })
+        });
+    }
+    for (name, file) in [
+        ("gemini_text_stream", "gemini_stream.sse"),
+        (
+            "gemini_thinking_call_stream",
+            "gemini_stream_thinking_function_call.sse",
+        ),
+    ] {
+        let events = events_of(file);
+        g.throughput(Throughput::Elements(events.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let t = gemini::Translation {
+                    include_usage: true,
+                };
+                let mut s = gemini::StreamTranslator::new(t, "g", 0, gemini::CallIds::with_seed(1));
+                let mut n = 0;
+                for e in &events {
+                    n += s.feed(e.clone()).map_or(0, |b| b.len());
+                }
+                black_box(n)
+            })
+        });
+    }
+    g.finish();
+}
+
+/// A chat request of about `size` bytes with a multi-turn history and a tool round trip.
+fn history_request(size: usize) -> Vec<u8> {
+    let turn = r#"{"role":"user","content":"Please summarise the following paragraph about the weather in Paris, in two sentences."},{"role":"assistant","content":"Paris is mild today, with light wind and a chance of rain later in the evening."},"#;
+    let turns = turn.repeat((size / turn.len()).max(1));
+    format!(
+        r#"{{"model":"m","messages":[{{"role":"system","content":"You are helpful."}},{turns}{{"role":"assistant","content":null,"tool_calls":[{{"id":"call_1","type":"function","function":{{"name":"get_weather","arguments":"{{\"city\":\"Paris\"}}"}}}}]}},{{"role":"tool","tool_call_id":"call_1","content":"18C"}}],"tools":[{{"type":"function","function":{{"name":"get_weather","parameters":{{"type":"object","properties":{{"city":{{"type":"string"}}}}}}}}}}],"temperature":0.3,"max_tokens":512}}"#
+    )
+    .into_bytes()
+}
+
+fn translate_requests(c: &mut Criterion) {
+    let mut g = c.benchmark_group("request_translation");
+    let opts = anthropic::Options {
+        default_max_tokens: 4096,
+        unsupported: Unsupported::Reject,
+    };
+    for size in [2 * 1024usize, 200 * 1024] {
+        let body = history_request(size);
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_with_input(BenchmarkId::new("anthropic", size), &body, |b, body| {
+            b.iter(|| {
+                let req = ChatRequest::parse(black_box(body)).unwrap();
+                anthropic::translate_request(&req, "claude", &opts, true).unwrap()
+            })
+        });
+        g.bench_with_input(BenchmarkId::new("gemini", size), &body, |b, body| {
+            b.iter(|| {
+                let req = ChatRequest::parse(black_box(body)).unwrap();
+                gemini::translate_request(&req, Unsupported::Reject, true).unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    parse_and_patch,
+    sse,
+    usage,
+    translate_streams,
+    translate_requests
+);
 criterion_main!(benches);

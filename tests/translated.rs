@@ -23,7 +23,10 @@ sha256 = "{hash}"
         for (name, headers) in [
             ("ok", r#"{ "x-mock-echo" = "1" }"#),
             ("overloaded", r#"{ "x-mock-status" = "529" }"#),
-            ("limited", r#"{ "x-mock-status" = "429", "x-mock-retry-after" = "3" }"#),
+            (
+                "limited",
+                r#"{ "x-mock-status" = "429", "x-mock-retry-after" = "3" }"#,
+            ),
             ("refused", r#"{ "x-mock-status" = "401" }"#),
             ("bad", r#"{ "x-mock-status" = "400" }"#),
             ("cut", r#"{ "x-mock-cut-after" = "3" }"#),
@@ -66,7 +69,8 @@ async fn translated_requests_reach_the_native_endpoint_with_the_native_key_heade
     let (s, _, body) = ask(&gw, "anthropic-ok", false).await;
     assert_eq!(s, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
-    let seen: Value = serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+    let seen: Value =
+        serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
     assert_eq!(seen["path"], "/v1/messages");
     assert_eq!(seen["headers"]["x-api-key"], PROVIDER_KEY);
     assert_eq!(seen["headers"]["anthropic-version"], "2023-06-01");
@@ -79,7 +83,11 @@ async fn translated_requests_reach_the_native_endpoint_with_the_native_key_heade
     let text: String = data[..data.len() - 1]
         .iter()
         .map(|d| serde_json::from_str::<Value>(d).unwrap())
-        .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_string)
+        })
         .collect();
     let seen: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(
@@ -105,7 +113,10 @@ async fn provider_errors_map_to_statuses_clients_can_act_on() {
             let (s, _, body) = ask(&gw, &format!("{kind}-bad"), stream).await;
             assert_eq!(s, 400, "{kind}: {body}");
             let v: Value = serde_json::from_str(&body).unwrap();
-            assert!(v["error"]["message"].as_str().unwrap().contains("mock: injected failure"));
+            assert!(v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("mock: injected failure"));
         }
     }
     // Anthropic's 529 overloaded is the provider's trouble: 503.

@@ -551,6 +551,9 @@ enum Block {
     Other,
 }
 
+/// Room reserved for the OpenAI bytes of one upstream chunk.
+const OUT_CAPACITY: usize = 512;
+
 /// Translates one Anthropic SSE stream into OpenAI chunks, event by event.
 pub struct StreamTranslator {
     framer: SseFramer,
@@ -606,7 +609,9 @@ impl StreamTranslator {
         if self.out.is_empty() {
             None
         } else {
-            Some(Bytes::from(std::mem::take(&mut self.out)))
+            // One allocation for the next chunk's output instead of a chain of regrowths.
+            let next = Vec::with_capacity(OUT_CAPACITY.max(self.out.len()));
+            Some(Bytes::from(std::mem::replace(&mut self.out, next)))
         }
     }
 
@@ -623,6 +628,10 @@ impl StreamTranslator {
             return;
         }
         let Some(data) = data_of(raw) else { return };
+        if let Some((index, kind, literal)) = fast_delta(data) {
+            self.delta_literal(index, kind, literal);
+            return;
+        }
         let ev: Event<'_> = match serde_json::from_slice(data) {
             Ok(ev) => ev,
             Err(_) if at_end => return,
@@ -788,6 +797,33 @@ impl StreamTranslator {
         }
     }
 
+    /// A text, thinking or tool-input delta found by [`fast_delta`].
+    fn delta_literal(&mut self, index: usize, kind: FastDelta, literal: &[u8]) {
+        if literal == b"\"\"" {
+            return;
+        }
+        let block = self.blocks.get(index).copied().unwrap_or(Block::Other);
+        let delta = match (kind, block) {
+            (FastDelta::Text, _) => Delta::ContentLiteral(literal),
+            (FastDelta::Thinking, _) => Delta::ReasoningLiteral(literal),
+            (FastDelta::InputJson, Block::Tool { index: tool, .. }) => {
+                self.blocks[index] = Block::Tool {
+                    index: tool,
+                    has_arguments: true,
+                };
+                Delta::ToolArgumentsLiteral {
+                    index: tool,
+                    arguments: literal,
+                }
+            }
+            (FastDelta::InputJson, Block::JsonTool) => Delta::ContentLiteral(literal),
+            (FastDelta::InputJson, _) => return,
+        };
+        let mut out = std::mem::take(&mut self.out);
+        self.writer().delta(&mut out, delta, None);
+        self.out = out;
+    }
+
     /// Ends the stream with an OpenAI error event (no `[DONE]`, as OpenAI does).
     fn fail(&mut self, code: &str, message: &str) {
         let body = crate::error::error_body("server_error", message, None, Some(code));
@@ -796,6 +832,43 @@ impl StreamTranslator {
         self.out.extend_from_slice(b"\n\n");
         self.done = true;
     }
+}
+
+#[derive(Clone, Copy)]
+enum FastDelta {
+    Text,
+    Thinking,
+    InputJson,
+}
+
+// hot path: most events of a stream are content_block_delta in exactly this compact layout;
+// reading them by their bytes skips a full JSON parse and re-escaping. Anything else (another
+// layout, extra fields, an odd string) takes the general path.
+/// `(index, kind, string literal)` of a compact content_block_delta event.
+fn fast_delta(data: &[u8]) -> Option<(usize, FastDelta, &[u8])> {
+    let rest = data.strip_prefix(br#"{"type":"content_block_delta","index":"#)?;
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 || digits > 6 {
+        return None;
+    }
+    let index: usize = std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()?;
+    let rest = rest[digits..].strip_prefix(br#","delta":{"type":""#)?;
+    let (kind, rest) = if let Some(r) = rest.strip_prefix(br#"text_delta","text":"#) {
+        (FastDelta::Text, r)
+    } else if let Some(r) = rest.strip_prefix(br#"thinking_delta","thinking":"#) {
+        (FastDelta::Thinking, r)
+    } else if let Some(r) = rest.strip_prefix(br#"input_json_delta","partial_json":"#) {
+        (FastDelta::InputJson, r)
+    } else {
+        return None;
+    };
+    let len = chunk::json_string_literal(rest)?;
+    // Then exactly two closing braces, with any padding around them.
+    let mut tail = rest[len..].iter().filter(|b| !b.is_ascii_whitespace());
+    if tail.next() != Some(&b'}') || tail.next() != Some(&b'}') || tail.next().is_some() {
+        return None;
+    }
+    Some((index, kind, &rest[..len]))
 }
 
 #[cfg(test)]

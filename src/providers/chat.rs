@@ -73,18 +73,55 @@ pub struct ChatRequest {
     #[serde(default)]
     pub frequency_penalty: Option<f64>,
     /// Every other field, for the unsupported-parameter policy.
-    #[serde(flatten)]
+    #[serde(skip)]
     pub other: Map<String, Value>,
 }
 
+/// The fields [`ChatRequest`] reads itself.
+const KNOWN: &[&str] = &[
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "reasoning_effort",
+    "user",
+    "n",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+];
+
 impl ChatRequest {
     pub fn parse(body: &[u8]) -> Result<ChatRequest, GatewayError> {
-        serde_json::from_slice(body).map_err(|e| {
+        let invalid = |e: serde_json::Error| {
             GatewayError::invalid_request(format!(
                 "Invalid request: {}",
                 crate::error::Printable(&e.to_string())
             ))
-        })
+        };
+        // `#[serde(flatten)]` would buffer the whole request; instead the top level is read
+        // a second time as raw slices, and only unknown fields are parsed.
+        let mut req: ChatRequest = serde_json::from_slice(body).map_err(invalid)?;
+        let fields: Map<String, Value> = serde_json::from_slice::<
+            std::collections::HashMap<&str, &serde_json::value::RawValue>,
+        >(body)
+        .map_err(invalid)?
+        .into_iter()
+        .filter(|(k, _)| !KNOWN.contains(k))
+        .map(|(k, v)| Ok((k.to_string(), serde_json::from_str(v.get())?)))
+        .collect::<Result<_, serde_json::Error>>()
+        .map_err(invalid)?;
+        req.other = fields;
+        Ok(req)
     }
 
     /// `max_completion_tokens`, or the older `max_tokens`.

@@ -581,6 +581,9 @@ pub fn map_error(
     e
 }
 
+/// Room reserved for the OpenAI bytes of one upstream chunk.
+const OUT_CAPACITY: usize = 512;
+
 /// Translates one Gemini SSE stream into OpenAI chunks, event by event.
 pub struct StreamTranslator {
     framer: SseFramer,
@@ -646,7 +649,9 @@ impl StreamTranslator {
         if self.out.is_empty() {
             None
         } else {
-            Some(Bytes::from(std::mem::take(&mut self.out)))
+            // One allocation for the next chunk's output instead of a chain of regrowths.
+            let next = Vec::with_capacity(OUT_CAPACITY.max(self.out.len()));
+            Some(Bytes::from(std::mem::replace(&mut self.out, next)))
         }
     }
 
@@ -663,6 +668,15 @@ impl StreamTranslator {
             return;
         }
         let Some(data) = data_of(raw) else { return };
+        if self.writer.is_some() {
+            if let Some(literal) = fast_text(data) {
+                let mut out = std::mem::take(&mut self.out);
+                self.writer()
+                    .delta(&mut out, Delta::ContentLiteral(literal), None);
+                self.out = out;
+                return;
+            }
+        }
         let r: GResponse<'_> = match serde_json::from_slice(data) {
             Ok(r) => r,
             Err(_) if at_end => return,
@@ -746,6 +760,50 @@ impl StreamTranslator {
         self.out.extend_from_slice(b"\n\n");
         self.done = true;
     }
+}
+
+/// Skips whitespace, then each token in turn (with whitespace allowed between them).
+fn tokens<'a>(mut b: &'a [u8], expected: &[&[u8]]) -> Option<&'a [u8]> {
+    for t in expected {
+        b = b.trim_ascii_start().strip_prefix(*t)?;
+    }
+    Some(b.trim_ascii_start())
+}
+
+static FINISH_REASON: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"finishReason\""));
+
+// hot path: most events of a Gemini stream hold one text part and nothing else that
+// matters before the last one; reading them by their bytes skips a full JSON parse and
+// re-escaping. Anything else (thoughts, calls, several parts, the final event) takes the
+// general path.
+/// The text literal of an event whose only part is plain text and that does not finish.
+fn fast_text(data: &[u8]) -> Option<&[u8]> {
+    let rest = tokens(
+        data,
+        &[
+            b"{",
+            b"\"candidates\"",
+            b":",
+            b"[",
+            b"{",
+            b"\"content\"",
+            b":",
+            b"{",
+            b"\"parts\"",
+            b":",
+            b"[",
+            b"{",
+            b"\"text\"",
+            b":",
+        ],
+    )?;
+    let len = chunk::json_string_literal(rest)?;
+    let after = tokens(&rest[len..], &[b"}", b"]"])?;
+    if FINISH_REASON.find(after).is_some() {
+        return None;
+    }
+    Some(&rest[..len])
 }
 
 #[cfg(test)]

@@ -10,6 +10,10 @@ pub enum Delta<'a> {
     Role,
     Content(&'a str),
     Reasoning(&'a str),
+    /// Content given as a JSON string literal, quotes included, already checked by
+    /// [`json_string_literal`]: copied as is, never unescaped and escaped again.
+    ContentLiteral(&'a [u8]),
+    ReasoningLiteral(&'a [u8]),
     /// A tool call begins: id, name and empty (or, when whole, complete) arguments.
     ToolStart {
         index: u32,
@@ -20,6 +24,10 @@ pub enum Delta<'a> {
     ToolArguments {
         index: u32,
         arguments: &'a str,
+    },
+    ToolArgumentsLiteral {
+        index: u32,
+        arguments: &'a [u8],
     },
     /// Nothing: the chunk that carries `finish_reason`.
     Empty,
@@ -65,6 +73,24 @@ impl ChunkWriter {
                 out.extend_from_slice(b"{\"reasoning_content\":");
                 json_str(out, t);
                 out.push(b'}');
+            }
+            Delta::ContentLiteral(lit) => {
+                out.extend_from_slice(b"{\"content\":");
+                out.extend_from_slice(lit);
+                out.push(b'}');
+            }
+            Delta::ReasoningLiteral(lit) => {
+                out.extend_from_slice(b"{\"reasoning_content\":");
+                out.extend_from_slice(lit);
+                out.push(b'}');
+            }
+            Delta::ToolArgumentsLiteral { index, arguments } => {
+                let _ = write!(
+                    out,
+                    "{{\"tool_calls\":[{{\"index\":{index},\"function\":{{\"arguments\":"
+                );
+                out.extend_from_slice(arguments);
+                out.extend_from_slice(b"}}]}");
             }
             Delta::ToolStart {
                 index,
@@ -120,12 +146,62 @@ pub fn write_usage(out: &mut Vec<u8>, u: &Usage) {
     );
 }
 
+/// If `b` starts with a JSON string literal, its length (quotes included), after checking
+/// that it is valid JSON as it stands: UTF-8, no raw control characters, only valid escapes.
+/// Such a literal can be copied from one JSON document into another unchanged.
+pub fn json_string_literal(b: &[u8]) -> Option<usize> {
+    if b.first() != Some(&b'"') {
+        return None;
+    }
+    let mut i = 1;
+    loop {
+        let rel = b[i..]
+            .iter()
+            .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        i += rel;
+        match b[i] {
+            b'"' => break,
+            b'\\' => match *b.get(i + 1)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                b'u' => {
+                    let hex = b.get(i + 2..i + 6)?;
+                    if !hex.iter().all(u8::is_ascii_hexdigit) {
+                        return None;
+                    }
+                    i += 6;
+                }
+                _ => return None,
+            },
+            _ => return None,
+        }
+    }
+    std::str::from_utf8(&b[..=i]).ok()?;
+    Some(i + 1)
+}
+
 /// The end of every OpenAI stream.
 pub const DONE: &[u8] = b"data: [DONE]\n\n";
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn string_literals_are_checked_before_being_copied() {
+        assert_eq!(json_string_literal(br#""abc" rest"#), Some(5));
+        assert_eq!(json_string_literal(br#""a\"b\u00e9\n""#), Some(14));
+        assert_eq!(json_string_literal("\"é\"".as_bytes()), Some(4));
+        assert_eq!(json_string_literal(b"\"a\nb\""), None, "raw newline");
+        assert_eq!(json_string_literal(br#""\x""#), None, "bad escape");
+        assert_eq!(
+            json_string_literal(br#""\u12""#),
+            None,
+            "short unicode escape"
+        );
+        assert_eq!(json_string_literal(b"\"\xff\""), None, "not UTF-8");
+        assert_eq!(json_string_literal(br#""open"#), None);
+        assert_eq!(json_string_literal(b"x"), None);
+    }
 
     #[test]
     fn chunks_are_valid_openai_json() {
