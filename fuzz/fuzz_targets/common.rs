@@ -1,4 +1,5 @@
 // Shared by the stream targets (included with `include!`).
+#[allow(dead_code)]
 
 /// Feeds `stream` in pieces chosen by `cuts` and returns all output.
 fn run(cuts: &[u8], stream: &[u8], mut feed: impl FnMut(bytes::Bytes) -> Option<bytes::Bytes>) -> Vec<u8> {

@@ -265,3 +265,42 @@ fn mutated_requests_never_panic_and_patch_correctly() {
         "too few mutations parsed ({parsed}) to prove anything"
     );
 }
+
+/// Every OpenAI-format capture passes through byte for byte when the client asked for usage,
+/// whatever the chunking; and only the usage chunk goes when it did not.
+#[test]
+fn every_openai_capture_passes_through_unchanged() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/providers/");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            n.ends_with(".sse")
+                && (n.starts_with("openai_") || n.starts_with("anthropic_openai_compat"))
+        })
+        .collect();
+    names.sort();
+    assert!(names.len() >= 8, "{names:?}");
+    for name in names {
+        let stream = fixture(&name);
+        for split in [1, 13, stream.len()] {
+            let (out, f) = run_filter(false, &stream, split);
+            assert_eq!(out, stream, "{name} split {split}");
+            assert_eq!(
+                f.done,
+                String::from_utf8_lossy(&stream).contains("[DONE]"),
+                "{name}"
+            );
+            let (stripped, g) = run_filter(true, &stream, split);
+            assert_eq!(g.usage, f.usage, "{name}");
+            let removed = stream.len() - stripped.len();
+            match f.usage {
+                // Only the usage-only chunk is gone.
+                Some(_) if String::from_utf8_lossy(&stream).contains("\"choices\":[]") => {
+                    assert!(removed > 0, "{name}")
+                }
+                _ => assert_eq!(removed, 0, "{name}"),
+            }
+        }
+    }
+}
