@@ -17,7 +17,7 @@ use super::chat::{
 };
 use crate::error::{ErrorKind, GatewayError, Printable};
 use crate::stream::chunk::{self, ChunkWriter, Delta};
-use crate::stream::sse::{data_of, SseFramer};
+use crate::stream::translate::{self, EventLoop};
 use crate::usage::Usage;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -551,12 +551,14 @@ enum Block {
     Other,
 }
 
-/// Room reserved for the OpenAI bytes of one upstream chunk.
-const OUT_CAPACITY: usize = 512;
-
 /// Translates one Anthropic SSE stream into OpenAI chunks, event by event.
 pub struct StreamTranslator {
-    framer: SseFramer,
+    events: EventLoop,
+    state: State,
+}
+
+/// What a stream has told so far.
+struct State {
     t: Translation,
     created: u64,
     writer: Option<ChunkWriter>,
@@ -564,84 +566,69 @@ pub struct StreamTranslator {
     blocks: Vec<Block>,
     next_tool: u32,
     stop_reason: Option<String>,
-    pub usage: Usage,
-    /// The stream ended as it should, or with a translated error event: nothing to add.
-    pub done: bool,
-    out: Vec<u8>,
+    usage: Usage,
 }
 
 impl StreamTranslator {
     pub fn new(t: Translation, created: u64) -> Self {
         StreamTranslator {
-            framer: SseFramer::new(),
-            t,
-            created,
-            writer: None,
-            blocks: Vec::new(),
-            next_tool: 0,
-            stop_reason: None,
-            usage: Usage::default(),
-            done: false,
-            out: Vec::new(),
+            events: EventLoop::default(),
+            state: State {
+                t,
+                created,
+                writer: None,
+                blocks: Vec::new(),
+                next_tool: 0,
+                stop_reason: None,
+                usage: Usage::default(),
+            },
         }
     }
 
     // hot path: every upstream chunk.
     /// The OpenAI bytes for an upstream chunk (`None`: nothing complete yet).
     pub fn feed(&mut self, chunk: Bytes) -> Option<Bytes> {
-        self.framer.push(chunk);
-        while let Some(event) = self.framer.next_event() {
-            self.event(&event, false);
-        }
-        self.take()
+        self.events.feed(chunk, &mut self.state)
     }
 
-    /// At the end of the upstream body.
+    /// At the end of the upstream body. Complete only after `message_stop`.
     pub fn finish(&mut self) -> Option<Bytes> {
-        if let Some(event) = self.framer.finish() {
-            // Without its blank line, the last event may be whole or cut short.
-            self.event(&event, true);
-        }
-        self.take()
+        self.events.finish(&mut self.state)
     }
 
-    fn take(&mut self) -> Option<Bytes> {
-        if self.out.is_empty() {
-            None
-        } else {
-            // One allocation for the next chunk's output instead of a chain of regrowths.
-            let next = Vec::with_capacity(OUT_CAPACITY.max(self.out.len()));
-            Some(Bytes::from(std::mem::replace(&mut self.out, next)))
-        }
+    /// The stream reached `message_stop`, or an error event already told the client.
+    pub fn done(&self) -> bool {
+        self.events.done
     }
 
+    /// Tokens as reported so far (message_start, then message_delta).
+    pub fn usage(&self) -> Usage {
+        self.state.usage
+    }
+}
+
+impl translate::Events for State {
+    fn event(&mut self, data: &[u8], at_end: bool, out: &mut Vec<u8>) -> bool {
+        self.translate(data, at_end, out)
+    }
+}
+
+impl State {
     fn writer(&mut self) -> &ChunkWriter {
         let created = self.created;
         self.writer
             .get_or_insert_with(|| ChunkWriter::new("msg_unknown", "unknown", created))
     }
 
-    /// Translates one event; `at_end`: the stream ended without the event's blank line, so
-    /// an unreadable event means a cut stream, not a provider error.
-    fn event(&mut self, raw: &[u8], at_end: bool) {
-        if self.done {
-            return;
-        }
-        let Some(data) = data_of(raw) else { return };
+    /// Translates one event into `out`; true when the stream is over.
+    fn translate(&mut self, data: &[u8], at_end: bool, out: &mut Vec<u8>) -> bool {
         if let Some((index, kind, literal)) = fast_delta(data) {
-            self.delta_literal(index, kind, literal);
-            return;
+            self.delta_literal(index, kind, literal, out);
+            return false;
         }
         let ev: Event<'_> = match serde_json::from_slice(data) {
             Ok(ev) => ev,
-            Err(_) if at_end => return,
-            Err(_) => {
-                self.fail(
-                    "upstream_error",
-                    "The provider sent an event that is not valid JSON.",
-                );
-                return;
-            }
+            Err(_) => return translate::unreadable_event(out, at_end),
         };
         match &*ev.kind {
             "message_start" => {
@@ -651,13 +638,11 @@ impl StreamTranslator {
                     }
                     self.writer = Some(ChunkWriter::new(&m.id, &m.model, self.created));
                 }
-                let mut out = std::mem::take(&mut self.out);
-                self.writer().delta(&mut out, Delta::Role, None);
-                self.out = out;
+                self.writer().delta(out, Delta::Role, None);
             }
             "content_block_start" => {
                 let (Some(index), Some(block)) = (ev.index, ev.content_block) else {
-                    return;
+                    return false;
                 };
                 let kind = match &*block.kind {
                     "text" => Block::Text,
@@ -669,18 +654,17 @@ impl StreamTranslator {
                         } else {
                             let tool = self.next_tool;
                             self.next_tool += 1;
-                            let mut out = std::mem::take(&mut self.out);
+                            let id = block.id.as_deref().unwrap_or("");
                             self.writer().delta(
-                                &mut out,
+                                out,
                                 Delta::ToolStart {
                                     index: tool,
-                                    id: block.id.as_deref().unwrap_or(""),
+                                    id,
                                     name,
                                     arguments: "",
                                 },
                                 None,
                             );
-                            self.out = out;
                             Block::Tool {
                                 index: tool,
                                 has_arguments: false,
@@ -696,25 +680,24 @@ impl StreamTranslator {
             }
             "content_block_delta" => {
                 let (Some(index), Some(delta)) = (ev.index, ev.delta) else {
-                    return;
+                    return false;
                 };
                 let block = self.blocks.get(index).copied().unwrap_or(Block::Other);
-                let mut out = std::mem::take(&mut self.out);
                 match (block, delta.kind.as_deref()) {
                     (_, Some("text_delta")) => {
                         if let Some(t) = delta.text.as_deref().filter(|t| !t.is_empty()) {
-                            self.writer().delta(&mut out, Delta::Content(t), None);
+                            self.writer().delta(out, Delta::Content(t), None);
                         }
                     }
                     (_, Some("thinking_delta")) => {
                         if let Some(t) = delta.thinking.as_deref().filter(|t| !t.is_empty()) {
-                            self.writer().delta(&mut out, Delta::Reasoning(t), None);
+                            self.writer().delta(out, Delta::Reasoning(t), None);
                         }
                     }
                     (Block::Tool { index: tool, .. }, Some("input_json_delta")) => {
                         if let Some(p) = delta.partial_json.as_deref().filter(|p| !p.is_empty()) {
                             self.writer().delta(
-                                &mut out,
+                                out,
                                 Delta::ToolArguments {
                                     index: tool,
                                     arguments: p,
@@ -729,32 +712,29 @@ impl StreamTranslator {
                     }
                     (Block::JsonTool, Some("input_json_delta")) => {
                         if let Some(p) = delta.partial_json.as_deref().filter(|p| !p.is_empty()) {
-                            self.writer().delta(&mut out, Delta::Content(p), None);
+                            self.writer().delta(out, Delta::Content(p), None);
                         }
                     }
                     // signature_delta and anything newer: nothing an OpenAI client can use.
                     _ => {}
                 }
-                self.out = out;
             }
             "content_block_stop" => {
-                let Some(index) = ev.index else { return };
+                let Some(index) = ev.index else { return false };
                 if let Some(Block::Tool {
                     index: tool,
                     has_arguments: false,
                 }) = self.blocks.get(index).copied()
                 {
                     // A tool called without input: its arguments must still parse as JSON.
-                    let mut out = std::mem::take(&mut self.out);
                     self.writer().delta(
-                        &mut out,
+                        out,
                         Delta::ToolArguments {
                             index: tool,
                             arguments: "{}",
                         },
                         None,
                     );
-                    self.out = out;
                     self.blocks[index] = Block::Tool {
                         index: tool,
                         has_arguments: true,
@@ -769,19 +749,15 @@ impl StreamTranslator {
                     self.stop_reason = Some(r.into_owned());
                 }
                 let reason = finish_reason(self.stop_reason.as_deref(), self.t.json_tool);
-                let mut out = std::mem::take(&mut self.out);
-                self.writer().delta(&mut out, Delta::Empty, Some(reason));
-                self.out = out;
+                self.writer().delta(out, Delta::Empty, Some(reason));
             }
             "message_stop" => {
-                let mut out = std::mem::take(&mut self.out);
                 if self.t.include_usage {
                     let usage = self.usage;
-                    self.writer().usage(&mut out, &usage);
+                    self.writer().usage(out, &usage);
                 }
                 out.extend_from_slice(chunk::DONE);
-                self.out = out;
-                self.done = true;
+                return true;
             }
             "error" => {
                 let (kind, message) = ev
@@ -790,15 +766,17 @@ impl StreamTranslator {
                     .unwrap_or_else(|| {
                         ("api_error".into(), "The provider reported an error.".into())
                     });
-                self.fail(&kind, &message);
+                translate::error_event(out, &kind, &message);
+                return true;
             }
             // ping, and event types newer than this code.
             _ => {}
         }
+        false
     }
 
     /// A text, thinking or tool-input delta found by [`fast_delta`].
-    fn delta_literal(&mut self, index: usize, kind: FastDelta, literal: &[u8]) {
+    fn delta_literal(&mut self, index: usize, kind: FastDelta, literal: &[u8], out: &mut Vec<u8>) {
         if literal == b"\"\"" {
             return;
         }
@@ -819,18 +797,7 @@ impl StreamTranslator {
             (FastDelta::InputJson, Block::JsonTool) => Delta::ContentLiteral(literal),
             (FastDelta::InputJson, _) => return,
         };
-        let mut out = std::mem::take(&mut self.out);
-        self.writer().delta(&mut out, delta, None);
-        self.out = out;
-    }
-
-    /// Ends the stream with an OpenAI error event (no `[DONE]`, as OpenAI does).
-    fn fail(&mut self, code: &str, message: &str) {
-        let body = crate::error::error_body("server_error", message, None, Some(code));
-        self.out.extend_from_slice(b"data: ");
-        self.out.extend_from_slice(&body);
-        self.out.extend_from_slice(b"\n\n");
-        self.done = true;
+        self.writer().delta(out, delta, None);
     }
 }
 

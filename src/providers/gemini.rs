@@ -18,7 +18,7 @@ use super::chat::{
 };
 use crate::error::{ErrorKind, GatewayError, Printable};
 use crate::stream::chunk::{self, ChunkWriter, Delta};
-use crate::stream::sse::{data_of, SseFramer};
+use crate::stream::translate::{self, EventLoop};
 use crate::usage::Usage;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -423,8 +423,6 @@ struct GFunctionCall<'a> {
 
 #[derive(Deserialize)]
 struct GError<'a> {
-    #[serde(default)]
-    code: Option<u16>,
     #[serde(default, borrow)]
     message: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
@@ -581,125 +579,108 @@ pub fn map_error(
     e
 }
 
-/// Room reserved for the OpenAI bytes of one upstream chunk.
-const OUT_CAPACITY: usize = 512;
-
 /// Translates one Gemini SSE stream into OpenAI chunks, event by event.
 pub struct StreamTranslator {
-    framer: SseFramer,
+    events: EventLoop,
+    state: State,
+}
+
+/// What a stream has told so far.
+struct State {
     t: Translation,
     created: u64,
     upstream_model: String,
     writer: Option<ChunkWriter>,
     ids: CallIds,
     next_tool: u32,
+    /// A finish reason came: the stream may end.
     finished: bool,
-    pub usage: Usage,
-    pub done: bool,
-    out: Vec<u8>,
+    usage: Usage,
 }
 
 impl StreamTranslator {
     pub fn new(t: Translation, upstream_model: &str, created: u64, ids: CallIds) -> Self {
         StreamTranslator {
-            framer: SseFramer::new(),
-            t,
-            created,
-            upstream_model: upstream_model.to_string(),
-            writer: None,
-            ids,
-            next_tool: 0,
-            finished: false,
-            usage: Usage::default(),
-            done: false,
-            out: Vec::new(),
+            events: EventLoop::default(),
+            state: State {
+                t,
+                created,
+                upstream_model: upstream_model.to_string(),
+                writer: None,
+                ids,
+                next_tool: 0,
+                finished: false,
+                usage: Usage::default(),
+            },
         }
     }
 
     // hot path: every upstream chunk.
     pub fn feed(&mut self, chunk: Bytes) -> Option<Bytes> {
-        self.framer.push(chunk);
-        while let Some(event) = self.framer.next_event() {
-            self.event(&event, false);
-        }
-        self.take()
+        self.events.feed(chunk, &mut self.state)
     }
 
     /// At the end of the upstream body: Gemini sends no terminator, so a stream that gave its
     /// finish reason is closed here with usage and `[DONE]`.
     pub fn finish(&mut self) -> Option<Bytes> {
-        if let Some(event) = self.framer.finish() {
-            // Without its blank line, the last event may be whole or cut short.
-            self.event(&event, true);
-        }
-        if self.finished && !self.done {
-            if self.t.include_usage {
-                let usage = self.usage;
-                let mut out = std::mem::take(&mut self.out);
-                self.writer().usage(&mut out, &usage);
-                self.out = out;
-            }
-            self.out.extend_from_slice(chunk::DONE);
-            self.done = true;
-        }
-        self.take()
+        self.events.finish(&mut self.state)
     }
 
-    fn take(&mut self) -> Option<Bytes> {
-        if self.out.is_empty() {
-            None
-        } else {
-            // One allocation for the next chunk's output instead of a chain of regrowths.
-            let next = Vec::with_capacity(OUT_CAPACITY.max(self.out.len()));
-            Some(Bytes::from(std::mem::replace(&mut self.out, next)))
-        }
+    /// The stream gave its finish reason and was closed, or an error event told the client.
+    pub fn done(&self) -> bool {
+        self.events.done
     }
 
+    /// Tokens as reported so far (Gemini's counts are cumulative).
+    pub fn usage(&self) -> Usage {
+        self.state.usage
+    }
+}
+
+impl State {
     fn writer(&mut self) -> &ChunkWriter {
         let (created, model) = (self.created, &self.upstream_model);
         self.writer
             .get_or_insert_with(|| ChunkWriter::new("chatcmpl-gemini", model, created))
     }
+}
 
-    /// Translates one event; `at_end`: the stream ended without the event's blank line, so
-    /// an unreadable event means a cut stream, not a provider error.
-    fn event(&mut self, raw: &[u8], at_end: bool) {
-        if self.done {
-            return;
+impl translate::Events for State {
+    /// After the last event: closes a finished stream; false when it never finished.
+    fn end(&mut self, out: &mut Vec<u8>) -> bool {
+        if !self.finished {
+            return false;
         }
-        let Some(data) = data_of(raw) else { return };
+        if self.t.include_usage {
+            let usage = self.usage;
+            self.writer().usage(out, &usage);
+        }
+        out.extend_from_slice(chunk::DONE);
+        true
+    }
+
+    /// Translates one event into `out`; true when the stream is over (an error).
+    fn event(&mut self, data: &[u8], at_end: bool, out: &mut Vec<u8>) -> bool {
         if self.writer.is_some() {
             if let Some(literal) = fast_text(data) {
-                let mut out = std::mem::take(&mut self.out);
                 self.writer()
-                    .delta(&mut out, Delta::ContentLiteral(literal), None);
-                self.out = out;
-                return;
+                    .delta(out, Delta::ContentLiteral(literal), None);
+                return false;
             }
         }
         let r: GResponse<'_> = match serde_json::from_slice(data) {
             Ok(r) => r,
-            Err(_) if at_end => return,
-            Err(_) => {
-                self.fail(
-                    "upstream_error",
-                    "The provider sent an event that is not valid JSON.",
-                );
-                return;
-            }
+            Err(_) => return translate::unreadable_event(out, at_end),
         };
         if let Some(e) = r.error {
             let code = super::static_code(e.status.as_deref().unwrap_or("UNKNOWN"));
             let message = e
                 .message
                 .as_deref()
-                .unwrap_or("The provider reported an error.")
-                .to_string();
-            let _ = e.code;
-            self.fail(code, &message);
-            return;
+                .unwrap_or("The provider reported an error.");
+            translate::error_event(out, code, message);
+            return true;
         }
-        let mut out = std::mem::take(&mut self.out);
         if self.writer.is_none() {
             let id = format!("chatcmpl-{}", r.response_id.as_deref().unwrap_or("gemini"));
             let model = r
@@ -708,7 +689,7 @@ impl StreamTranslator {
                 .unwrap_or(&self.upstream_model)
                 .to_string();
             let w = ChunkWriter::new(&id, &model, self.created);
-            w.delta(&mut out, Delta::Role, None);
+            w.delta(out, Delta::Role, None);
             self.writer = Some(w);
         }
         if let Some(u) = r.usage_metadata {
@@ -722,7 +703,7 @@ impl StreamTranslator {
                     self.next_tool += 1;
                     let arguments = arguments_of(f);
                     self.writer().delta(
-                        &mut out,
+                        out,
                         Delta::ToolStart {
                             index,
                             id: &id,
@@ -737,28 +718,20 @@ impl StreamTranslator {
                     } else {
                         Delta::Content(t)
                     };
-                    self.writer().delta(&mut out, d, None);
+                    self.writer().delta(out, d, None);
                 }
             }
             if let Some(reason) = &c.finish_reason {
                 let reason = finish_reason(reason, self.next_tool > 0);
-                self.writer().delta(&mut out, Delta::Empty, Some(reason));
+                self.writer().delta(out, Delta::Empty, Some(reason));
                 self.finished = true;
             }
         } else if r.prompt_feedback.is_some() {
             self.writer()
-                .delta(&mut out, Delta::Empty, Some("content_filter"));
+                .delta(out, Delta::Empty, Some("content_filter"));
             self.finished = true;
         }
-        self.out = out;
-    }
-
-    fn fail(&mut self, code: &str, message: &str) {
-        let body = crate::error::error_body("server_error", message, None, Some(code));
-        self.out.extend_from_slice(b"data: ");
-        self.out.extend_from_slice(&body);
-        self.out.extend_from_slice(b"\n\n");
-        self.done = true;
+        false
     }
 }
 

@@ -203,16 +203,16 @@ impl StreamTranslator {
     pub fn done(&self) -> bool {
         match self {
             StreamTranslator::OpenAi(f) => f.done,
-            StreamTranslator::Anthropic(t) => t.done,
-            StreamTranslator::Gemini(t) => t.done,
+            StreamTranslator::Anthropic(t) => t.done(),
+            StreamTranslator::Gemini(t) => t.done(),
         }
     }
 
     pub fn usage(&self) -> Option<Usage> {
         match self {
             StreamTranslator::OpenAi(f) => f.usage,
-            StreamTranslator::Anthropic(t) => Some(t.usage),
-            StreamTranslator::Gemini(t) => Some(t.usage),
+            StreamTranslator::Anthropic(t) => Some(t.usage()),
+            StreamTranslator::Gemini(t) => Some(t.usage()),
         }
     }
 }

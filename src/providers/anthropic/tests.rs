@@ -63,8 +63,8 @@ fn usage_is_reported_only_when_asked_but_always_kept() {
     let mut t = StreamTranslator::new(translation(false), CREATED);
     t.feed(Bytes::from(fixture(name)));
     t.finish();
-    assert!(t.done);
-    assert!(t.usage.output_tokens > 0 && t.usage.input_tokens > 0);
+    assert!(t.done());
+    assert!(t.usage().output_tokens > 0 && t.usage().input_tokens > 0);
 }
 
 #[test]
@@ -89,7 +89,7 @@ fn a_stream_cut_before_message_stop_is_not_done() {
     let mut t = StreamTranslator::new(translation(true), CREATED);
     t.feed(Bytes::copy_from_slice(cut));
     t.finish();
-    assert!(!t.done);
+    assert!(!t.done());
 }
 
 #[test]

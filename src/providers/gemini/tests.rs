@@ -83,8 +83,8 @@ fn thoughts_become_reasoning_and_count_as_output() {
         .iter()
         .any(|e| e["choices"][0]["delta"]["reasoning_content"].is_string()));
     t.finish();
-    assert_eq!(t.usage.reasoning_tokens, 95);
-    assert_eq!(t.usage.output_tokens, 15 + 95);
+    assert_eq!(t.usage().reasoning_tokens, 95);
+    assert_eq!(t.usage().output_tokens, 15 + 95);
 }
 
 #[test]
@@ -95,7 +95,7 @@ fn a_stream_without_a_finish_reason_is_not_done() {
     let mut t = StreamTranslator::new(Translation::default(), "g", CREATED, CallIds::with_seed(1));
     t.feed(Bytes::from(first_event));
     let tail = t.finish();
-    assert!(!t.done);
+    assert!(!t.done());
     assert!(tail.is_none_or(|b| !String::from_utf8_lossy(&b).contains("[DONE]")));
 }
 

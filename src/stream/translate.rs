@@ -1,0 +1,94 @@
+//! The loop every stream translator shares: frame the upstream bytes into events, hand each
+//! event's data to the translator, collect its OpenAI output, and stop after the end.
+
+use super::sse::{data_of, SseFramer};
+use bytes::Bytes;
+
+/// Room reserved for the OpenAI bytes of one upstream chunk.
+const OUT_CAPACITY: usize = 512;
+
+/// A stream translator's per-event logic.
+pub trait Events {
+    /// Translates one event's data into `out`; true when the stream is over. `at_end`: the
+    /// stream ended without this event's blank line, so it may be cut short.
+    fn event(&mut self, data: &[u8], at_end: bool, out: &mut Vec<u8>) -> bool;
+
+    /// After the last event of a stream that is not over yet; true when it is complete.
+    fn end(&mut self, _out: &mut Vec<u8>) -> bool {
+        false
+    }
+}
+
+/// Framing and output of one translated stream.
+#[derive(Default)]
+pub struct EventLoop {
+    framer: SseFramer,
+    out: Vec<u8>,
+    /// The stream ended as it should, or with a translated error event: nothing to add.
+    pub done: bool,
+}
+
+impl EventLoop {
+    // hot path: every upstream chunk.
+    /// Translates each whole event of `chunk`; returns the OpenAI bytes to send (`None`:
+    /// nothing yet).
+    pub fn feed(&mut self, chunk: Bytes, events: &mut impl Events) -> Option<Bytes> {
+        self.framer.push(chunk);
+        while let Some(event) = self.framer.next_event() {
+            self.event(&event, false, events);
+        }
+        self.take()
+    }
+
+    /// At the end of the upstream body: the last event if it lacked its blank line, then
+    /// [`Events::end`].
+    pub fn finish(&mut self, events: &mut impl Events) -> Option<Bytes> {
+        if let Some(event) = self.framer.finish() {
+            self.event(&event, true, events);
+        }
+        if !self.done {
+            self.done = events.end(&mut self.out);
+        }
+        self.take()
+    }
+
+    fn event(&mut self, event: &[u8], at_end: bool, events: &mut impl Events) {
+        if self.done {
+            return;
+        }
+        if let Some(data) = data_of(event) {
+            self.done = events.event(data, at_end, &mut self.out);
+        }
+    }
+
+    fn take(&mut self) -> Option<Bytes> {
+        if self.out.is_empty() {
+            return None;
+        }
+        // One allocation for the next chunk's output instead of a chain of regrowths.
+        let next = Vec::with_capacity(OUT_CAPACITY.max(self.out.len()));
+        Some(Bytes::from(std::mem::replace(&mut self.out, next)))
+    }
+}
+
+/// Appends an OpenAI error event (a stream that fails sends no `[DONE]`, as OpenAI does).
+pub fn error_event(out: &mut Vec<u8>, code: &str, message: &str) {
+    let body = crate::error::error_body("server_error", message, None, Some(code));
+    out.extend_from_slice(b"data: ");
+    out.extend_from_slice(&body);
+    out.extend_from_slice(b"\n\n");
+}
+
+/// For an event that is not valid JSON: a cut stream when it was the unterminated last one
+/// (returns false, the stream is not done), otherwise the provider's fault (an error event).
+pub fn unreadable_event(out: &mut Vec<u8>, at_end: bool) -> bool {
+    if at_end {
+        return false;
+    }
+    error_event(
+        out,
+        "upstream_error",
+        "The provider sent an event that is not valid JSON.",
+    );
+    true
+}
