@@ -153,6 +153,20 @@ impl GatewayError {
         .code("request_too_large")
     }
 
+    /// A short description for lists of reasons: the message, or the code of a passed-on
+    /// upstream body.
+    pub fn message_or_code(&self) -> String {
+        if !self.message.is_empty() {
+            return self.message.clone();
+        }
+        let body = self.body();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        match v["error"]["message"].as_str() {
+            Some(m) => format!("{} {}", self.status(), Printable(m)),
+            None => format!("status {}", self.status()),
+        }
+    }
+
     /// The JSON body, in OpenAI's error format.
     pub fn body(&self) -> Bytes {
         if let Some(b) = &self.upstream_body {

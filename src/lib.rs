@@ -5,6 +5,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod providers;
+pub mod routing;
 pub mod secret;
 pub mod server;
 pub mod stream;

@@ -18,7 +18,68 @@ pub struct File {
     pub providers: BTreeMap<String, ProviderEntry>,
     #[serde(default)]
     pub models: BTreeMap<Spanned<String>, ModelEntry>,
+    #[serde(default)]
+    pub routing: RoutingSection,
+    #[serde(default)]
+    pub breaker: BreakerSection,
     pub demo: Option<DemoSection>,
+}
+
+/// `[routing]`: the attempt loop.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingSection {
+    /// Upstream attempts per request, retries and failovers together. Default 4.
+    pub attempts: u32,
+    /// Extra tries of the same deployment before moving to the next. Default 1.
+    pub retries_per_deployment: u32,
+    /// Statuses that move a request on (retry or fail over). Default 429, 500, 502, 503,
+    /// 504, 529.
+    pub retry_statuses: Vec<u16>,
+    /// Backoff before retrying the same deployment: full jitter over base × 2^n, capped, ms.
+    /// Defaults 100 and 2000.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+}
+
+impl Default for RoutingSection {
+    fn default() -> Self {
+        RoutingSection {
+            attempts: 4,
+            retries_per_deployment: 1,
+            retry_statuses: vec![429, 500, 502, 503, 504, 529],
+            backoff_base_ms: 100,
+            backoff_max_ms: 2000,
+        }
+    }
+}
+
+/// `[breaker]`: when a deployment is taken out of rotation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerSection {
+    /// Consecutive failures that open the breaker. Default 5.
+    pub consecutive_failures: u32,
+    /// Error rate over the window that opens it (0..1). Default 0.5.
+    pub error_rate: f64,
+    /// Requests in the window before the error rate counts. Default 20.
+    pub min_requests: u32,
+    /// The sliding window, seconds. Default 30.
+    pub window_secs: u64,
+    /// How long an open breaker stays open before one probe may pass, ms. Default 10000.
+    pub cooldown_ms: u64,
+}
+
+impl Default for BreakerSection {
+    fn default() -> Self {
+        BreakerSection {
+            consecutive_failures: 5,
+            error_rate: 0.5,
+            min_requests: 20,
+            window_secs: 30,
+            cooldown_ms: 10_000,
+        }
+    }
 }
 
 /// `[server]`: the client listener and request limits.
@@ -68,6 +129,11 @@ pub struct TimeoutsSection {
     pub idle_ms: Option<u64>,
     /// Sending the request to the upstream. Default 30000.
     pub write_ms: Option<u64>,
+    /// Streams: from the request sent to the first body chunk; beyond it the request moves to
+    /// the next deployment (before anything reached the client). Default: `first_byte_ms`.
+    pub ttft_ms: Option<u64>,
+    /// The whole request, all attempts together; 0 = no limit. Default 0.
+    pub total_ms: Option<u64>,
 }
 
 /// `[[keys]]`: a client key.
@@ -117,14 +183,58 @@ pub struct ProviderEntry {
     pub anthropic_version: Option<String>,
 }
 
-/// `[models.NAME]`: a public model name and where it is served.
+/// `[models.NAME]`: a public model name and where it is served: one deployment given
+/// inline (`provider`, `model`), or a list of `[[models.NAME.deployments]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelEntry {
-    /// A key of `[providers]`.
-    pub provider: Spanned<String>,
+    /// A key of `[providers]` (single-deployment shorthand).
+    pub provider: Option<Spanned<String>>,
     /// The model name the provider knows. Default: the public name.
     pub model: Option<String>,
+    #[serde(default)]
+    pub deployments: Vec<DeploymentEntry>,
+    /// `priority` (default), `weighted`, `least_inflight`, `latency`, `cost`.
+    pub strategy: Option<Spanned<String>>,
+    /// Models tried, in order, when every deployment of this one failed.
+    #[serde(default)]
+    pub fallbacks: Vec<Spanned<String>>,
+    /// Other names for this model (e.g. ids that agents hard-code).
+    #[serde(default)]
+    pub aliases: Vec<Spanned<String>>,
+    /// Overrides of the provider timeouts for this model.
+    #[serde(default)]
+    pub timeouts: TimeoutsSection,
+}
+
+/// `[[models.NAME.deployments]]`: one place a model is served.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentEntry {
+    pub provider: Spanned<String>,
+    /// Default: the public name.
+    pub model: Option<String>,
+    /// Share of traffic under `weighted`. Default 1.
+    #[serde(default)]
+    pub weight: Option<u32>,
+    /// Lower goes first under `priority`. Default 0, then file order.
+    #[serde(default)]
+    pub priority: Option<u32>,
+    /// USD per million tokens.
+    #[serde(default)]
+    pub price: Option<PriceEntry>,
+}
+
+/// Prices in USD per million tokens.
+#[derive(Debug, Deserialize, Clone, Copy, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PriceEntry {
+    #[serde(default)]
+    pub input: f64,
+    #[serde(default)]
+    pub output: f64,
+    #[serde(default)]
+    pub cached_input: Option<f64>,
 }
 
 /// `[demo]`: used by `junction demo` only.

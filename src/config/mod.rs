@@ -77,6 +77,10 @@ pub struct Timeouts {
     pub first_byte: Duration,
     pub idle: Duration,
     pub write: Duration,
+    /// Streams: request sent → first body chunk; `None`: as `first_byte`.
+    pub ttft: Option<Duration>,
+    /// All attempts of a request together; `None`: no limit.
+    pub total: Option<Duration>,
 }
 
 impl Timeouts {
@@ -85,6 +89,8 @@ impl Timeouts {
         first_byte: Duration::from_secs(600),
         idle: Duration::from_secs(300),
         write: Duration::from_secs(30),
+        ttft: None,
+        total: None,
     };
 
     fn overridden_by(self, t: &file::TimeoutsSection) -> Timeouts {
@@ -94,7 +100,18 @@ impl Timeouts {
             first_byte: ms(t.first_byte_ms, self.first_byte),
             idle: ms(t.idle_ms, self.idle),
             write: ms(t.write_ms, self.write),
+            ttft: t.ttft_ms.map(Duration::from_millis).or(self.ttft),
+            total: match t.total_ms {
+                Some(0) => None,
+                Some(ms) => Some(Duration::from_millis(ms)),
+                None => self.total,
+            },
         }
+    }
+
+    /// The deadline for a stream's first body chunk.
+    pub fn ttft(&self) -> Duration {
+        self.ttft.unwrap_or(self.first_byte).min(self.first_byte)
     }
 }
 
@@ -115,12 +132,79 @@ pub struct Provider {
     pub anthropic_version: HeaderValue,
 }
 
-/// Where a public model name is served: one provider deployment (routing v0).
+/// One place a model is served: a provider and the model name it knows.
 #[derive(Debug, Clone)]
-pub struct Route {
+pub struct Deployment {
+    /// Stable across reloads: `provider/upstream model`. Health state is keyed by it.
+    pub id: Arc<str>,
     pub provider: Arc<Provider>,
     /// The model name sent upstream.
     pub upstream_model: Arc<str>,
+    pub weight: u32,
+    pub priority: u32,
+    pub price: Price,
+    /// The provider's timeouts with the model's overrides.
+    pub timeouts: Timeouts,
+}
+
+/// Prices in micro-dollars per million tokens (exact integers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Price {
+    pub input: u64,
+    pub output: u64,
+    pub cached_input: u64,
+}
+
+impl Price {
+    /// Cost of a typical request (1000 tokens in, 500 out), for ordering by cost.
+    pub fn typical_cost(&self) -> u64 {
+        self.input * 1000 + self.output * 500
+    }
+}
+
+/// How a model picks among its deployments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// In order of `priority`, then file order: failover.
+    Priority,
+    /// At random, in proportion to `weight`.
+    Weighted,
+    /// The one with the fewest requests in flight.
+    LeastInFlight,
+    /// Power of two choices over the EWMA of time to first token.
+    Latency,
+    /// Cheapest first.
+    Cost,
+}
+
+/// A public model name and where it is served.
+#[derive(Debug)]
+pub struct ModelRoute {
+    pub name: Arc<str>,
+    pub strategy: Strategy,
+    pub deployments: Vec<Deployment>,
+    /// Models tried, in order, after every deployment of this one.
+    pub fallbacks: Vec<Arc<str>>,
+}
+
+/// `[routing]`: the attempt loop.
+#[derive(Debug, Clone)]
+pub struct RoutingSettings {
+    pub attempts: u32,
+    pub retries_per_deployment: u32,
+    pub retry_statuses: Vec<u16>,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+/// `[breaker]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BreakerSettings {
+    pub consecutive_failures: u32,
+    pub error_rate: f64,
+    pub min_requests: u32,
+    pub window: Duration,
+    pub cooldown: Duration,
 }
 
 /// A client key, held as the SHA-256 of the key.
@@ -167,30 +251,42 @@ pub struct Snapshot {
     pub server: ServerSettings,
     pub keys: Vec<ClientKey>,
     pub providers: HashMap<Arc<str>, Arc<Provider>>,
-    /// Public model name → route, in config order of names.
-    pub models: HashMap<Arc<str>, Route>,
-    /// Public model names, sorted, for `/v1/models`.
+    /// Public model names and aliases → route.
+    pub models: HashMap<Arc<str>, Arc<ModelRoute>>,
+    /// Public model names and aliases, sorted, for `/v1/models`.
     pub model_names: Vec<Arc<str>>,
+    pub routing: RoutingSettings,
+    pub breaker: BreakerSettings,
     /// Where `junction demo` runs its mock upstream.
     pub demo_mock_listen: Option<SocketAddr>,
 }
 
 impl Snapshot {
-    /// Routes a requested model: a configured public name, or `provider/model` for any
-    /// configured provider.
-    pub fn route(&self, model: &str) -> Option<Route> {
+    /// Routes a requested model: a configured public name or alias, or `provider/model` for
+    /// any configured provider.
+    pub fn route(&self, model: &str) -> Option<Arc<ModelRoute>> {
         if let Some(r) = self.models.get(model) {
             return Some(r.clone());
         }
-        let (provider, upstream_model) = model.split_once('/')?;
+        let (provider_name, upstream_model) = model.split_once('/')?;
         if upstream_model.is_empty() {
             return None;
         }
-        let provider = self.providers.get(provider)?;
-        Some(Route {
-            provider: provider.clone(),
-            upstream_model: upstream_model.into(),
-        })
+        let provider = self.providers.get(provider_name)?;
+        Some(Arc::new(ModelRoute {
+            name: model.into(),
+            strategy: Strategy::Priority,
+            deployments: vec![Deployment {
+                id: model.into(),
+                provider: provider.clone(),
+                upstream_model: upstream_model.into(),
+                weight: 1,
+                priority: 0,
+                price: Price::default(),
+                timeouts: provider.timeouts,
+            }],
+            fallbacks: Vec::new(),
+        }))
     }
 
     /// Finds the client key whose hash is `hash`, comparing every configured key in constant
@@ -229,10 +325,20 @@ impl Snapshot {
         s.push_str(&format!("{} model(s):\n", self.model_names.len()));
         for name in &self.model_names {
             let r = &self.models[name];
-            s.push_str(&format!(
-                "  {name} -> {}/{}\n",
-                r.provider.name, r.upstream_model
-            ));
+            if *r.name != **name {
+                s.push_str(&format!("  {name} -> alias of {}\n", r.name));
+                continue;
+            }
+            let targets: Vec<String> = r.deployments.iter().map(|d| d.id.to_string()).collect();
+            s.push_str(&format!("  {name} -> {}", targets.join(", ")));
+            if r.deployments.len() > 1 {
+                s.push_str(&format!(" ({:?})", r.strategy));
+            }
+            if !r.fallbacks.is_empty() {
+                let f: Vec<&str> = r.fallbacks.iter().map(|f| &**f).collect();
+                s.push_str(&format!(", then {}", f.join(", ")));
+            }
+            s.push('\n');
         }
         s.push_str(&format!("{} client key(s):", self.keys.len()));
         for k in &self.keys {
@@ -401,43 +507,30 @@ impl Validator<'_> {
             }
         }
 
-        let mut models = HashMap::new();
-        for (name, m) in &f.models {
-            let public = name.get_ref().as_str();
-            if public.is_empty() {
-                self.problem(name, "models: a model name cannot be empty".into());
-                continue;
-            }
-            match providers.get(m.provider.get_ref().as_str()) {
-                Some(p) => {
-                    models.insert(
-                        Arc::from(public),
-                        Route {
-                            provider: Arc::clone(p),
-                            upstream_model: Arc::from(m.model.as_deref().unwrap_or(public)),
-                        },
-                    );
-                }
-                None if declared.contains(m.provider.get_ref()) => {}
-                None => {
-                    let known = &declared;
-                    self.problem(
-                        &m.provider,
-                        format!(
-                            "models.{public}.provider: no provider named `{}` (configured: {})",
-                            m.provider.get_ref(),
-                            if known.is_empty() {
-                                "none".to_string()
-                            } else {
-                                known.join(", ")
-                            }
-                        ),
-                    );
-                }
-            }
-        }
+        let models = self.models(&f.models, &providers, &declared);
         let mut model_names: Vec<Arc<str>> = models.keys().cloned().collect();
         model_names.sort();
+        let routing = RoutingSettings {
+            attempts: f.routing.attempts.max(1),
+            retries_per_deployment: f.routing.retries_per_deployment,
+            retry_statuses: f.routing.retry_statuses.clone(),
+            backoff_base: Duration::from_millis(f.routing.backoff_base_ms),
+            backoff_max: Duration::from_millis(f.routing.backoff_max_ms),
+        };
+        if !(0.0..=1.0).contains(&f.breaker.error_rate) {
+            self.problems.push(Problem {
+                line: 0,
+                column: 0,
+                message: "breaker.error_rate must be between 0 and 1".into(),
+            });
+        }
+        let breaker = BreakerSettings {
+            consecutive_failures: f.breaker.consecutive_failures.max(1),
+            error_rate: f.breaker.error_rate,
+            min_requests: f.breaker.min_requests,
+            window: Duration::from_secs(f.breaker.window_secs.max(1)),
+            cooldown: Duration::from_millis(f.breaker.cooldown_ms),
+        };
 
         let keys = self.keys(f.keys, &f.models, &declared);
 
@@ -464,6 +557,8 @@ impl Validator<'_> {
             providers,
             models,
             model_names,
+            routing,
+            breaker,
             demo_mock_listen,
         }
     }
@@ -577,6 +672,134 @@ impl Validator<'_> {
         })
     }
 
+    /// `[models]`: routes by public name and alias, with their deployments resolved.
+    fn models(
+        &mut self,
+        entries: &std::collections::BTreeMap<Spanned<String>, file::ModelEntry>,
+        providers: &HashMap<Arc<str>, Arc<Provider>>,
+        declared: &[String],
+    ) -> HashMap<Arc<str>, Arc<ModelRoute>> {
+        let mut models: HashMap<Arc<str>, Arc<ModelRoute>> = HashMap::new();
+        let mut spans: HashMap<Arc<str>, &Spanned<String>> = HashMap::new();
+        for (name, m) in entries {
+            let public = name.get_ref().as_str();
+            if public.is_empty() {
+                self.problem(name, "models: a model name cannot be empty".into());
+                continue;
+            }
+            let inline = m.provider.as_ref().map(|p| file::DeploymentEntry {
+                provider: p.clone(),
+                model: m.model.clone(),
+                weight: None,
+                priority: None,
+                price: None,
+            });
+            let entries: Vec<&file::DeploymentEntry> = match (&inline, m.deployments.is_empty()) {
+                (Some(d), true) => vec![d],
+                (None, false) => m.deployments.iter().collect(),
+                (Some(_), false) => {
+                    self.problem(name, format!("models.{public}: give either `provider` or `[[models.{public}.deployments]]`, not both"));
+                    continue;
+                }
+                (None, true) => {
+                    self.problem(name, format!("models.{public}: needs `provider` (and optionally `model`) or `[[models.{public}.deployments]]`"));
+                    continue;
+                }
+            };
+            let mut deployments = Vec::new();
+            for d in entries {
+                let Some(p) = providers.get(d.provider.get_ref().as_str()) else {
+                    if !declared.contains(d.provider.get_ref()) {
+                        self.problem(
+                            &d.provider,
+                            format!(
+                                "models.{public}.provider: no provider named `{}` (configured: {})",
+                                d.provider.get_ref(),
+                                if declared.is_empty() {
+                                    "none".to_string()
+                                } else {
+                                    declared.join(", ")
+                                }
+                            ),
+                        );
+                    }
+                    continue;
+                };
+                let upstream_model: Arc<str> = Arc::from(d.model.as_deref().unwrap_or(public));
+                let price = d.price.unwrap_or_default();
+                let micro = |usd: f64| (usd.max(0.0) * 1_000_000.0).round() as u64;
+                deployments.push(Deployment {
+                    id: format!("{}/{}", p.name, upstream_model).into(),
+                    provider: p.clone(),
+                    upstream_model,
+                    weight: d.weight.unwrap_or(1),
+                    priority: d.priority.unwrap_or(0),
+                    price: Price {
+                        input: micro(price.input),
+                        output: micro(price.output),
+                        cached_input: micro(price.cached_input.unwrap_or(price.input)),
+                    },
+                    timeouts: p.timeouts.overridden_by(&m.timeouts),
+                });
+            }
+            if deployments.is_empty() {
+                continue;
+            }
+            // Priority order is kept stable: by priority, then as written.
+            deployments.sort_by_key(|d| d.priority);
+            let strategy = match m.strategy.as_ref().map(|s| (s, s.get_ref().as_str())) {
+                None | Some((_, "priority")) => Strategy::Priority,
+                Some((_, "weighted")) => Strategy::Weighted,
+                Some((_, "least_inflight")) => Strategy::LeastInFlight,
+                Some((_, "latency")) => Strategy::Latency,
+                Some((_, "cost")) => Strategy::Cost,
+                Some((span, other)) => {
+                    self.problem(span, format!("models.{public}.strategy: unknown strategy `{other}` (priority, weighted, least_inflight, latency, cost)"));
+                    Strategy::Priority
+                }
+            };
+            if strategy == Strategy::Weighted && deployments.iter().all(|d| d.weight == 0) {
+                self.problem(
+                    name,
+                    format!("models.{public}: every deployment has weight 0"),
+                );
+            }
+            let route = Arc::new(ModelRoute {
+                name: Arc::from(public),
+                strategy,
+                deployments,
+                fallbacks: m
+                    .fallbacks
+                    .iter()
+                    .map(|f| Arc::from(f.get_ref().as_str()))
+                    .collect(),
+            });
+            for alias in std::iter::once(name).chain(&m.aliases) {
+                let key: Arc<str> = Arc::from(alias.get_ref().as_str());
+                if let Some(first) = spans.get(&key) {
+                    let (line, _) = self.position(first.span().start);
+                    self.problem(
+                        alias,
+                        format!("models: the name `{key}` is already used (line {line})"),
+                    );
+                    continue;
+                }
+                spans.insert(key.clone(), alias);
+                models.insert(key, route.clone());
+            }
+        }
+        for m in entries.values() {
+            for f in &m.fallbacks {
+                if !models.contains_key(f.get_ref().as_str())
+                    && !entries.keys().any(|n| n.get_ref() == f.get_ref())
+                {
+                    self.problem(f, format!("fallbacks: no model named `{}`", f.get_ref()));
+                }
+            }
+        }
+        models
+    }
+
     fn keys(
         &mut self,
         entries: Vec<file::KeyEntry>,
@@ -620,10 +843,12 @@ impl Validator<'_> {
                     let ok = match m_str.strip_suffix("/*") {
                         Some(p) => providers.iter().any(|d| d == p),
                         None => {
-                            models.keys().any(|n| n.get_ref() == m_str)
-                                || m_str
-                                    .split_once('/')
-                                    .is_some_and(|(p, _)| providers.iter().any(|d| d == p))
+                            models.iter().any(|(n, e)| {
+                                n.get_ref() == m_str
+                                    || e.aliases.iter().any(|a| a.get_ref() == m_str)
+                            }) || m_str
+                                .split_once('/')
+                                .is_some_and(|(p, _)| providers.iter().any(|d| d == p))
                         }
                     };
                     if !ok {

@@ -53,10 +53,13 @@ fn a_good_config_loads_and_routes() {
     let s = parse("t.toml", &good(), &env).unwrap();
     assert_eq!(s.server.listen.port(), 9999);
     let r = s.route("gpt").unwrap();
-    assert_eq!(&*r.upstream_model, "gpt-4o-mini");
-    assert_eq!(&*s.route("other").unwrap().upstream_model, "other");
+    assert_eq!(&*r.deployments[0].upstream_model, "gpt-4o-mini");
+    assert_eq!(
+        &*s.route("other").unwrap().deployments[0].upstream_model,
+        "other"
+    );
     let direct = s.route("openai/gpt-4.1").unwrap();
-    assert_eq!(&*direct.upstream_model, "gpt-4.1");
+    assert_eq!(&*direct.deployments[0].upstream_model, "gpt-4.1");
     assert!(s.route("nope").is_none());
     assert!(s.route("nope/x").is_none());
     assert!(s.route("openai/").is_none());

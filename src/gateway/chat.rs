@@ -1,9 +1,9 @@
 //! `POST /v1/chat/completions`: auth, read body, parse, route, then forward.
 
-use super::{auth, body, forward, Gateway};
+use super::{attempt, auth, body, forward, Gateway};
 use crate::config::Snapshot;
 use crate::error::{ErrorKind, GatewayError, Printable};
-use crate::providers::{self, openai};
+use crate::providers::openai;
 use pingora_core::protocols::http::ServerSession;
 use std::cell::RefCell;
 
@@ -37,7 +37,7 @@ pub async fn chat_completions(
     let route = snapshot
         .route(&info.model)
         .ok_or_else(|| GatewayError::model_not_found(&info.model))?;
-    if !key.allows(&info.model) {
+    if !key.allows(&info.model) && !key.allows(&route.name) {
         return Err(GatewayError::new(
             ErrorKind::PermissionDenied,
             format!(
@@ -48,12 +48,10 @@ pub async fn chat_completions(
         .param("model")
         .code("model_not_allowed"));
     }
-    let upstream = providers::build_request(&route.provider, &route.upstream_model, &info, &body)?;
-    let outcome = forward::forward(&gateway.connector, session, &route, &info, upstream).await?;
+    let outcome = attempt::run(gateway, session, snapshot, &route, &info, &body).await?;
     tracing::debug!(
         key = %key.name,
         model = %info.model,
-        provider = %route.provider.name,
         status = outcome.status,
         usage = ?outcome.usage,
         "chat completion"

@@ -1,11 +1,13 @@
-//! Step 5 and 6, attempt and respond: send the request to the provider over a pooled
-//! connection, then hand its answer back to the client as it arrives.
+//! Step 5 and 6, one attempt and respond: send the request to one deployment over a pooled
+//! connection; if it answers well, commit (the first bytes go to the client) and hand the
+//! rest back as it arrives; if not, report a failure the attempt loop can move on from.
 
 use super::respond;
-use crate::config::{Provider, Route, Timeouts};
+use crate::config::{Deployment, Provider, Timeouts};
 use crate::error::{ErrorKind, GatewayError};
 use crate::providers::openai::{self, ChatRequestInfo};
 use crate::providers::{self, Dialect, StreamTranslator, UpstreamRequest};
+use crate::routing::health::Failure;
 use crate::usage::Usage;
 use bytes::Bytes;
 use pingora_core::connectors::http::Connector;
@@ -15,7 +17,7 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::ErrorType;
 use pingora_http::{RequestHeader, ResponseHeader};
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long an idle upstream connection stays in the pool.
 const POOL_IDLE: Duration = Duration::from_secs(60);
@@ -31,31 +33,229 @@ pub struct Outcome {
     pub usage: Option<Usage>,
 }
 
-/// Sends the request to the route's provider and streams the answer back to `session`.
-/// An `Err` means nothing was written to the client yet.
-pub async fn forward(
+/// How one attempt ended.
+pub enum Attempt {
+    /// The answer is (being) delivered to the client: nothing else may be tried.
+    Committed { outcome: Outcome, ttft: Duration },
+    /// Nothing reached the client; another deployment may be tried.
+    Failed {
+        error: GatewayError,
+        failure: Failure,
+        retry_after: Option<Duration>,
+    },
+    /// Stop here: the upstream judged the request itself (a 4xx that is not a rate limit),
+    /// or the client left.
+    Final(Result<Outcome, GatewayError>),
+}
+
+fn failed(error: GatewayError, failure: Failure) -> Attempt {
+    let retry_after = error.retry_after.map(Duration::from_secs);
+    Attempt::Failed {
+        error,
+        failure,
+        retry_after,
+    }
+}
+
+fn client_gone() -> Attempt {
+    Attempt::Final(Ok(Outcome {
+        close: true,
+        status: 499,
+        usage: None,
+    }))
+}
+
+/// Tries one deployment. Nothing is written to the client before the commit point: the
+/// response header for whole bodies passed through, the first chunk for streams (within the
+/// TTFT deadline), the whole translated body otherwise.
+pub async fn attempt(
     connector: &Connector,
     session: &mut ServerSession,
-    route: &Route,
+    deployment: &Deployment,
     info: &ChatRequestInfo,
     upstream: UpstreamRequest,
-) -> Result<Outcome, GatewayError> {
-    let provider = &*route.provider;
-    let peer = provider.upstream.peer().await?;
-    let request = request_header(provider, &upstream.path, info.stream, upstream.body.len())?;
-    let Some(up) = send(connector, session, &peer, provider, request, upstream.body).await? else {
-        // The client left while we waited for the upstream; the upstream request is dropped.
-        return Ok(Outcome {
-            close: true,
-            status: 499,
-            usage: None,
-        });
+    retry_statuses: &[u16],
+) -> Attempt {
+    let provider = &*deployment.provider;
+    let t = deployment.timeouts;
+    let started = Instant::now();
+    let peer = match provider.upstream.peer().await {
+        Ok(p) => p,
+        Err(e) => return failed(e, Failure::Broken),
+    };
+    let request = match request_header(provider, &upstream.path, info.stream, upstream.body.len()) {
+        Ok(r) => r,
+        Err(e) => return Attempt::Final(Err(e)),
+    };
+    let mut up = match send(
+        connector,
+        session,
+        &peer,
+        provider,
+        &t,
+        request,
+        upstream.body,
+    )
+    .await
+    {
+        Err(e) => return failed(e, Failure::Broken),
+        Ok(None) => return client_gone(),
+        Ok(Some(up)) => up,
     };
     let status = up.response_header().map_or(502, |h| h.status.as_u16());
     if !(200..300).contains(&status) {
-        return Err(upstream_error_status(connector, up, &peer, provider, status).await);
+        let e = upstream_error_status(connector, up, &peer, provider, status).await;
+        // Our credentials refused, or the provider's own trouble: another deployment may do.
+        let moves_on = retry_statuses.contains(&status)
+            || e.code == Some("upstream_auth_failed")
+            || e.kind == ErrorKind::Unavailable;
+        if !moves_on {
+            return Attempt::Final(Err(e));
+        }
+        let failure = if status == 429 {
+            Failure::RateLimited
+        } else {
+            Failure::Broken
+        };
+        return failed(e, failure);
     }
-    Ok(relay(connector, session, up, &peer, route, info, upstream.dialect).await)
+    match (info.stream, upstream.dialect) {
+        (true, dialect) => {
+            let deadline = tokio::time::Instant::from_std(started + t.ttft());
+            let first = tokio::time::timeout_at(deadline, up.read_response_body());
+            let first = match or_client_gone(session, first).await {
+                None => return client_gone(),
+                Some(Err(_)) => {
+                    let e = GatewayError::new(
+                        ErrorKind::GatewayTimeout,
+                        format!(
+                            "Provider `{}` sent no first token within {} ms.",
+                            provider.name,
+                            t.ttft().as_millis()
+                        ),
+                    )
+                    .code("upstream_timeout");
+                    return failed(e, Failure::Broken);
+                }
+                Some(Ok(Err(e))) => {
+                    return failed(
+                        transport_error(provider, &e, "waiting for the first token", &t),
+                        Failure::Broken,
+                    )
+                }
+                Some(Ok(Ok(None))) => {
+                    let e = GatewayError::new(
+                        ErrorKind::BadGateway,
+                        format!(
+                            "Provider `{}` ended the stream before sending anything.",
+                            provider.name
+                        ),
+                    )
+                    .code("upstream_stream_cut");
+                    return failed(e, Failure::Broken);
+                }
+                Some(Ok(Ok(Some(chunk)))) => chunk,
+            };
+            let ttft = started.elapsed();
+            let translator = StreamTranslator::new(dialect, info, &deployment.upstream_model);
+            let outcome = relay(
+                connector,
+                session,
+                up,
+                &peer,
+                provider,
+                &t,
+                Relay::Stream(translator),
+                Some(first),
+            )
+            .await;
+            Attempt::Committed { outcome, ttft }
+        }
+        (false, Dialect::OpenAi) => {
+            let ttft = started.elapsed();
+            let relay_mode = Relay::Whole { tail: Vec::new() };
+            let outcome = relay(
+                connector, session, up, &peer, provider, &t, relay_mode, None,
+            )
+            .await;
+            Attempt::Committed { outcome, ttft }
+        }
+        (false, dialect) => {
+            let body = match read_whole_body(session, &mut up, provider, &t).await {
+                None => return client_gone(),
+                Some(Err(e)) => return failed(e, Failure::Broken),
+                Some(Ok(body)) => body,
+            };
+            connector
+                .release_http_session(up, &*peer, Some(POOL_IDLE))
+                .await;
+            let (json, usage) =
+                match providers::translate_whole(dialect, &body, &deployment.upstream_model) {
+                    Ok(r) => r,
+                    Err(why) => {
+                        let e = GatewayError::new(
+                            ErrorKind::BadGateway,
+                            format!(
+                                "Provider `{}` sent a response that cannot be translated: {why}.",
+                                provider.name
+                            ),
+                        )
+                        .code("upstream_bad_response");
+                        return failed(e, Failure::Broken);
+                    }
+                };
+            let ttft = started.elapsed();
+            respond::write_json(session, 200, json.into()).await;
+            Attempt::Committed {
+                outcome: Outcome {
+                    close: false,
+                    status: 200,
+                    usage: Some(usage),
+                },
+                ttft,
+            }
+        }
+    }
+}
+
+/// Largest non-streaming body gathered for translation.
+const MAX_TRANSLATED_BODY: usize = 64 * 1024 * 1024;
+
+/// Reads a whole response body to translate it; `None` when the client left first.
+async fn read_whole_body(
+    session: &mut ServerSession,
+    up: &mut HttpSession,
+    provider: &Provider,
+    t: &Timeouts,
+) -> Option<Result<Vec<u8>, GatewayError>> {
+    up.set_read_timeout(Some(t.idle));
+    let mut body = Vec::new();
+    loop {
+        match or_client_gone(session, up.read_response_body()).await? {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_TRANSLATED_BODY {
+                    return Some(Err(GatewayError::new(
+                        ErrorKind::BadGateway,
+                        format!(
+                            "Provider `{}` sent a response larger than {MAX_TRANSLATED_BODY} bytes.",
+                            provider.name
+                        ),
+                    )
+                    .code("upstream_response_too_large")));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Some(Ok(body)),
+            Err(e) => {
+                return Some(Err(transport_error(
+                    provider,
+                    &e,
+                    "reading the response",
+                    t,
+                )))
+            }
+        }
+    }
 }
 
 fn request_header(
@@ -102,16 +302,16 @@ async fn send(
     session: &mut ServerSession,
     peer: &HttpPeer,
     provider: &Provider,
+    t: &Timeouts,
     request: RequestHeader,
     body: Bytes,
 ) -> Result<Option<HttpSession>, GatewayError> {
-    let t = provider.timeouts;
     for attempt in 0..2 {
         let (mut up, reused) = match or_client_gone(session, connector.get_http_session(peer)).await
         {
             None => return Ok(None),
             Some(Ok(s)) => s,
-            Some(Err(e)) => return Err(transport_error(provider, &e, "connecting", &t)),
+            Some(Err(e)) => return Err(transport_error(provider, &e, "connecting", t)),
         };
         up.set_write_timeout(Some(t.write));
         up.set_read_timeout(Some(t.first_byte));
@@ -130,12 +330,7 @@ async fn send(
                     tracing::debug!(provider = %provider.name, "stale pooled connection, retrying on a new one");
                     continue;
                 }
-                return Err(transport_error(
-                    provider,
-                    &e,
-                    "waiting for the response",
-                    &t,
-                ));
+                return Err(transport_error(provider, &e, "waiting for the response", t));
             }
         }
     }
@@ -232,32 +427,21 @@ enum Relay {
     Stream(StreamTranslator),
     /// An OpenAI body, chunk by chunk as it arrives; the last few KiB are kept for its usage.
     Whole { tail: Vec<u8> },
-    /// A body in another dialect: gathered whole, then translated.
-    Translate { body: Vec<u8>, dialect: Dialect },
 }
 
 /// How many bytes of a whole response's end are kept to find its `usage`.
 const USAGE_TAIL: usize = 8 * 1024;
-/// Largest non-streaming body gathered for translation.
-const MAX_TRANSLATED_BODY: usize = 64 * 1024 * 1024;
 
 impl Relay {
-    /// What to send the client for an upstream chunk; `Err` when a gathered body grows too big.
-    fn on_chunk(&mut self, chunk: Bytes) -> Result<Option<Bytes>, ()> {
-        Ok(match self {
+    /// What to send the client for an upstream chunk.
+    fn on_chunk(&mut self, chunk: Bytes) -> Option<Bytes> {
+        match self {
             Relay::Stream(t) => t.feed(chunk),
             Relay::Whole { tail } => {
                 keep_tail(tail, &chunk);
                 Some(chunk)
             }
-            Relay::Translate { body, .. } => {
-                if body.len() + chunk.len() > MAX_TRANSLATED_BODY {
-                    return Err(());
-                }
-                body.extend_from_slice(&chunk);
-                None
-            }
-        })
+        }
     }
 
     /// What to send last when the upstream body ended (streams only).
@@ -280,18 +464,22 @@ impl Relay {
 
     /// What to send last when the upstream failed mid-body; `None`: the client can only learn
     /// it from the connection closing before the body is complete.
-    fn on_error(&mut self, provider: &Provider, e: &pingora_error::Error) -> Option<Bytes> {
-        let Relay::Stream(t) = self else {
+    fn on_error(
+        &mut self,
+        provider: &Provider,
+        t: &Timeouts,
+        e: &pingora_error::Error,
+    ) -> Option<Bytes> {
+        let Relay::Stream(translator) = self else {
             return None;
         };
-        let timed_out = e.etype() == &ErrorType::ReadTimedout;
-        let (kind, message) = if timed_out {
+        let (kind, message) = if e.etype() == &ErrorType::ReadTimedout {
             (
                 ErrorKind::GatewayTimeout,
                 format!(
                     "Provider `{}` sent nothing for {} ms; the stream was ended.",
                     provider.name,
-                    provider.timeouts.idle.as_millis()
+                    t.idle.as_millis()
                 ),
             )
         } else {
@@ -305,14 +493,13 @@ impl Relay {
             )
         };
         let err = GatewayError::new(kind, message).code("upstream_stream_cut");
-        Some(join(t.finish(), err.sse_event()))
+        Some(join(translator.finish(), err.sse_event()))
     }
 
     fn usage(&self) -> Option<Usage> {
         match self {
             Relay::Stream(t) => t.usage(),
             Relay::Whole { tail } => openai::usage_in_tail(tail),
-            Relay::Translate { .. } => None,
         }
     }
 }
@@ -345,95 +532,55 @@ fn client_header(up: &HttpSession, stream: bool) -> ResponseHeader {
 }
 
 // hot path: every upstream chunk goes to the client as soon as it arrives.
-/// Relays the upstream's response body to the client until it ends, fails, or the client
-/// leaves (then the upstream request is dropped with its connection).
+/// Commits (writes the response header, and `first` if the attempt already read it) and
+/// relays the rest of the upstream's body until it ends, fails, or the client leaves (then
+/// the upstream request is dropped with its connection).
+#[allow(clippy::too_many_arguments)]
 async fn relay(
     connector: &Connector,
     session: &mut ServerSession,
     mut up: HttpSession,
     peer: &HttpPeer,
-    route: &Route,
-    info: &ChatRequestInfo,
-    dialect: Dialect,
+    provider: &Provider,
+    t: &Timeouts,
+    mut relay: Relay,
+    first: Option<Bytes>,
 ) -> Outcome {
-    let provider = &*route.provider;
-    let mut relay = match (info.stream, dialect) {
-        (true, d) => Relay::Stream(StreamTranslator::new(d, info, &route.upstream_model)),
-        (false, Dialect::OpenAi) => Relay::Whole { tail: Vec::new() },
-        (false, d) => Relay::Translate {
-            body: Vec::new(),
-            dialect: d,
-        },
-    };
     let mut outcome = Outcome {
         close: true,
         status: 200,
         usage: None,
     };
-    if !matches!(relay, Relay::Translate { .. }) {
-        let header = client_header(&up, info.stream);
-        if session
-            .write_response_header(Box::new(header))
-            .await
-            .is_err()
-        {
-            return outcome;
-        }
+    let header = client_header(&up, matches!(relay, Relay::Stream(_)));
+    if session
+        .write_response_header(Box::new(header))
+        .await
+        .is_err()
+    {
+        return outcome;
     }
-    up.set_read_timeout(Some(provider.timeouts.idle));
+    up.set_read_timeout(Some(t.idle));
+    let mut pending = first;
     loop {
-        let Some(next) = or_client_gone(session, up.read_response_body()).await else {
-            break;
+        let next = match pending.take() {
+            Some(chunk) => Ok(Some(chunk)),
+            None => match or_client_gone(session, up.read_response_body()).await {
+                None => break,
+                Some(r) => r,
+            },
         };
         match next {
-            Ok(Some(chunk)) => match relay.on_chunk(chunk) {
-                Ok(Some(out)) => {
+            Ok(Some(chunk)) => {
+                if let Some(out) = relay.on_chunk(chunk) {
                     if session.write_response_body(out, false).await.is_err() {
                         break;
                     }
                 }
-                Ok(None) => {}
-                Err(()) => {
-                    let e = GatewayError::new(
-                        ErrorKind::BadGateway,
-                        format!(
-                            "Provider `{}` sent a response larger than {MAX_TRANSLATED_BODY} bytes.",
-                            provider.name
-                        ),
-                    )
-                    .code("upstream_response_too_large");
-                    outcome.status = e.status();
-                    respond::write_error(session, &e).await;
-                    outcome.close = false;
-                    break;
-                }
-            },
+            }
             Ok(None) => {
                 connector
                     .release_http_session(up, peer, Some(POOL_IDLE))
                     .await;
-                if let Relay::Translate { body, dialect } = &relay {
-                    match providers::translate_whole(*dialect, body, &route.upstream_model) {
-                        Ok((json, usage)) => {
-                            outcome.usage = Some(usage);
-                            respond::write_json(session, 200, json.into()).await;
-                        }
-                        Err(why) => {
-                            let e = GatewayError::new(
-                                ErrorKind::BadGateway,
-                                format!(
-                                    "Provider `{}` sent a response that cannot be translated: {why}.",
-                                    provider.name
-                                ),
-                            )
-                            .code("upstream_bad_response");
-                            outcome.status = e.status();
-                            respond::write_error(session, &e).await;
-                        }
-                    }
-                    outcome.close = false;
-                    return outcome;
-                }
                 let last = relay.on_end(provider).unwrap_or_default();
                 outcome.close = session.write_response_body(last, true).await.is_err();
                 break;
@@ -441,23 +588,14 @@ async fn relay(
             Err(e) => {
                 tracing::warn!(provider = %provider.name, error = %e.etype().as_str(), "upstream body failed");
                 outcome.status = 502;
-                if let Relay::Translate { .. } = relay {
-                    // Nothing was sent yet: the client gets a clean error.
-                    let err =
-                        transport_error(provider, &e, "reading the response", &provider.timeouts);
-                    outcome.status = err.status();
-                    respond::write_error(session, &err).await;
-                    outcome.close = false;
-                    break;
-                }
-                if let Some(last) = relay.on_error(provider, &e) {
+                if let Some(last) = relay.on_error(provider, t, &e) {
                     outcome.close = session.write_response_body(last, true).await.is_err();
                 }
                 break;
             }
         }
     }
-    outcome.usage = outcome.usage.or(relay.usage());
+    outcome.usage = relay.usage();
     outcome
 }
 

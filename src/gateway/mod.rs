@@ -1,6 +1,7 @@
 //! The request path: a Pingora `HttpServerApp` that owns each client session. Steps, in the
 //! order a request meets them: [`auth`], [`body`], parse and route ([`chat`]), [`forward`].
 
+pub mod attempt;
 pub mod auth;
 pub mod body;
 pub mod chat;
@@ -29,6 +30,8 @@ const DRAIN_TIME: Duration = Duration::from_secs(2);
 pub struct Gateway {
     pub config: Arc<ArcSwap<Snapshot>>,
     pub connector: Connector,
+    /// Deployment health: outside the snapshot, so that reloads keep it.
+    pub health: Arc<crate::routing::health::Health>,
     options: HttpServerOptions,
 }
 
@@ -40,6 +43,7 @@ impl Gateway {
         let mut options = HttpServerOptions::default();
         options.h2c = snapshot.server.h2c;
         Gateway {
+            health: Arc::default(),
             connector: Connector::new(Some(connector_options)),
             config: config.clone(),
             options,

@@ -33,7 +33,7 @@ pub async fn list_models(
             id: name,
             object: "model",
             created: 0,
-            owned_by: &snapshot.models[name].provider.name,
+            owned_by: &snapshot.models[name].deployments[0].provider.name,
         })
         .collect();
     let body = serde_json::to_vec(&List {

@@ -1,0 +1,212 @@
+//! Step 5, the attempt loop: try candidates in order until one answers; retry a deployment
+//! with backoff, move on without delay, never after the first byte reached the client.
+
+use super::forward::{self, Attempt, Outcome};
+use super::Gateway;
+use crate::config::{ModelRoute, Snapshot};
+use crate::error::{ErrorKind, GatewayError};
+use crate::providers::{self, openai::ChatRequestInfo};
+use crate::routing::{self, health::Failure};
+use pingora_core::protocols::http::ServerSession;
+use std::time::{Duration, Instant};
+
+/// Serves a chat completion from the first candidate that answers.
+pub async fn run(
+    gateway: &Gateway,
+    session: &mut ServerSession,
+    snapshot: &Snapshot,
+    route: &ModelRoute,
+    info: &ChatRequestInfo,
+    body: &[u8],
+) -> Result<Outcome, GatewayError> {
+    let settings = &snapshot.routing;
+    let candidates = routing::candidates(route, snapshot, &gateway.health);
+    let deadline = route.deployments[0]
+        .timeouts
+        .total
+        .map(|t| Instant::now() + t);
+    let mut attempts = 0;
+    let mut reasons: Vec<String> = Vec::new();
+    let mut all_rate_limited = true;
+    let mut soonest_retry: Option<Duration> = None;
+    // Deployments that answered (or failed to) and the last error: when only one was tried,
+    // the client gets its error as it is (status, message, Retry-After).
+    let mut tried: Vec<&str> = Vec::new();
+    let mut last_error: Option<GatewayError> = None;
+    'candidates: for c in &candidates {
+        let id = &c.deployment.id;
+        let mut tries = 0;
+        loop {
+            if attempts >= settings.attempts {
+                reasons.push(format!("attempt budget of {} used up", settings.attempts));
+                break 'candidates;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                reasons.push("total deadline reached".into());
+                break 'candidates;
+            }
+            let Some(ticket) = c.health.try_acquire() else {
+                match c.health.cooldown_left() {
+                    Some(left) => {
+                        reasons.push(format!(
+                            "{id}: rate limited for {} ms more",
+                            left.as_millis()
+                        ));
+                        soonest_retry = Some(soonest_retry.map_or(left, |s| s.min(left)));
+                    }
+                    None => {
+                        reasons.push(format!("{id}: circuit open"));
+                        all_rate_limited = false;
+                    }
+                }
+                continue 'candidates;
+            };
+            attempts += 1;
+            // Re-translated for each candidate's provider kind; a request the provider kind
+            // cannot take is the client's to fix.
+            let upstream = providers::build_request(
+                &c.deployment.provider,
+                &c.deployment.upstream_model,
+                info,
+                body,
+            )?;
+            let result = forward::attempt(
+                &gateway.connector,
+                session,
+                &c.deployment,
+                info,
+                upstream,
+                &settings.retry_statuses,
+            )
+            .await;
+            match result {
+                Attempt::Committed { outcome, ttft } => {
+                    gateway
+                        .health
+                        .success(&ticket, Some(ttft), &snapshot.breaker);
+                    return Ok(outcome);
+                }
+                Attempt::Final(r) => {
+                    // The provider answered; the request or the client was the trouble.
+                    gateway.health.success(&ticket, None, &snapshot.breaker);
+                    return r;
+                }
+                Attempt::Failed {
+                    error,
+                    failure,
+                    retry_after,
+                } => {
+                    gateway
+                        .health
+                        .failure(&ticket, failure, retry_after, &snapshot.breaker);
+                    drop(ticket);
+                    tracing::debug!(deployment = %id, status = error.status(), "attempt failed");
+                    let reason = format!("{id}: {}", error.message_or_code().trim_end_matches('.'));
+                    if reasons.last() != Some(&reason) {
+                        reasons.push(reason);
+                    }
+                    if !tried.contains(&&**id) {
+                        tried.push(id);
+                    }
+                    last_error = Some(error);
+                    if failure == Failure::RateLimited {
+                        let wait = retry_after.unwrap_or(Duration::from_secs(1));
+                        soonest_retry = Some(soonest_retry.map_or(wait, |s| s.min(wait)));
+                        // Not again before it said: on to the next.
+                        continue 'candidates;
+                    }
+                    all_rate_limited = false;
+                    if tries >= settings.retries_per_deployment {
+                        continue 'candidates;
+                    }
+                    tries += 1;
+                    let pause = backoff(settings.backoff_base, settings.backoff_max, tries);
+                    let pause = match deadline {
+                        Some(d) => pause.min(d.saturating_duration_since(Instant::now())),
+                        None => pause,
+                    };
+                    // The client may leave while we wait.
+                    let gone = tokio::select! {
+                        _ = tokio::time::sleep(pause) => false,
+                        _ = session.read_body_or_idle(true) => true,
+                    };
+                    if gone {
+                        return Ok(Outcome {
+                            close: true,
+                            status: 499,
+                            usage: None,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    if let (1, Some(e)) = (tried.len(), last_error) {
+        if reasons.len() == 1 || candidates.len() == 1 {
+            return Err(e);
+        }
+    }
+    Err(all_failed(reasons, all_rate_limited, soonest_retry))
+}
+
+/// Full jitter: uniform in [0, min(max, base × 2^try)].
+pub fn backoff(base: Duration, max: Duration, tries: u32) -> Duration {
+    let cap = base
+        .saturating_mul(1u32 << tries.min(16))
+        .min(max)
+        .as_millis() as u64;
+    Duration::from_millis(fastrand::u64(..=cap))
+}
+
+fn all_failed(
+    reasons: Vec<String>,
+    all_rate_limited: bool,
+    soonest_retry: Option<Duration>,
+) -> GatewayError {
+    let list = reasons.join("; ");
+    if all_rate_limited && soonest_retry.is_some() {
+        let mut e = GatewayError::new(
+            ErrorKind::RateLimited,
+            format!("Every deployment is rate limited: {list}."),
+        )
+        .code("rate_limit_exceeded");
+        e.retry_after = soonest_retry.map(|d| d.as_secs_f64().ceil().max(1.0) as u64);
+        return e;
+    }
+    GatewayError::new(
+        ErrorKind::Unavailable,
+        format!("No deployment could serve the request: {list}."),
+    )
+    .code("no_deployment_available")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_stays_within_its_cap() {
+        let base = Duration::from_millis(100);
+        let max = Duration::from_millis(2000);
+        for tries in 0..20 {
+            for _ in 0..100 {
+                let b = backoff(base, max, tries);
+                assert!(b <= (base * (1 << tries.min(16))).min(max));
+            }
+        }
+    }
+
+    #[test]
+    fn all_rate_limited_is_429_with_the_soonest_retry() {
+        let e = all_failed(
+            vec!["a: rate limited".into()],
+            true,
+            Some(Duration::from_millis(1500)),
+        );
+        assert_eq!(e.status(), 429);
+        assert_eq!(e.retry_after, Some(2));
+        let e = all_failed(vec!["a: circuit open".into()], false, None);
+        assert_eq!(e.status(), 503);
+        assert!(e.message.contains("a: circuit open"));
+    }
+}

@@ -1,0 +1,218 @@
+//! Routing: which deployments a request tries, in which order, and their health.
+
+pub mod health;
+
+use crate::config::{Deployment, ModelRoute, Snapshot, Strategy};
+use health::{DeploymentHealth, Health};
+use std::sync::Arc;
+
+/// A deployment to try, with its health.
+pub struct Candidate {
+    pub deployment: Deployment,
+    pub health: Arc<DeploymentHealth>,
+}
+
+/// The deployments of `route` in its strategy's order, then those of its fallback models
+/// (each in its own order), each deployment once.
+pub fn candidates(route: &ModelRoute, snapshot: &Snapshot, health: &Health) -> Vec<Candidate> {
+    let mut out: Vec<Candidate> = Vec::new();
+    let mut seen_models: Vec<&str> = Vec::new();
+    let mut queue: Vec<&ModelRoute> = vec![route];
+    let mut next = 0;
+    while next < queue.len() {
+        let r = queue[next];
+        next += 1;
+        if seen_models.contains(&&*r.name) {
+            continue;
+        }
+        seen_models.push(&r.name);
+        for d in order(r, health) {
+            if !out.iter().any(|c| c.deployment.id == d.id) {
+                out.push(Candidate {
+                    health: health.get(&d.id),
+                    deployment: d.clone(),
+                });
+            }
+        }
+        for f in &r.fallbacks {
+            if let Some(fr) = snapshot.models.get(f) {
+                queue.push(fr);
+            }
+        }
+    }
+    out
+}
+
+/// One model's deployments in the order its strategy gives; deployments that cannot take a
+/// request now (breaker open, rate-limit cooldown) go last.
+fn order<'a>(route: &'a ModelRoute, health: &Health) -> Vec<&'a Deployment> {
+    let ds = &route.deployments;
+    let mut ordered: Vec<&Deployment> = match route.strategy {
+        Strategy::Priority => ds.iter().collect(),
+        Strategy::Weighted => weighted_order(ds, &mut fastrand::Rng::new()),
+        Strategy::LeastInFlight => {
+            let mut v: Vec<(&Deployment, u32)> = ds
+                .iter()
+                .map(|d| (d, health.get(&d.id).in_flight()))
+                .collect();
+            v.sort_by_key(|(_, n)| *n);
+            v.into_iter().map(|(d, _)| d).collect()
+        }
+        Strategy::Latency => latency_order(ds, health, &mut fastrand::Rng::new()),
+        Strategy::Cost => {
+            let mut v: Vec<&Deployment> = ds.iter().collect();
+            v.sort_by_key(|d| d.price.typical_cost());
+            v
+        }
+    };
+    // Stable: the strategy's order holds within the available and the unavailable.
+    ordered.sort_by_key(|d| {
+        let h = health.get(&d.id);
+        h.state() == health::BreakerState::Open || h.cooldown_left().is_some()
+    });
+    ordered
+}
+
+/// Weighted random order without replacement: the first pick follows the weights exactly.
+pub fn weighted_order<'a>(ds: &'a [Deployment], rng: &mut fastrand::Rng) -> Vec<&'a Deployment> {
+    let mut left: Vec<&Deployment> = ds.iter().collect();
+    let mut out = Vec::with_capacity(ds.len());
+    while !left.is_empty() {
+        let total: u64 = left.iter().map(|d| d.weight as u64).sum();
+        let i = if total == 0 {
+            0
+        } else {
+            let mut x = rng.u64(..total);
+            left.iter()
+                .position(|d| {
+                    if x < d.weight as u64 {
+                        true
+                    } else {
+                        x -= d.weight as u64;
+                        false
+                    }
+                })
+                .unwrap_or(0)
+        };
+        out.push(left.remove(i));
+    }
+    out
+}
+
+/// Power of two choices over the EWMA of TTFT: of two at random, the faster first (one never
+/// measured counts as fastest, so that it gets measured); then the rest, fastest first.
+fn latency_order<'a>(
+    ds: &'a [Deployment],
+    health: &Health,
+    rng: &mut fastrand::Rng,
+) -> Vec<&'a Deployment> {
+    let ttft = |d: &Deployment| health.get(&d.id).ewma_ttft().map_or(0, |t| t.as_micros());
+    let mut rest: Vec<&Deployment> = ds.iter().collect();
+    if rest.len() < 2 {
+        return rest;
+    }
+    let a = rng.usize(..rest.len());
+    let mut b = rng.usize(..rest.len() - 1);
+    if b >= a {
+        b += 1;
+    }
+    let first = if ttft(rest[a]) <= ttft(rest[b]) { a } else { b };
+    let first = rest.remove(first);
+    rest.sort_by_key(|d| ttft(d));
+    rest.insert(0, first);
+    rest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Price;
+
+    fn snapshot() -> Snapshot {
+        let text = r#"
+[providers.a]
+kind = "openai"
+base_url = "http://127.0.0.1:1/v1"
+
+[providers.b]
+kind = "openai"
+base_url = "http://127.0.0.1:2/v1"
+
+[models.m]
+strategy = "weighted"
+fallbacks = ["f"]
+[[models.m.deployments]]
+provider = "a"
+weight = 3
+[[models.m.deployments]]
+provider = "b"
+weight = 1
+
+[models.f]
+provider = "b"
+model = "other"
+fallbacks = ["m"]
+
+[models.cheap]
+strategy = "cost"
+[[models.cheap.deployments]]
+provider = "a"
+price = { input = 5.0, output = 15.0 }
+[[models.cheap.deployments]]
+provider = "b"
+price = { input = 0.5, output = 1.5 }
+"#;
+        crate::config::parse("t.toml", text, &|_| None).unwrap()
+    }
+
+    #[test]
+    fn weights_hold_within_five_percent_over_ten_thousand_picks() {
+        let s = snapshot();
+        let r = s.route("m").unwrap();
+        let mut rng = fastrand::Rng::with_seed(42);
+        let n = 10_000;
+        let firsts = (0..n)
+            .filter(|_| &*weighted_order(&r.deployments, &mut rng)[0].provider.name == "a")
+            .count();
+        let share = firsts as f64 / n as f64;
+        assert!((share - 0.75).abs() <= 0.75 * 0.05, "share of a: {share}");
+    }
+
+    #[test]
+    fn fallbacks_follow_each_deployment_once_without_looping() {
+        let s = snapshot();
+        let health = Health::default();
+        let c = candidates(&s.route("m").unwrap(), &s, &health);
+        let ids: Vec<&str> = c.iter().map(|c| &*c.deployment.id).collect();
+        assert_eq!(ids.len(), 3);
+        assert_eq!(ids[2], "b/other");
+        assert!(ids.contains(&"a/m") && ids.contains(&"b/m"));
+    }
+
+    #[test]
+    fn cost_puts_the_cheapest_first_and_unhealthy_last() {
+        let s = snapshot();
+        let health = Health::default();
+        let c = candidates(&s.route("cheap").unwrap(), &s, &health);
+        assert_eq!(&*c[0].deployment.id, "b/cheap");
+        assert_eq!(
+            c[0].deployment.price,
+            Price {
+                input: 500_000,
+                output: 1_500_000,
+                cached_input: 500_000
+            }
+        );
+        // b rate limited: a goes first now.
+        let t = c[0].health.try_acquire().unwrap();
+        health.failure(
+            &t,
+            health::Failure::RateLimited,
+            Some(std::time::Duration::from_secs(5)),
+            &s.breaker,
+        );
+        drop(t);
+        let c = candidates(&s.route("cheap").unwrap(), &s, &health);
+        assert_eq!(&*c[0].deployment.id, "a/cheap");
+    }
+}
