@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Behaviour of a request; each field can be set per request by its `x-mock-*` header.
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, clap::Args, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Controls {
     /// `x-mock-ttft-ms`: delay before the first token (streams: after the header).
     #[arg(long, default_value_t = 0)]
@@ -36,12 +37,34 @@ pub struct Controls {
     /// `x-mock-fail-rate`: fraction (0..1) of requests that fail with `status` (default 500).
     #[arg(long)]
     pub fail_rate: Option<f64>,
+    /// `x-mock-fail-with`: with `fail_rate`, the failures to pick from at random: statuses,
+    /// `reset` (close the connection without answering) and `stall` (answer nothing for
+    /// `stall_ms`, default 10 s), comma-separated.
+    #[arg(long)]
+    pub fail_with: Option<String>,
     /// `x-mock-cut-after`: close the connection after this many chunks.
     #[arg(long)]
     pub cut_after: Option<u64>,
     /// `x-mock-stall-ms`: wait this long before answering anything (not even a header).
     #[arg(long, default_value_t = 0)]
     pub stall_ms: u64,
+}
+
+impl Default for Controls {
+    /// The same defaults as the flags.
+    fn default() -> Self {
+        Controls {
+            ttft_ms: 0,
+            chunk_delay_ms: 0,
+            chunks: 8,
+            status: None,
+            retry_after: None,
+            fail_rate: None,
+            fail_with: None,
+            cut_after: None,
+            stall_ms: 0,
+        }
+    }
 }
 
 impl Controls {
@@ -73,6 +96,9 @@ impl Controls {
         if let Some(v) = h("x-mock-fail-rate").and_then(|v| v.parse().ok()) {
             c.fail_rate = Some(v);
         }
+        if let Some(v) = h("x-mock-fail-with") {
+            c.fail_with = Some(v.to_string());
+        }
         if let Some(v) = h("x-mock-cut-after").and_then(|v| v.parse().ok()) {
             c.cut_after = Some(v);
         }
@@ -82,13 +108,36 @@ impl Controls {
         c
     }
 
-    /// The error status this request must fail with, if any.
-    fn failure(&self) -> Option<u16> {
+    /// How this request must fail, if it must.
+    fn failure(&self) -> Option<Fault> {
         match self.fail_rate {
-            Some(rate) => (fastrand::f64() < rate).then_some(self.status.unwrap_or(500)),
-            None => self.status.filter(|s| !(200..300).contains(s)),
+            Some(rate) if fastrand::f64() < rate => match &self.fail_with {
+                Some(list) => {
+                    let options: Vec<&str> = list.split(',').map(str::trim).collect();
+                    match options[fastrand::usize(..options.len())] {
+                        "reset" => Some(Fault::Reset),
+                        "stall" => Some(Fault::Stall),
+                        s => Some(Fault::Status(s.parse().unwrap_or(500))),
+                    }
+                }
+                None => Some(Fault::Status(self.status.unwrap_or(500))),
+            },
+            Some(_) => None,
+            None => self
+                .status
+                .filter(|s| !(200..300).contains(s))
+                .map(Fault::Status),
         }
     }
+}
+
+/// An injected failure.
+enum Fault {
+    Status(u16),
+    /// Close the connection without an answer.
+    Reset,
+    /// Answer nothing for a long time.
+    Stall,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -109,7 +158,9 @@ struct Stats {
 
 /// The mock upstream application.
 pub struct Mock {
-    defaults: Controls,
+    /// The flags' defaults, replaced at run time by `POST /mock/controls`.
+    defaults: std::sync::RwLock<Controls>,
+    initial: Controls,
     options: HttpServerOptions,
     next_id: AtomicU64,
     stats: Stats,
@@ -120,7 +171,8 @@ impl Mock {
         let mut options = HttpServerOptions::default();
         options.h2c = true;
         Mock {
-            defaults,
+            defaults: std::sync::RwLock::new(defaults.clone()),
+            initial: defaults,
             options,
             next_id: AtomicU64::new(1),
             stats: Stats::default(),
@@ -282,10 +334,44 @@ impl HttpServerApp for Mock {
 impl Mock {
     /// Serves one request; false when the connection must be closed.
     async fn serve(&self, session: &mut ServerSession) -> bool {
-        let controls = self.defaults.for_request(session);
+        let controls = self
+            .defaults
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .for_request(session);
         let method = session.req_header().method.as_str().to_string();
         let path = session.req_header().uri.path().to_string();
         let query = session.req_header().uri.query().unwrap_or("").to_string();
+        if method == "POST" && path == "/mock/controls" {
+            // New defaults for every later request (`{}`: back to the flags' defaults).
+            let mut body = Vec::new();
+            while let Ok(Some(b)) = session.read_request_body().await {
+                body.extend_from_slice(&b);
+            }
+            let parsed: Result<Option<Controls>, _> =
+                if body.iter().all(u8::is_ascii_whitespace) || body == b"{}" {
+                    Ok(None)
+                } else {
+                    serde_json::from_slice(&body).map(Some)
+                };
+            return match parsed {
+                Ok(c) => {
+                    *self.defaults.write().unwrap_or_else(|e| e.into_inner()) =
+                        c.unwrap_or_else(|| self.initial.clone());
+                    respond(
+                        session,
+                        200,
+                        "application/json",
+                        Bytes::from_static(b"{}"),
+                        None,
+                    )
+                    .await
+                }
+                Err(e) => {
+                    respond(session, 400, "text/plain", Bytes::from(e.to_string()), None).await
+                }
+            };
+        }
         if method == "GET" && path == "/mock/stats" {
             let body = format!(
                 r#"{{"requests":{},"streams_completed":{},"streams_aborted":{}}}"#,
@@ -356,15 +442,28 @@ impl Mock {
                 .await;
             }
         };
-        if let Some(status) = controls.failure() {
-            return respond(
-                session,
-                status,
-                "application/json",
-                error_body(wire, status, "mock: injected failure"),
-                controls.retry_after,
-            )
-            .await;
+        match controls.failure() {
+            Some(Fault::Status(status)) => {
+                return respond(
+                    session,
+                    status,
+                    "application/json",
+                    error_body(wire, status, "mock: injected failure"),
+                    controls.retry_after,
+                )
+                .await;
+            }
+            Some(Fault::Reset) => return false,
+            Some(Fault::Stall) => {
+                let ms = if controls.stall_ms > 0 {
+                    controls.stall_ms
+                } else {
+                    10_000
+                };
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                return false;
+            }
+            None => {}
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let echo = session
