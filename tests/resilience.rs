@@ -178,7 +178,7 @@ async fn thirty_percent_failures_at_a_are_invisible_to_clients() {
                 if i >= total {
                     return failures;
                 }
-                let stream = i % 2 == 0;
+                let stream = i.is_multiple_of(2);
                 let (status, body) = env.ask("flaky", stream).await;
                 if status != 200 || !complete(&body, stream) {
                     failures.push(format!("{i}: {status} {body}"));
