@@ -391,9 +391,8 @@ async fn upstream_error_status(
 ) -> GatewayError {
     let retry_after = up
         .response_header()
-        .and_then(|h| h.headers.get(http::header::RETRY_AFTER))
-        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+        .and_then(|h| crate::routing::retry_after(&h.headers, std::time::SystemTime::now()))
+        .map(|d| d.as_secs_f64().ceil() as u64);
     let body = read_small_body(&mut up, provider.timeouts.idle).await;
     if body.is_some() {
         connector

@@ -123,8 +123,152 @@ fn latency_order<'a>(
     rest
 }
 
+/// How long a provider asked us to wait, from `retry-after-ms`, `Retry-After` (seconds or an
+/// HTTP date), or the longest rate-limit reset header it sent (OpenAI's
+/// `x-ratelimit-reset-*` durations like `6m0s`, Anthropic's `anthropic-ratelimit-*-reset`
+/// RFC 3339 times).
+pub fn retry_after(
+    headers: &http::HeaderMap,
+    now: std::time::SystemTime,
+) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(ms) = text("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+    }
+    if let Some(v) = text("retry-after") {
+        if let Ok(secs) = v.parse::<f64>() {
+            return Some(Duration::from_secs_f64(secs.max(0.0)));
+        }
+        if let Ok(at) = httpdate::parse_http_date(v) {
+            return Some(at.duration_since(now).unwrap_or_default());
+        }
+    }
+    let mut longest: Option<Duration> = None;
+    for (name, value) in headers {
+        let name = name.as_str();
+        let Ok(v) = value.to_str() else { continue };
+        let wait = if name.starts_with("x-ratelimit-reset") {
+            go_duration(v.trim())
+        } else if name.starts_with("anthropic-ratelimit-") && name.ends_with("-reset") {
+            rfc3339_secs(v.trim()).map(|at| {
+                let now_secs = now
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                Duration::from_secs_f64((at - now_secs).max(0.0))
+            })
+        } else {
+            None
+        };
+        if let Some(w) = wait {
+            longest = Some(longest.map_or(w, |l| l.max(w)));
+        }
+    }
+    longest
+}
+
+/// `1h2m3.5s`, `20ms`, `6m0s`.
+fn go_duration(s: &str) -> Option<std::time::Duration> {
+    let mut total = 0.0;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let n: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 0.001,
+            "us" | "µs" => 0.000_001,
+            _ => return None,
+        };
+        total += n * scale;
+        rest = &rest[unit_len..];
+    }
+    Some(std::time::Duration::from_secs_f64(total))
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time such as `2025-01-01T00:00:30Z`.
+fn rfc3339_secs(s: &str) -> Option<f64> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, mo, da) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':');
+    let (h, mi): (i64, i64) = (t.next()?.parse().ok()?, t.next()?.parse().ok()?);
+    let sec: f64 = t.next()?.parse().ok()?;
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + da - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some((days * 86_400 + h * 3600 + mi * 60) as f64 + sec)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn retry_after_reads_every_form_providers_use() {
+        use std::time::{Duration, SystemTime, UNIX_EPOCH};
+        let now = UNIX_EPOCH + Duration::from_secs(1_735_689_600); // 2025-01-01T00:00:00Z
+        let h = |pairs: &[(&'static str, &str)]| {
+            let mut m = http::HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, v.parse().unwrap());
+            }
+            m
+        };
+        assert_eq!(
+            super::retry_after(&h(&[("retry-after", "7")]), now),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(
+            super::retry_after(&h(&[("retry-after-ms", "250")]), now),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(
+            super::retry_after(&h(&[("retry-after", "Wed, 01 Jan 2025 00:00:30 GMT")]), now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            super::retry_after(
+                &h(&[
+                    ("x-ratelimit-reset-requests", "1m2.5s"),
+                    ("x-ratelimit-reset-tokens", "20ms")
+                ]),
+                now
+            ),
+            Some(Duration::from_secs_f64(62.5))
+        );
+        assert_eq!(
+            super::retry_after(
+                &h(&[("anthropic-ratelimit-requests-reset", "2025-01-01T00:00:12Z")]),
+                now
+            ),
+            Some(Duration::from_secs(12))
+        );
+        assert_eq!(super::retry_after(&h(&[]), now), None);
+        let _ = SystemTime::now();
+    }
+}
+
+#[cfg(test)]
+mod strategy_tests {
     use super::*;
     use crate::config::Price;
 
