@@ -134,6 +134,11 @@ fn serve(path: &std::path::Path, demo: bool) -> ExitCode {
     }
     tracing::info!(listen = %snapshot.server.listen, "starting the gateway");
     let config = Arc::new(ArcSwap::from_pointee(snapshot));
-    server.add_service(server::gateway_service(config));
+    let (gateway, admin) = server::gateway_services(config);
+    server.add_service(gateway);
+    if let Some(admin) = admin {
+        tracing::info!("starting the admin listener");
+        server.add_service(admin);
+    }
     server.run_forever()
 }

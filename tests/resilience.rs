@@ -12,13 +12,17 @@ struct Env {
     a: Proc,
     b: Proc,
     gw: Proc,
+    admin: String,
     http: reqwest::Client,
 }
+
+const ADMIN_KEY: &str = "sk-admin-test";
 
 /// Two mocks, A and B; every model tries a flavour of A first, then B.
 fn env() -> Env {
     let a = start_mock();
     let b = start_mock();
+    let admin = format!("127.0.0.1:{}", free_port());
     let mut c = format!(
         r#"
 [server]
@@ -40,6 +44,10 @@ cooldown_ms = 1000
 first_byte_ms = 2000
 ttft_ms = 300
 
+[admin]
+listen = "{admin}"
+sha256 = "{admin_hash}"
+
 [[keys]]
 name = "all"
 sha256 = "{hash}"
@@ -50,6 +58,8 @@ base_url = "http://{b}/v1"
 "#,
         hash = sha256_hex(ALL_KEY.as_bytes()),
         b = b.addr,
+        admin = admin,
+        admin_hash = sha256_hex(ADMIN_KEY.as_bytes()),
     );
     for (name, headers) in [
         ("plain", "{}"),
@@ -100,6 +110,7 @@ model = "model-b"
         a,
         b,
         gw,
+        admin: format!("http://{admin}"),
         http: reqwest::Client::new(),
     }
 }
@@ -129,6 +140,28 @@ impl Env {
             .await
             .unwrap();
         v["requests"].as_u64().unwrap()
+    }
+
+    /// The breaker state of a deployment, from the admin API.
+    async fn breaker(&self, id: &str) -> String {
+        let v: Value = self
+            .http
+            .get(format!("{}/admin/deployments", self.admin))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let d = v["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id)
+            .unwrap_or_else(|| panic!("{id} not in {v}"))
+            .clone();
+        d["breaker"].as_str().unwrap().to_string()
     }
 
     async fn set_controls(&self, mock: &Proc, controls: &str) {
@@ -219,6 +252,17 @@ async fn a_broken_deployment_is_cut_off_by_its_breaker_and_returns_after_the_coo
     let probes = elapsed.as_secs() + 1;
     let at_a = env.requests_at(&env.a).await;
     assert!(at_a <= 3 + probes, "A got {at_a} requests in {elapsed:?}");
+    assert_ne!(env.breaker("a-plain/model-a").await, "closed");
+    assert_eq!(env.breaker("b/model-b").await, "closed");
+    // The admin API wants its own key.
+    let r = env
+        .http
+        .get(format!("{}/admin/deployments", env.admin))
+        .bearer_auth(ALL_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
     // A recovers: after the cooldown a probe succeeds and A (first by priority) serves again.
     env.set_controls(&env.a, "{}").await;
     let deadline = Instant::now() + Duration::from_secs(5);

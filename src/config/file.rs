@@ -20,6 +20,7 @@ pub struct File {
     pub models: BTreeMap<Spanned<String>, ModelEntry>,
     #[serde(default)]
     pub routing: RoutingSection,
+    pub admin: Option<AdminSection>,
     #[serde(default)]
     pub breaker: BreakerSection,
     pub demo: Option<DemoSection>,
@@ -235,6 +236,18 @@ pub struct PriceEntry {
     pub output: f64,
     #[serde(default)]
     pub cached_input: Option<f64>,
+}
+
+/// `[admin]`: the operator's listener, apart from the clients'.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Address of the admin listener, e.g. `127.0.0.1:9091`.
+    pub listen: Spanned<String>,
+    /// SHA-256 of the admin key (hex).
+    pub sha256: Option<Spanned<String>>,
+    /// Or the admin key as an environment reference, `${NAME}`.
+    pub key: Option<Spanned<String>>,
 }
 
 /// `[demo]`: used by `junction demo` only.

@@ -197,6 +197,13 @@ pub struct RoutingSettings {
     pub backoff_max: Duration,
 }
 
+/// `[admin]`: the operator's listener and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+    pub key_hash: [u8; 32],
+}
+
 /// `[breaker]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BreakerSettings {
@@ -257,6 +264,7 @@ pub struct Snapshot {
     pub model_names: Vec<Arc<str>>,
     pub routing: RoutingSettings,
     pub breaker: BreakerSettings,
+    pub admin: Option<AdminSettings>,
     /// Where `junction demo` runs its mock upstream.
     pub demo_mock_listen: Option<SocketAddr>,
 }
@@ -551,6 +559,7 @@ impl Validator<'_> {
                 }
             });
 
+        let admin = f.admin.as_ref().and_then(|a| self.admin(a));
         Snapshot {
             server,
             keys,
@@ -559,6 +568,7 @@ impl Validator<'_> {
             model_names,
             routing,
             breaker,
+            admin,
             demo_mock_listen,
         }
     }
@@ -670,6 +680,62 @@ impl Validator<'_> {
             default_max_tokens: p.default_max_tokens.unwrap_or(4096),
             anthropic_version,
         })
+    }
+
+    fn admin(&mut self, a: &file::AdminSection) -> Option<AdminSettings> {
+        let listen = match a.listen.get_ref().parse::<SocketAddr>() {
+            Ok(l) => Some(l),
+            Err(_) => {
+                self.problem(
+                    &a.listen,
+                    format!(
+                        "admin.listen: `{}` is not an address like 127.0.0.1:9091",
+                        a.listen.get_ref()
+                    ),
+                );
+                None
+            }
+        };
+        let key_hash = self.key_hash("admin", &a.listen, a.sha256.as_ref(), a.key.as_ref());
+        Some(AdminSettings {
+            listen: listen?,
+            key_hash: key_hash?,
+        })
+    }
+
+    /// A key given as `sha256` (hex) or `key` (`${ENV}`), exactly one of them.
+    fn key_hash(
+        &mut self,
+        what: &str,
+        at: &Spanned<String>,
+        sha256: Option<&Spanned<String>>,
+        key: Option<&Spanned<String>>,
+    ) -> Option<[u8; 32]> {
+        match (sha256, key) {
+            (Some(h), None) => {
+                let mut out = [0u8; 32];
+                match hex::decode_to_slice(h.get_ref().trim(), &mut out) {
+                    Ok(()) => Some(out),
+                    Err(_) => {
+                        self.problem(
+                            h,
+                            format!("{what}.sha256: must be 64 hex digits (the SHA-256 of the key, e.g. from `printf %s \"$KEY\" | sha256sum`)"),
+                        );
+                        None
+                    }
+                }
+            }
+            (None, Some(key)) => self
+                .env_ref(key, &format!("{what}.key"))
+                .map(|v| hash_key(v.as_bytes())),
+            _ => {
+                self.problem(
+                    at,
+                    format!("{what}: set exactly one of `sha256` (the key's SHA-256 in hex) or `key` (an environment reference like \"${{NAME}}\")"),
+                );
+                None
+            }
+        }
     }
 
     /// `[models]`: routes by public name and alias, with their deployments resolved.
@@ -812,31 +878,12 @@ impl Validator<'_> {
             if keys.iter().any(|other| *other.name == *name) {
                 self.problem(&k.name, format!("keys: the name `{name}` is used twice"));
             }
-            let hash = match (&k.sha256, &k.key) {
-                (Some(h), None) => {
-                    let mut out = [0u8; 32];
-                    match hex::decode_to_slice(h.get_ref().trim(), &mut out) {
-                        Ok(()) => Some(out),
-                        Err(_) => {
-                            self.problem(
-                                h,
-                                format!("keys.{name}.sha256: must be 64 hex digits (the SHA-256 of the key, e.g. from `printf %s \"$KEY\" | sha256sum`)"),
-                            );
-                            None
-                        }
-                    }
-                }
-                (None, Some(key)) => self
-                    .env_ref(key, &format!("keys.{name}.key"))
-                    .map(|v| hash_key(v.as_bytes())),
-                _ => {
-                    self.problem(
-                        &k.name,
-                        format!("keys.{name}: set exactly one of `sha256` (the key's SHA-256 in hex) or `key` (an environment reference like \"${{NAME}}\")"),
-                    );
-                    None
-                }
-            };
+            let hash = self.key_hash(
+                &format!("keys.{name}"),
+                &k.name,
+                k.sha256.as_ref(),
+                k.key.as_ref(),
+            );
             if let Some(models_allowed) = &k.models {
                 for m in models_allowed {
                     let m_str = m.get_ref().as_str();

@@ -36,14 +36,17 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(config: Arc<ArcSwap<Snapshot>>) -> Self {
+    pub fn new(
+        config: Arc<ArcSwap<Snapshot>>,
+        health: Arc<crate::routing::health::Health>,
+    ) -> Self {
         let snapshot = config.load();
         let mut connector_options = ConnectorOptions::new(snapshot.server.upstream_pool_size);
         connector_options.keepalive_pool_size = snapshot.server.upstream_pool_size;
         let mut options = HttpServerOptions::default();
         options.h2c = snapshot.server.h2c;
         Gateway {
-            health: Arc::default(),
+            health,
             connector: Connector::new(Some(connector_options)),
             config: config.clone(),
             options,

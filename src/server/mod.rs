@@ -1,6 +1,7 @@
 //! Wiring: Pingora `Server` and listening services for the gateway and the mock upstream.
 //! No request logic lives here.
 
+pub mod admin;
 pub mod mock;
 pub mod session;
 
@@ -35,12 +36,27 @@ pub fn new_server(threads: usize) -> Server {
     server
 }
 
-/// The gateway's client listener.
-pub fn gateway_service(config: Arc<ArcSwap<Snapshot>>) -> Service<Gateway> {
-    let listen = config.load().server.listen;
-    let mut service = Service::new("junction gateway".to_string(), Gateway::new(config));
-    service.add_tcp(&listen.to_string());
-    service
+/// The gateway's client listener, and the admin listener when configured; they share the
+/// deployments' health.
+pub fn gateway_services(
+    config: Arc<ArcSwap<Snapshot>>,
+) -> (Service<Gateway>, Option<Service<admin::Admin>>) {
+    let snapshot = config.load_full();
+    let health: Arc<crate::routing::health::Health> = Arc::default();
+    let mut service = Service::new(
+        "junction gateway".to_string(),
+        Gateway::new(config.clone(), health.clone()),
+    );
+    service.add_tcp(&snapshot.server.listen.to_string());
+    let admin = snapshot.admin.as_ref().map(|a| {
+        let mut s = Service::new(
+            "junction admin".to_string(),
+            admin::Admin { config, health },
+        );
+        s.add_tcp(&a.listen.to_string());
+        s
+    });
+    (service, admin)
 }
 
 /// The mock upstream's listener; TLS when given a certificate and key (PEM files).

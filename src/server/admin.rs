@@ -1,0 +1,113 @@
+//! The admin listener: the operator's view, apart from the clients' listener and behind its
+//! own key. `GET /admin/deployments`: every deployment with its health.
+
+use super::session as lifecycle;
+use crate::config::{hash_key, Snapshot};
+use crate::error::{ErrorKind, GatewayError};
+use crate::gateway::{auth, respond};
+use crate::routing::health::Health;
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use pingora_core::apps::{HttpServerApp, ReusedHttpStream};
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::server::ShutdownWatch;
+use serde::Serialize;
+use std::sync::Arc;
+
+pub struct Admin {
+    pub config: Arc<ArcSwap<Snapshot>>,
+    pub health: Arc<Health>,
+}
+
+#[derive(Serialize)]
+struct DeploymentView<'a> {
+    id: &'a str,
+    provider: &'a str,
+    kind: &'static str,
+    model: &'a str,
+    /// Public models (and aliases) that route here.
+    models: Vec<&'a str>,
+    breaker: &'static str,
+    in_flight: u32,
+    ewma_ttft_ms: Option<f64>,
+    rate_limited_for_ms: Option<u128>,
+}
+
+impl Admin {
+    async fn handle(&self, session: &mut ServerSession) -> Result<(), GatewayError> {
+        let snapshot = self.config.load_full();
+        let Some(admin) = &snapshot.admin else {
+            return Err(GatewayError::new(
+                ErrorKind::NotFound,
+                "The admin API is not configured.",
+            ));
+        };
+        let key =
+            auth::presented_key(session.req_header()).ok_or_else(GatewayError::missing_key)?;
+        use subtle::ConstantTimeEq;
+        if !bool::from(hash_key(key).ct_eq(&admin.key_hash)) {
+            return Err(GatewayError::invalid_key());
+        }
+        let path = session.req_header().uri.path().to_string();
+        let method = session.req_header().method.clone();
+        match (method.as_str(), path.as_str()) {
+            ("GET", "/admin/deployments") => {
+                let body = self.deployments(&snapshot);
+                respond::write_json(session, 200, body.into()).await;
+                Ok(())
+            }
+            _ => Err(GatewayError::new(
+                ErrorKind::NotFound,
+                format!("Unknown admin path {}.", crate::error::Printable(&path)),
+            )
+            .code("unknown_url")),
+        }
+    }
+
+    fn deployments(&self, snapshot: &Snapshot) -> Vec<u8> {
+        let mut views: Vec<DeploymentView<'_>> = Vec::new();
+        for name in &snapshot.model_names {
+            let route = &snapshot.models[name];
+            for d in &route.deployments {
+                if let Some(v) = views.iter_mut().find(|v| v.id == &*d.id) {
+                    if !v.models.contains(&&**name) {
+                        v.models.push(name);
+                    }
+                    continue;
+                }
+                let h = self.health.get(&d.id);
+                views.push(DeploymentView {
+                    id: &d.id,
+                    provider: &d.provider.name,
+                    kind: d.provider.kind.as_str(),
+                    model: &d.upstream_model,
+                    models: vec![name],
+                    breaker: h.state().as_str(),
+                    in_flight: h.in_flight(),
+                    ewma_ttft_ms: h.ewma_ttft().map(|t| t.as_secs_f64() * 1000.0),
+                    rate_limited_for_ms: h.cooldown_left().map(|d| d.as_millis()),
+                });
+            }
+        }
+        views.sort_by(|a, b| a.id.cmp(b.id));
+        serde_json::to_vec(&serde_json::json!({ "deployments": views })).unwrap_or_default()
+    }
+}
+
+#[async_trait]
+impl HttpServerApp for Admin {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        if !lifecycle::read_request(&mut session, shutdown).await {
+            return None;
+        }
+        session.set_keepalive(Some(60));
+        if let Err(e) = self.handle(&mut session).await {
+            respond::write_error(&mut session, &e).await;
+        }
+        lifecycle::finish(session, false).await
+    }
+}
