@@ -134,9 +134,10 @@ fn serve(path: &std::path::Path, demo: bool) -> ExitCode {
     }
     tracing::info!(listen = %snapshot.server.listen, "starting the gateway");
     let config = Arc::new(ArcSwap::from_pointee(snapshot));
-    let (gateway, admin) = server::gateway_services(config);
-    server.add_service(gateway);
-    if let Some(admin) = admin {
+    let services = server::gateway_services(config);
+    server.add_service(services.gateway);
+    server.add_service(services.checks);
+    if let Some(admin) = services.admin {
         tracing::info!("starting the admin listener");
         server.add_service(admin);
     }

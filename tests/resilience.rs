@@ -89,6 +89,23 @@ model = "model-b"
             a = a.addr,
         );
     }
+    c += &format!(
+        r#"
+[providers.a-checked]
+kind = "openai"
+base_url = "http://{a}/v1"
+health_check_ms = 100
+
+[models.checked]
+[[models.checked.deployments]]
+provider = "a-checked"
+model = "model-a"
+[[models.checked.deployments]]
+provider = "b"
+model = "model-b"
+"#,
+        a = a.addr
+    );
     c += r#"
 [providers.b-broken]
 kind = "openai"
@@ -360,4 +377,24 @@ async fn when_every_candidate_fails_the_client_gets_503_with_the_reasons() {
         message.contains("a-broken/model-a") && message.contains("b-broken/model-b"),
         "{message}"
     );
+}
+
+#[tokio::test]
+async fn failed_health_checks_open_the_breaker_before_any_client_is_hurt() {
+    let env = env();
+    env.set_controls(&env.a, r#"{"status": 503}"#).await;
+    // Checks every 100 ms; three failures open the breaker.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while env.breaker("a-checked/model-a").await == "closed" {
+        assert!(
+            Instant::now() < deadline,
+            "health checks never opened the breaker"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, body) = env.ask("checked", false).await;
+    assert_eq!(status, 200);
+    assert_eq!(served_by(&body), "model-b");
+    // No chat request went to A: the checks alone found it down.
+    assert_eq!(env.requests_at(&env.a).await, 0);
 }

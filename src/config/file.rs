@@ -182,6 +182,12 @@ pub struct ProviderEntry {
     pub default_max_tokens: Option<u64>,
     /// Anthropic: the `anthropic-version` header. Default `2023-06-01`.
     pub anthropic_version: Option<String>,
+    /// Active health checks: an unbilled `GET {base_url}{health_check_path}` every this many
+    /// ms; a failed check counts as a failure of each of the provider's deployments.
+    /// Default: off.
+    pub health_check_ms: Option<u64>,
+    /// Default `/models` (every kind lists its models there, free of charge).
+    pub health_check_path: Option<String>,
 }
 
 /// `[models.NAME]`: a public model name and where it is served: one deployment given

@@ -130,6 +130,8 @@ pub struct Provider {
     pub default_max_tokens: u64,
     /// Anthropic only.
     pub anthropic_version: HeaderValue,
+    /// Active health checks: (interval, path under the base URL).
+    pub health_check: Option<(Duration, String)>,
 }
 
 /// One place a model is served: a provider and the model name it knows.
@@ -679,6 +681,13 @@ impl Validator<'_> {
             unsupported,
             default_max_tokens: p.default_max_tokens.unwrap_or(4096),
             anthropic_version,
+            health_check: p.health_check_ms.map(|ms| {
+                let path = p
+                    .health_check_path
+                    .clone()
+                    .unwrap_or_else(|| "/models".into());
+                (Duration::from_millis(ms.max(100)), path)
+            }),
         })
     }
 

@@ -250,6 +250,11 @@ impl Health {
         ticket.health.success(ttft, settings);
     }
 
+    /// An active health check of a deployment's provider failed.
+    pub fn check_failed(&self, id: &Arc<str>, settings: &BreakerSettings) {
+        self.get(id).failure(Failure::Broken, None, settings);
+    }
+
     pub fn failure(
         &self,
         ticket: &Ticket,

@@ -1,5 +1,6 @@
 //! Routing: which deployments a request tries, in which order, and their health.
 
+pub mod checks;
 pub mod health;
 
 use crate::config::{Deployment, ModelRoute, Snapshot, Strategy};

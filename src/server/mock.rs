@@ -382,6 +382,22 @@ impl Mock {
             return respond(session, 200, "application/json", body.into(), None).await;
         }
         if method == "GET" {
+            // Model lists (what health checks read) fail as chat requests would.
+            if let Some(Fault::Status(status)) = controls.failure() {
+                let wire = if path.starts_with("/v1beta/") {
+                    Wire::Gemini
+                } else {
+                    Wire::OpenAi
+                };
+                return respond(
+                    session,
+                    status,
+                    "application/json",
+                    error_body(wire, status, "mock: injected failure"),
+                    None,
+                )
+                .await;
+            }
             let body = if path.starts_with("/v1beta/models") {
                 r#"{"models":[{"name":"models/gemini-2.5-flash","supportedGenerationMethods":["generateContent"]}]}"#
             } else if path.ends_with("/models") {

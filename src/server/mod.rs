@@ -36,11 +36,17 @@ pub fn new_server(threads: usize) -> Server {
     server
 }
 
-/// The gateway's client listener, and the admin listener when configured; they share the
-/// deployments' health.
-pub fn gateway_services(
-    config: Arc<ArcSwap<Snapshot>>,
-) -> (Service<Gateway>, Option<Service<admin::Admin>>) {
+/// The gateway's services: the client listener, the admin listener (when configured) and
+/// the active health checks; they share the deployments' health.
+pub struct GatewayServices {
+    pub gateway: Service<Gateway>,
+    pub admin: Option<Service<admin::Admin>>,
+    pub checks: pingora_core::services::background::GenBackgroundService<
+        crate::routing::checks::HealthChecks,
+    >,
+}
+
+pub fn gateway_services(config: Arc<ArcSwap<Snapshot>>) -> GatewayServices {
     let snapshot = config.load_full();
     let health: Arc<crate::routing::health::Health> = Arc::default();
     let mut service = Service::new(
@@ -51,12 +57,27 @@ pub fn gateway_services(
     let admin = snapshot.admin.as_ref().map(|a| {
         let mut s = Service::new(
             "junction admin".to_string(),
-            admin::Admin { config, health },
+            admin::Admin {
+                config: config.clone(),
+                health: health.clone(),
+            },
         );
         s.add_tcp(&a.listen.to_string());
         s
     });
-    (service, admin)
+    let checks = pingora_core::services::background::background_service(
+        "health checks",
+        crate::routing::checks::HealthChecks {
+            config,
+            health,
+            connector: pingora_core::connectors::http::Connector::new(None),
+        },
+    );
+    GatewayServices {
+        gateway: service,
+        admin,
+        checks,
+    }
 }
 
 /// The mock upstream's listener; TLS when given a certificate and key (PEM files).
