@@ -334,6 +334,58 @@ price = { input = 0.5, output = 1.5 }
         assert!(ids.contains(&"a/m") && ids.contains(&"b/m"));
     }
 
+    fn two_way(strategy: &str) -> Snapshot {
+        let text = format!(
+            r#"
+[providers.a]
+kind = "openai"
+base_url = "http://127.0.0.1:1/v1"
+[providers.b]
+kind = "openai"
+base_url = "http://127.0.0.1:2/v1"
+[models.m]
+strategy = "{strategy}"
+[[models.m.deployments]]
+provider = "a"
+[[models.m.deployments]]
+provider = "b"
+"#
+        );
+        crate::config::parse("t.toml", &text, &|_| None).unwrap()
+    }
+
+    #[test]
+    fn least_inflight_prefers_the_idle_deployment() {
+        let s = two_way("least_inflight");
+        let health = Health::default();
+        let first = candidates(&s.route("m").unwrap(), &s, &health);
+        assert_eq!(&*first[0].deployment.id, "a/m");
+        let _busy = first[0].health.try_acquire().unwrap();
+        let next = candidates(&s.route("m").unwrap(), &s, &health);
+        assert_eq!(&*next[0].deployment.id, "b/m");
+    }
+
+    #[test]
+    fn latency_prefers_the_lower_ttft_estimate() {
+        let s = two_way("latency");
+        let health = Health::default();
+        let c = candidates(&s.route("m").unwrap(), &s, &health);
+        for cand in &c {
+            let t = cand.health.try_acquire().unwrap();
+            let ms = if &*cand.deployment.id == "a/m" {
+                300
+            } else {
+                20
+            };
+            health.success(&t, Some(std::time::Duration::from_millis(ms)), &s.breaker);
+        }
+        // With two deployments, both are always the two choices: the faster wins every time.
+        for _ in 0..50 {
+            let c = candidates(&s.route("m").unwrap(), &s, &health);
+            assert_eq!(&*c[0].deployment.id, "b/m");
+        }
+    }
+
     #[test]
     fn cost_puts_the_cheapest_first_and_unhealthy_last() {
         let s = snapshot();
