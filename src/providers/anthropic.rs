@@ -17,9 +17,8 @@ use super::chat::{
 };
 use crate::error::{ErrorKind, GatewayError, Printable};
 use crate::stream::chunk::{self, ChunkWriter, Delta};
-use crate::stream::translate::{self, EventLoop};
+use crate::stream::translate::{self, Translated};
 use crate::usage::Usage;
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
@@ -551,14 +550,12 @@ enum Block {
     Other,
 }
 
-/// Translates one Anthropic SSE stream into OpenAI chunks, event by event.
-pub struct StreamTranslator {
-    events: EventLoop,
-    state: State,
-}
+/// Translates one Anthropic SSE stream into OpenAI chunks, event by event; complete only
+/// after `message_stop`.
+pub type StreamTranslator = Translated<State>;
 
-/// What a stream has told so far.
-struct State {
+/// What an Anthropic stream has told so far.
+pub struct State {
     t: Translation,
     created: u64,
     writer: Option<ChunkWriter>,
@@ -571,45 +568,26 @@ struct State {
 
 impl StreamTranslator {
     pub fn new(t: Translation, created: u64) -> Self {
-        StreamTranslator {
-            events: EventLoop::default(),
-            state: State {
-                t,
-                created,
-                writer: None,
-                blocks: Vec::new(),
-                next_tool: 0,
-                stop_reason: None,
-                usage: Usage::default(),
-            },
-        }
-    }
-
-    // hot path: every upstream chunk.
-    /// The OpenAI bytes for an upstream chunk (`None`: nothing complete yet).
-    pub fn feed(&mut self, chunk: Bytes) -> Option<Bytes> {
-        self.events.feed(chunk, &mut self.state)
-    }
-
-    /// At the end of the upstream body. Complete only after `message_stop`.
-    pub fn finish(&mut self) -> Option<Bytes> {
-        self.events.finish(&mut self.state)
-    }
-
-    /// The stream reached `message_stop`, or an error event already told the client.
-    pub fn done(&self) -> bool {
-        self.events.done
-    }
-
-    /// Tokens as reported so far (message_start, then message_delta).
-    pub fn usage(&self) -> Usage {
-        self.state.usage
+        Translated::with_state(State {
+            t,
+            created,
+            writer: None,
+            blocks: Vec::new(),
+            next_tool: 0,
+            stop_reason: None,
+            usage: Usage::default(),
+        })
     }
 }
 
 impl translate::Events for State {
     fn event(&mut self, data: &[u8], at_end: bool, out: &mut Vec<u8>) -> bool {
         self.translate(data, at_end, out)
+    }
+
+    /// message_start, then message_delta.
+    fn usage(&self) -> Usage {
+        self.usage
     }
 }
 

@@ -18,9 +18,8 @@ use super::chat::{
 };
 use crate::error::{ErrorKind, GatewayError, Printable};
 use crate::stream::chunk::{self, ChunkWriter, Delta};
-use crate::stream::translate::{self, EventLoop};
+use crate::stream::translate::{self, Translated};
 use crate::usage::Usage;
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
@@ -579,14 +578,13 @@ pub fn map_error(
     e
 }
 
-/// Translates one Gemini SSE stream into OpenAI chunks, event by event.
-pub struct StreamTranslator {
-    events: EventLoop,
-    state: State,
-}
+/// Translates one Gemini SSE stream into OpenAI chunks, event by event. Gemini sends no
+/// terminator: a stream that gave its finish reason is closed at its end with usage and
+/// `[DONE]`.
+pub type StreamTranslator = Translated<State>;
 
-/// What a stream has told so far.
-struct State {
+/// What a Gemini stream has told so far.
+pub struct State {
     t: Translation,
     created: u64,
     upstream_model: String,
@@ -600,40 +598,16 @@ struct State {
 
 impl StreamTranslator {
     pub fn new(t: Translation, upstream_model: &str, created: u64, ids: CallIds) -> Self {
-        StreamTranslator {
-            events: EventLoop::default(),
-            state: State {
-                t,
-                created,
-                upstream_model: upstream_model.to_string(),
-                writer: None,
-                ids,
-                next_tool: 0,
-                finished: false,
-                usage: Usage::default(),
-            },
-        }
-    }
-
-    // hot path: every upstream chunk.
-    pub fn feed(&mut self, chunk: Bytes) -> Option<Bytes> {
-        self.events.feed(chunk, &mut self.state)
-    }
-
-    /// At the end of the upstream body: Gemini sends no terminator, so a stream that gave its
-    /// finish reason is closed here with usage and `[DONE]`.
-    pub fn finish(&mut self) -> Option<Bytes> {
-        self.events.finish(&mut self.state)
-    }
-
-    /// The stream gave its finish reason and was closed, or an error event told the client.
-    pub fn done(&self) -> bool {
-        self.events.done
-    }
-
-    /// Tokens as reported so far (Gemini's counts are cumulative).
-    pub fn usage(&self) -> Usage {
-        self.state.usage
+        Translated::with_state(State {
+            t,
+            created,
+            upstream_model: upstream_model.to_string(),
+            writer: None,
+            ids,
+            next_tool: 0,
+            finished: false,
+            usage: Usage::default(),
+        })
     }
 }
 
@@ -646,6 +620,11 @@ impl State {
 }
 
 impl translate::Events for State {
+    /// Gemini's counts are cumulative: the last report holds.
+    fn usage(&self) -> Usage {
+        self.usage
+    }
+
     /// After the last event: closes a finished stream; false when it never finished.
     fn end(&mut self, out: &mut Vec<u8>) -> bool {
         if !self.finished {

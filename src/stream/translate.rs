@@ -2,6 +2,7 @@
 //! event's data to the translator, collect its OpenAI output, and stop after the end.
 
 use super::sse::{data_of, SseFramer};
+use crate::usage::Usage;
 use bytes::Bytes;
 
 /// Room reserved for the OpenAI bytes of one upstream chunk.
@@ -16,6 +17,44 @@ pub trait Events {
     /// After the last event of a stream that is not over yet; true when it is complete.
     fn end(&mut self, _out: &mut Vec<u8>) -> bool {
         false
+    }
+
+    /// Tokens as reported so far.
+    fn usage(&self) -> Usage;
+}
+
+/// A stream translator: the shared event loop and one provider's per-stream state.
+pub struct Translated<S> {
+    events: EventLoop,
+    state: S,
+}
+
+impl<S: Events> Translated<S> {
+    pub fn with_state(state: S) -> Self {
+        Translated {
+            events: EventLoop::default(),
+            state,
+        }
+    }
+
+    // hot path: every upstream chunk.
+    /// The OpenAI bytes for an upstream chunk (`None`: nothing complete yet).
+    pub fn feed(&mut self, chunk: Bytes) -> Option<Bytes> {
+        self.events.feed(chunk, &mut self.state)
+    }
+
+    /// At the end of the upstream body.
+    pub fn finish(&mut self) -> Option<Bytes> {
+        self.events.finish(&mut self.state)
+    }
+
+    /// The stream reached its proper end, or an error event already told the client.
+    pub fn done(&self) -> bool {
+        self.events.done
+    }
+
+    pub fn usage(&self) -> Usage {
+        self.state.usage()
     }
 }
 

@@ -1,5 +1,6 @@
 use super::*;
 use crate::providers::conformance::*;
+use bytes::Bytes;
 
 fn translation(include_usage: bool) -> Translation {
     Translation {

@@ -1,5 +1,6 @@
 use super::*;
 use crate::providers::conformance::*;
+use bytes::Bytes;
 
 fn stream(name: &str, include_usage: bool) -> Vec<u8> {
     stream_output(
