@@ -55,6 +55,14 @@ pub fn parse_request(
             ))
         }
     }
+    // simd-json reads a NUL after a scalar as the end of its padded input; JSON has no NUL
+    // outside strings and none raw inside them, so any NUL makes the body invalid.
+    if let Some(at) = memchr::memchr(0, body) {
+        return Err(GatewayError::invalid_request(format!(
+            "The request body is not valid JSON: a NUL byte at offset {at}."
+        ))
+        .code("invalid_json"));
+    }
     scratch.input.clear();
     scratch.input.extend_from_slice(body);
     let tape =

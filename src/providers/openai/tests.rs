@@ -304,3 +304,18 @@ fn every_openai_capture_passes_through_unchanged() {
         }
     }
 }
+
+/// Found by the `requests` fuzz target: simd-json took a NUL after a number for the end of
+/// its padded input, and such a body would have gone upstream as invalid JSON.
+#[test]
+fn nul_bytes_are_refused_like_any_invalid_json() {
+    for body in [
+        &b"{\"model\":\"m\",\"messages\":[{}],\"x\":30\x00}"[..],
+        b"{\"model\":\"m\",\"messages\":[{}],\"x\":true\x00\x00}",
+        b"{\"model\":\"m\x00\",\"messages\":[{}]}",
+    ] {
+        let e = parse_request(body, &mut JsonScratch::default()).unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert_eq!(e.code, Some("invalid_json"));
+    }
+}
