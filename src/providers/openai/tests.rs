@@ -313,6 +313,9 @@ fn nul_bytes_are_refused_like_any_invalid_json() {
         &b"{\"model\":\"m\",\"messages\":[{}],\"x\":30\x00}"[..],
         b"{\"model\":\"m\",\"messages\":[{}],\"x\":true\x00\x00}",
         b"{\"model\":\"m\x00\",\"messages\":[{}]}",
+        // Also found by the fuzzer: a control byte after a long float.
+        b"{\"model\":\"m\",\"messages\":[{}],\"x\":3333333332.333333333\x13333}",
+        b"{\"model\":\"m\",\"messages\":[{\"content\":\"a\x01b\"}]}",
     ] {
         let e = parse_request(body, &mut JsonScratch::default()).unwrap_err();
         assert_eq!(e.status(), 400);
