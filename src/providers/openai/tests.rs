@@ -322,3 +322,18 @@ fn nul_bytes_are_refused_like_any_invalid_json() {
         assert_eq!(e.code, Some("invalid_json"));
     }
 }
+
+/// Found by the `requests` fuzz target on simd-json 0.14: a 19-digit number followed by a
+/// stray byte passed. 0.19 refuses it.
+#[test]
+fn a_long_number_followed_by_junk_is_refused() {
+    for tail in [
+        "3333333333333332000?",
+        "33333333333333333333333?",
+        "3333333332.333333333x",
+    ] {
+        let body = format!("{{\"model\":\"m\",\"messages\":[{{}}],\"x\":{tail}}}");
+        let e = parse_request(body.as_bytes(), &mut JsonScratch::default()).unwrap_err();
+        assert_eq!(e.code, Some("invalid_json"), "{tail}");
+    }
+}
