@@ -134,8 +134,11 @@ fn serve(path: &std::path::Path, demo: bool) -> ExitCode {
     }
     tracing::info!(listen = %snapshot.server.listen, "starting the gateway");
     let config = Arc::new(ArcSwap::from_pointee(snapshot));
-    let services = server::gateway_services(config);
+    let services = server::gateway_services(config, Some(path.to_path_buf()));
     server.add_service(services.gateway);
+    if let Some(reload) = services.reload {
+        server.add_service(reload);
+    }
     server.add_service(services.checks);
     if let Some(admin) = services.admin {
         tracing::info!("starting the admin listener");

@@ -2,6 +2,7 @@
 //! immutable [`Snapshot`] the request path reads.
 
 pub mod file;
+pub mod reload;
 
 use crate::secret::Secret;
 use http::{HeaderName, HeaderValue};

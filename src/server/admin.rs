@@ -17,6 +17,7 @@ use std::sync::Arc;
 pub struct Admin {
     pub config: Arc<ArcSwap<Snapshot>>,
     pub health: Arc<Health>,
+    pub reloader: Option<Arc<crate::config::reload::Reloader>>,
 }
 
 #[derive(Serialize)]
@@ -56,12 +57,99 @@ impl Admin {
                 respond::write_json(session, 200, body.into()).await;
                 Ok(())
             }
+            ("GET", "/admin/config") => {
+                let body = self.config_view(&snapshot);
+                respond::write_json(session, 200, body.into()).await;
+                Ok(())
+            }
+            ("POST", "/admin/reload") => {
+                let Some(reloader) = &self.reloader else {
+                    return Err(GatewayError::new(
+                        ErrorKind::NotFound,
+                        "This gateway has no config file to reload.",
+                    ));
+                };
+                match reloader.reload("admin").await {
+                    Ok(report) => {
+                        let body = serde_json::to_vec(
+                            &serde_json::json!({"reloaded": true, "changes": report}),
+                        )
+                        .unwrap_or_default();
+                        respond::write_json(session, 200, body.into()).await;
+                    }
+                    Err(e) => {
+                        let problems: Vec<String> =
+                            e.to_string().lines().map(str::to_string).collect();
+                        let body = serde_json::to_vec(&serde_json::json!({
+                            "reloaded": false,
+                            "error": {
+                                "message": format!("The config was refused; the old one keeps serving. {}", problems.join(" ")),
+                                "type": "invalid_request_error",
+                                "param": null,
+                                "code": "invalid_config",
+                            },
+                            "problems": problems,
+                        }))
+                        .unwrap_or_default();
+                        respond::write_json(session, 400, body.into()).await;
+                    }
+                }
+                Ok(())
+            }
             _ => Err(GatewayError::new(
                 ErrorKind::NotFound,
                 format!("Unknown admin path {}.", crate::error::Printable(&path)),
             )
             .code("unknown_url")),
         }
+    }
+
+    /// The running config, secrets left out (keys appear by name, provider keys as `*****`).
+    fn config_view(&self, s: &Snapshot) -> Vec<u8> {
+        let mut providers: Vec<_> = s.providers.values().collect();
+        providers.sort_by(|a, b| a.name.cmp(&b.name));
+        let providers: Vec<serde_json::Value> = providers
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "name": &*p.name,
+                    "kind": p.kind.as_str(),
+                    "base_url": p.upstream.to_string(),
+                    "api_key": p.api_key.as_ref().map(|_| "*****"),
+                    "headers": p.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let models: Vec<serde_json::Value> = s
+            .model_names
+            .iter()
+            .map(|name| {
+                let r = &s.models[name];
+                serde_json::json!({
+                    "name": &**name,
+                    "alias_of": (r.name != *name).then(|| &*r.name),
+                    "strategy": format!("{:?}", r.strategy).to_lowercase(),
+                    "deployments": r.deployments.iter().map(|d| serde_json::json!({
+                        "id": &*d.id, "weight": d.weight, "priority": d.priority,
+                    })).collect::<Vec<_>>(),
+                    "fallbacks": r.fallbacks.iter().map(|f| &**f).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let keys: Vec<serde_json::Value> = s
+            .keys
+            .iter()
+            .map(|k| serde_json::json!({"name": &*k.name, "models": k.models}))
+            .collect();
+        serde_json::to_vec(&serde_json::json!({
+            "file": self.reloader.as_ref().map(|r| r.path.display().to_string()),
+            "last_reload": self.reloader.as_ref().and_then(|r| r.last()),
+            "listen": s.server.listen.to_string(),
+            "providers": providers,
+            "models": models,
+            "keys": keys,
+        }))
+        .unwrap_or_default()
     }
 
     fn deployments(&self, snapshot: &Snapshot) -> Vec<u8> {

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod mock;
 pub mod session;
+pub mod watch;
 
 use crate::config::Snapshot;
 use crate::gateway::Gateway;
@@ -40,15 +41,22 @@ pub fn new_server(threads: usize) -> Server {
 /// the active health checks; they share the deployments' health.
 pub struct GatewayServices {
     pub gateway: Service<Gateway>,
+    /// Reloads on file change and SIGHUP (when the config came from a file).
+    pub reload:
+        Option<pingora_core::services::background::GenBackgroundService<watch::ReloadTriggers>>,
     pub admin: Option<Service<admin::Admin>>,
     pub checks: pingora_core::services::background::GenBackgroundService<
         crate::routing::checks::HealthChecks,
     >,
 }
 
-pub fn gateway_services(config: Arc<ArcSwap<Snapshot>>) -> GatewayServices {
+pub fn gateway_services(
+    config: Arc<ArcSwap<Snapshot>>,
+    path: Option<std::path::PathBuf>,
+) -> GatewayServices {
     let snapshot = config.load_full();
     let health: Arc<crate::routing::health::Health> = Arc::default();
+    let reloader = path.map(|p| Arc::new(crate::config::reload::Reloader::new(p, config.clone())));
     let mut service = Service::new(
         "junction gateway".to_string(),
         Gateway::new(config.clone(), health.clone()),
@@ -60,6 +68,7 @@ pub fn gateway_services(config: Arc<ArcSwap<Snapshot>>) -> GatewayServices {
             admin::Admin {
                 config: config.clone(),
                 health: health.clone(),
+                reloader: reloader.clone(),
             },
         );
         s.add_tcp(&a.listen.to_string());
@@ -73,8 +82,15 @@ pub fn gateway_services(config: Arc<ArcSwap<Snapshot>>) -> GatewayServices {
             connector: pingora_core::connectors::http::Connector::new(None),
         },
     );
+    let reload = reloader.map(|reloader| {
+        pingora_core::services::background::background_service(
+            "config reload",
+            watch::ReloadTriggers { reloader },
+        )
+    });
     GatewayServices {
         gateway: service,
+        reload,
         admin,
         checks,
     }

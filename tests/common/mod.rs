@@ -115,10 +115,16 @@ pub fn start_mock_tls(cert: &str, key: &str) -> Proc {
 
 /// Starts the gateway with `config`, where `{listen}` is replaced by its address.
 pub fn start_gateway(config: &str) -> Proc {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    start_gateway_at(&listen, config).0
+}
+
+/// Starts the gateway on `listen` with `config`; returns it and its config file.
+pub fn start_gateway_at(listen: &str, config: &str) -> (Proc, PathBuf) {
+    let addr: SocketAddr = listen.parse().unwrap();
     let path = tmp_path("junction.toml");
     std::fs::write(&path, config.replace("{listen}", &addr.to_string())).unwrap();
-    spawn(
+    let p = spawn(
         &["serve", "--config", path.to_str().unwrap()],
         addr,
         &[
@@ -126,7 +132,8 @@ pub fn start_gateway(config: &str) -> Proc {
             ("JUNCTION_TEST_LIMITED_KEY", LIMITED_KEY),
             ("RUST_LOG", "debug"),
         ],
-    )
+    );
+    (p, path)
 }
 
 pub fn sha256_hex(b: &[u8]) -> String {
