@@ -133,8 +133,10 @@ fn serve(path: &std::path::Path, demo: bool) -> ExitCode {
         };
     }
     tracing::info!(listen = %snapshot.server.listen, "starting the gateway");
+    let grace = snapshot.server.shutdown_grace;
     let config = Arc::new(ArcSwap::from_pointee(snapshot));
-    let services = server::gateway_services(config, Some(path.to_path_buf()));
+    let drain: Arc<server::drain::Drain> = Arc::default();
+    let services = server::gateway_services(config, Some(path.to_path_buf()), drain.clone());
     server.add_service(services.gateway);
     if let Some(reload) = services.reload {
         server.add_service(reload);
@@ -144,5 +146,8 @@ fn serve(path: &std::path::Path, demo: bool) -> ExitCode {
         tracing::info!("starting the admin listener");
         server.add_service(admin);
     }
-    server.run_forever()
+    server.run(pingora_core::server::RunArgs {
+        shutdown_signal: Box::new(server::drain::DrainingSignals { drain, grace }),
+    });
+    ExitCode::SUCCESS
 }

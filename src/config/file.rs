@@ -101,6 +101,8 @@ pub struct ServerSection {
     pub body_timeout_ms: u64,
     /// Idle upstream connections kept per worker pool. Default 128.
     pub upstream_pool_size: usize,
+    /// On SIGTERM, the longest wait for requests in flight to finish, seconds. Default 60.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for ServerSection {
@@ -113,6 +115,7 @@ impl Default for ServerSection {
             keepalive_secs: 60,
             body_timeout_ms: 30_000,
             upstream_pool_size: 128,
+            shutdown_grace_secs: 60,
         }
     }
 }

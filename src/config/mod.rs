@@ -253,6 +253,7 @@ pub struct ServerSettings {
     pub keepalive_secs: u64,
     pub body_timeout: Duration,
     pub upstream_pool_size: usize,
+    pub shutdown_grace: Duration,
 }
 
 /// A validated config, immutable; requests hold one `Arc<Snapshot>` from start to end.
@@ -505,6 +506,7 @@ impl Validator<'_> {
             keepalive_secs: f.server.keepalive_secs,
             body_timeout: Duration::from_millis(f.server.body_timeout_ms),
             upstream_pool_size: f.server.upstream_pool_size,
+            shutdown_grace: Duration::from_secs(f.server.shutdown_grace_secs),
         };
         let timeouts = Timeouts::DEFAULT.overridden_by(&f.timeouts);
 

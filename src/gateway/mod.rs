@@ -32,6 +32,8 @@ pub struct Gateway {
     pub connector: Connector,
     /// Deployment health: outside the snapshot, so that reloads keep it.
     pub health: Arc<crate::routing::health::Health>,
+    /// Requests in flight, for a graceful shutdown.
+    pub drain: Arc<crate::server::drain::Drain>,
     options: HttpServerOptions,
 }
 
@@ -39,6 +41,7 @@ impl Gateway {
     pub fn new(
         config: Arc<ArcSwap<Snapshot>>,
         health: Arc<crate::routing::health::Health>,
+        drain: Arc<crate::server::drain::Drain>,
     ) -> Self {
         let snapshot = config.load();
         let mut connector_options = ConnectorOptions::new(snapshot.server.upstream_pool_size);
@@ -47,6 +50,7 @@ impl Gateway {
         options.h2c = snapshot.server.h2c;
         Gateway {
             health,
+            drain,
             connector: Connector::new(Some(connector_options)),
             config: config.clone(),
             options,
@@ -135,8 +139,9 @@ impl HttpServerApp for Gateway {
         if !lifecycle::read_request(&mut session, shutdown).await {
             return None;
         }
+        let _in_flight = self.drain.begin();
         let snapshot = self.config.load_full();
-        let shutting_down = *shutdown.borrow();
+        let shutting_down = *shutdown.borrow() || self.drain.draining();
         session.set_keepalive(if shutting_down {
             None
         } else {

@@ -2,6 +2,7 @@
 //! No request logic lives here.
 
 pub mod admin;
+pub mod drain;
 pub mod mock;
 pub mod session;
 pub mod watch;
@@ -15,10 +16,11 @@ use pingora_core::services::listening::Service;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// Seconds between SIGTERM and telling in-flight work to finish.
-const GRACE_SECS: u64 = 1;
-/// Seconds given to in-flight work to finish after that.
-const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
+/// Pingora's own grace period: none, the drain (`drain.rs`) already waited for the work in
+/// flight before Pingora is told to stop.
+const GRACE_SECS: u64 = 0;
+/// Seconds given to what is left after that.
+const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 
 /// A Pingora server with `threads` worker threads per service (0: one per core).
 pub fn new_server(threads: usize) -> Server {
@@ -53,13 +55,14 @@ pub struct GatewayServices {
 pub fn gateway_services(
     config: Arc<ArcSwap<Snapshot>>,
     path: Option<std::path::PathBuf>,
+    drain: Arc<drain::Drain>,
 ) -> GatewayServices {
     let snapshot = config.load_full();
     let health: Arc<crate::routing::health::Health> = Arc::default();
     let reloader = path.map(|p| Arc::new(crate::config::reload::Reloader::new(p, config.clone())));
     let mut service = Service::new(
         "junction gateway".to_string(),
-        Gateway::new(config.clone(), health.clone()),
+        Gateway::new(config.clone(), health.clone(), drain),
     );
     service.add_tcp(&snapshot.server.listen.to_string());
     let admin = snapshot.admin.as_ref().map(|a| {
