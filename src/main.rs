@@ -28,6 +28,10 @@ enum Command {
         /// The config file (TOML).
         #[arg(long, short)]
         config: PathBuf,
+        /// Take the listening sockets over from the running process (binary upgrade): start
+        /// this, then send SIGQUIT to the old process.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate a config file: print every problem (exit 1) or what it would serve (exit 0).
     Check {
@@ -79,8 +83,8 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Serve { config } => serve(&config, false),
-        Command::Demo { config } => serve(&config, true),
+        Command::Serve { config, upgrade } => serve(&config, false, upgrade),
+        Command::Demo { config } => serve(&config, true, false),
         Command::Mock {
             listen,
             threads,
@@ -97,14 +101,17 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let mut server = server::new_server(threads);
+            let mut server = server::new_server(&server::Lifecycle {
+                threads,
+                ..Default::default()
+            });
             server.add_service(service);
             server.run_forever()
         }
     }
 }
 
-fn serve(path: &std::path::Path, demo: bool) -> ExitCode {
+fn serve(path: &std::path::Path, demo: bool, upgrade: bool) -> ExitCode {
     let snapshot = match config::load(path) {
         Ok(s) => s,
         Err(e) => {
@@ -113,7 +120,12 @@ fn serve(path: &std::path::Path, demo: bool) -> ExitCode {
         }
     };
     tracing::info!(config = %path.display(), models = snapshot.models.len(), providers = snapshot.providers.len(), "config loaded");
-    let mut server = server::new_server(snapshot.server.threads);
+    let mut server = server::new_server(&server::Lifecycle {
+        threads: snapshot.server.threads,
+        upgrade_grace: snapshot.server.shutdown_grace,
+        upgrade_sock: snapshot.server.upgrade_sock.clone(),
+        upgrade,
+    });
     if demo {
         let Some(mock_listen) = snapshot.demo_mock_listen else {
             eprintln!("{}: the demo needs [demo] mock_listen", path.display());

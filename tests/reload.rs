@@ -225,7 +225,7 @@ async fn sighup_and_file_changes_reload() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_hundred_reloads_under_load_lose_no_request() {
+async fn a_hundred_reloads_and_an_invalid_file_under_load_lose_no_request() {
     let env = Arc::new(env());
     let a = config(&env, "upstream-a", &["only-a"], true);
     let b = config(&env, "upstream-b", &["only-b"], true);
@@ -247,6 +247,12 @@ async fn a_hundred_reloads_under_load_lose_no_request() {
         }));
     }
     for i in 0..100 {
+        if i == 50 {
+            // An invalid file in the middle of it all: refused, and no request notices.
+            env.write("[server\nthis is not toml");
+            let (status, v) = env.reload().await;
+            assert_eq!(status, 400, "{v}");
+        }
         let (text, expect, only, gone) = if i % 2 == 0 {
             (&b, "upstream-b", "only-b", "only-a")
         } else {

@@ -101,8 +101,12 @@ pub struct ServerSection {
     pub body_timeout_ms: u64,
     /// Idle upstream connections kept per worker pool. Default 128.
     pub upstream_pool_size: usize,
-    /// On SIGTERM, the longest wait for requests in flight to finish, seconds. Default 60.
+    /// On SIGTERM (and after a binary upgrade), the longest wait for requests in flight to
+    /// finish, seconds. Default 60.
     pub shutdown_grace_secs: u64,
+    /// The Unix socket listeners are handed over on in a binary upgrade.
+    /// Default `/tmp/junction_upgrade.sock`.
+    pub upgrade_sock: String,
 }
 
 impl Default for ServerSection {
@@ -116,6 +120,7 @@ impl Default for ServerSection {
             body_timeout_ms: 30_000,
             upstream_pool_size: 128,
             shutdown_grace_secs: 60,
+            upgrade_sock: "/tmp/junction_upgrade.sock".into(),
         }
     }
 }

@@ -254,6 +254,7 @@ pub struct ServerSettings {
     pub body_timeout: Duration,
     pub upstream_pool_size: usize,
     pub shutdown_grace: Duration,
+    pub upgrade_sock: String,
 }
 
 /// A validated config, immutable; requests hold one `Arc<Snapshot>` from start to end.
@@ -507,6 +508,7 @@ impl Validator<'_> {
             body_timeout: Duration::from_millis(f.server.body_timeout_ms),
             upstream_pool_size: f.server.upstream_pool_size,
             shutdown_grace: Duration::from_secs(f.server.shutdown_grace_secs),
+            upgrade_sock: f.server.upgrade_sock.clone(),
         };
         let timeouts = Timeouts::DEFAULT.overridden_by(&f.timeouts);
 

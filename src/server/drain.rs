@@ -59,7 +59,12 @@ impl ShutdownSignalWatch for DrainingSignals {
             return std::future::pending().await;
         };
         tokio::select! {
-            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
+            // The listeners go to the new process; Pingora's grace period lets what is in
+            // flight here finish.
+            _ = quit.recv() => {
+                self.drain.draining.store(true, Ordering::Relaxed);
+                ShutdownSignal::GracefulUpgrade
+            }
             _ = int.recv() => ShutdownSignal::FastShutdown,
             _ = term.recv() => {
                 self.drain.draining.store(true, Ordering::Relaxed);
@@ -74,7 +79,8 @@ impl ShutdownSignalWatch for DrainingSignals {
                     }
                 }
                 tracing::info!(left = self.drain.in_flight(), "drained");
-                ShutdownSignal::GracefulTerminate
+                // Nothing is left to wait for: no grace period (Pingora's is for upgrades).
+                ShutdownSignal::FastShutdown
             }
         }
     }

@@ -16,25 +16,52 @@ use pingora_core::services::listening::Service;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// Pingora's own grace period: none, the drain (`drain.rs`) already waited for the work in
-/// flight before Pingora is told to stop.
-const GRACE_SECS: u64 = 0;
-/// Seconds given to what is left after that.
+/// Seconds given to what is left when the runtimes stop.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 5;
 
-/// A Pingora server with `threads` worker threads per service (0: one per core).
-pub fn new_server(threads: usize) -> Server {
+/// How a server process starts and stops.
+pub struct Lifecycle {
+    /// Worker threads per service (0: one per core).
+    pub threads: usize,
+    /// After a binary upgrade handed the listeners over, how long the old process keeps
+    /// serving the requests it has (Pingora's grace period; a terminate drains on its own,
+    /// see `drain.rs`).
+    pub upgrade_grace: std::time::Duration,
+    /// The Unix socket the listeners are handed over on.
+    pub upgrade_sock: String,
+    /// This process takes the listeners over from a running one.
+    pub upgrade: bool,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle {
+            threads: 0,
+            upgrade_grace: std::time::Duration::from_secs(0),
+            upgrade_sock: "/tmp/junction_upgrade.sock".into(),
+            upgrade: false,
+        }
+    }
+}
+
+/// A Pingora server set up by `life`.
+pub fn new_server(life: &Lifecycle) -> Server {
     let conf = ServerConf {
-        threads: if threads == 0 {
+        threads: if life.threads == 0 {
             std::thread::available_parallelism().map_or(1, |n| n.get())
         } else {
-            threads
+            life.threads
         },
-        grace_period_seconds: Some(GRACE_SECS),
+        grace_period_seconds: Some(life.upgrade_grace.as_secs()),
         graceful_shutdown_timeout_seconds: Some(SHUTDOWN_TIMEOUT_SECS),
+        upgrade_sock: life.upgrade_sock.clone(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = pingora_core::server::configuration::Opt {
+        upgrade: life.upgrade,
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
     server
 }
