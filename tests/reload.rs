@@ -188,6 +188,28 @@ async fn an_invalid_file_is_refused_and_the_old_config_keeps_serving() {
         .contains("wrong_key"));
     assert_eq!(cfg["providers"][0]["api_key"], "*****");
     assert!(!cfg.to_string().contains(PROVIDER_KEY));
+    // And in the metrics.
+    let metrics = env
+        .http
+        .get(format!("{}/metrics", env.admin))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("junction_config_last_reload_ok 0"),
+        "{metrics}"
+    );
+    let refused: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("junction_config_reloads_total{result=\"refused\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(refused >= 1, "{metrics}");
 }
 
 #[tokio::test]
@@ -227,8 +249,9 @@ async fn sighup_and_file_changes_reload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_reloads_and_an_invalid_file_under_load_lose_no_request() {
     let env = Arc::new(env());
+    // The two configs differ in routing, models and keys.
     let a = config(&env, "upstream-a", &["only-a"], true);
-    let b = config(&env, "upstream-b", &["only-b"], true);
+    let b = config(&env, "upstream-b", &["only-b"], false);
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicUsize::new(0));
     let mut load = Vec::new();
@@ -253,10 +276,10 @@ async fn a_hundred_reloads_and_an_invalid_file_under_load_lose_no_request() {
             let (status, v) = env.reload().await;
             assert_eq!(status, 400, "{v}");
         }
-        let (text, expect, only, gone) = if i % 2 == 0 {
-            (&b, "upstream-b", "only-b", "only-a")
+        let (text, expect, only, gone, other_key) = if i % 2 == 0 {
+            (&b, "upstream-b", "only-b", "only-a", 401)
         } else {
-            (&a, "upstream-a", "only-a", "only-b")
+            (&a, "upstream-a", "only-a", "only-b", 200)
         };
         env.write(text);
         let (status, v) = env.reload().await;
@@ -266,6 +289,7 @@ async fn a_hundred_reloads_and_an_invalid_file_under_load_lose_no_request() {
         assert_eq!(upstream_model(&body), expect, "reload {i}");
         assert_eq!(env.ask(ALL_KEY, only).await.0, 200, "reload {i}");
         assert_eq!(env.ask(ALL_KEY, gone).await.0, 404, "reload {i}");
+        assert_eq!(env.ask(OTHER_KEY, "m").await.0, other_key, "reload {i}");
     }
     stop.store(true, Ordering::Relaxed);
     let mut failures = Vec::new();

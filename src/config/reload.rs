@@ -43,6 +43,9 @@ pub struct Reloader {
     pub path: PathBuf,
     pub config: Arc<ArcSwap<Snapshot>>,
     last: Mutex<Option<LastReload>>,
+    /// Reloads applied and refused since start (the `/metrics` counters).
+    pub applied: std::sync::atomic::AtomicU64,
+    pub refused: std::sync::atomic::AtomicU64,
     /// Serializes reloads from the file watcher, SIGHUP and the admin API.
     lock: tokio::sync::Mutex<()>,
 }
@@ -53,6 +56,8 @@ impl Reloader {
             path,
             config,
             last: Mutex::new(None),
+            applied: Default::default(),
+            refused: Default::default(),
             lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -81,6 +86,8 @@ impl Reloader {
             Ok(new) => {
                 let report = diff(&self.config.load(), &new);
                 self.config.store(Arc::new(new));
+                self.applied
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::info!(trigger, report = ?report, "config reloaded");
                 *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(LastReload {
                     at,
@@ -92,6 +99,8 @@ impl Reloader {
             }
             Err(e) => {
                 tracing::error!(trigger, problems = %e, "config reload refused; the old config keeps serving");
+                self.refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(LastReload {
                     at,
                     trigger,

@@ -57,6 +57,15 @@ impl Admin {
                 respond::write_json(session, 200, body.into()).await;
                 Ok(())
             }
+            ("GET", "/metrics") => {
+                let body = self.metrics();
+                let mut h = respond::json_header(200, body.len());
+                let _ = h.insert_header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4");
+                if session.write_response_header(Box::new(h)).await.is_ok() {
+                    let _ = session.write_response_body(body.into(), true).await;
+                }
+                Ok(())
+            }
             ("GET", "/admin/config") => {
                 let body = self.config_view(&snapshot);
                 respond::write_json(session, 200, body.into()).await;
@@ -102,6 +111,46 @@ impl Admin {
             )
             .code("unknown_url")),
         }
+    }
+
+    /// Prometheus text: config reloads and deployment breaker states.
+    fn metrics(&self) -> Vec<u8> {
+        use std::fmt::Write;
+        use std::sync::atomic::Ordering;
+        let mut out = String::new();
+        if let Some(r) = &self.reloader {
+            let _ = writeln!(
+                out,
+                "# HELP junction_config_reloads_total Config reloads by result."
+            );
+            let _ = writeln!(out, "# TYPE junction_config_reloads_total counter");
+            let _ = writeln!(
+                out,
+                "junction_config_reloads_total{{result=\"applied\"}} {}",
+                r.applied.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                out,
+                "junction_config_reloads_total{{result=\"refused\"}} {}",
+                r.refused.load(Ordering::Relaxed)
+            );
+            let last_ok = r.last().is_none_or(|l| l.ok);
+            let _ = writeln!(out, "# HELP junction_config_last_reload_ok 1 when the last reload was applied (or none was tried).");
+            let _ = writeln!(out, "# TYPE junction_config_last_reload_ok gauge");
+            let _ = writeln!(out, "junction_config_last_reload_ok {}", u8::from(last_ok));
+        }
+        let _ = writeln!(out, "# HELP junction_deployment_breaker_open 1 when a deployment's breaker is open or half-open.");
+        let _ = writeln!(out, "# TYPE junction_deployment_breaker_open gauge");
+        for (id, h) in self.health.all() {
+            let open = h.state() != crate::routing::health::BreakerState::Closed;
+            let _ = writeln!(
+                out,
+                "junction_deployment_breaker_open{{deployment=\"{}\"}} {}",
+                id.replace('\\', "\\\\").replace('"', "\\\""),
+                u8::from(open)
+            );
+        }
+        out.into_bytes()
     }
 
     /// The running config, secrets left out (keys appear by name, provider keys as `*****`).
