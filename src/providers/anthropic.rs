@@ -12,9 +12,7 @@
 //!   message content, with `finish_reason: stop`.
 //! - Thinking comes back as `reasoning_content`; signatures are not passed to OpenAI clients.
 
-use super::chat::{
-    self, ChatRequest, Content, Image, Part, ResponseFormat, ToolChoice, Unsupported,
-};
+use super::chat::{self, ChatRequest, Choice, Content, Image, Part, ResponseFormat, Unsupported};
 use crate::error::{ErrorKind, GatewayError, Printable};
 use crate::stream::chunk::{self, ChunkWriter, Delta};
 use crate::stream::translate::{self, Translated};
@@ -220,24 +218,12 @@ pub fn translate_request(
             _ => policy.apply(KIND, "tools", "only function tools can be translated")?,
         }
     }
-    let mut tool_choice = match &req.tool_choice {
-        None => None,
-        Some(ToolChoice::Mode(m)) => match m.as_str() {
-            "auto" => Some(json!({"type": "auto"})),
-            "required" => Some(json!({"type": "any"})),
-            "none" => Some(json!({"type": "none"})),
-            other => {
-                return Err(GatewayError::invalid_request(format!(
-                    "`tool_choice` must be auto, none, required or a named function; got `{}`.",
-                    Printable(other)
-                ))
-                .param("tool_choice"))
-            }
-        },
-        Some(ToolChoice::Named { function }) => {
-            Some(json!({"type": "tool", "name": function.name}))
-        }
-    };
+    let mut tool_choice = req.choice()?.map(|c| match c {
+        Choice::Auto => json!({"type": "auto"}),
+        Choice::Required => json!({"type": "any"}),
+        Choice::None => json!({"type": "none"}),
+        Choice::Named(name) => json!({"type": "tool", "name": name}),
+    });
     let mut translation = Translation {
         json_tool: false,
         include_usage: false,

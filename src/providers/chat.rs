@@ -354,6 +354,37 @@ pub enum ToolChoice {
     Named { function: NamedFunction },
 }
 
+/// `tool_choice`, checked: what each provider maps from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice<'a> {
+    Auto,
+    Required,
+    None,
+    Named(&'a str),
+}
+
+impl ChatRequest {
+    /// The request's `tool_choice`; 400 for a mode OpenAI does not have.
+    pub fn choice(&self) -> Result<Option<Choice<'_>>, GatewayError> {
+        Ok(match &self.tool_choice {
+            None => None,
+            Some(ToolChoice::Named { function }) => Some(Choice::Named(&function.name)),
+            Some(ToolChoice::Mode(m)) => Some(match m.as_str() {
+                "auto" => Choice::Auto,
+                "required" => Choice::Required,
+                "none" => Choice::None,
+                other => {
+                    return Err(GatewayError::invalid_request(format!(
+                        "`tool_choice` must be auto, none, required or a named function; got `{}`.",
+                        crate::error::Printable(other)
+                    ))
+                    .param("tool_choice"))
+                }
+            }),
+        })
+    }
+}
+
 #[derive(Debug, Deserialize)]
 pub struct NamedFunction {
     pub name: String,

@@ -13,9 +13,7 @@
 //!   name through the id of the assistant call it answers.
 //! - Thoughts (`thought: true` parts) come back as `reasoning_content`.
 
-use super::chat::{
-    self, ChatRequest, Content, Image, Part, ResponseFormat, ToolChoice, Unsupported,
-};
+use super::chat::{self, ChatRequest, Choice, Content, Image, Part, ResponseFormat, Unsupported};
 use crate::error::{ErrorKind, GatewayError, Printable};
 use crate::stream::chunk::{self, ChunkWriter, Delta};
 use crate::stream::translate::{self, Translated};
@@ -230,24 +228,12 @@ pub fn translate_request(
             )?;
         }
     }
-    let mode = match &req.tool_choice {
-        None => None,
-        Some(ToolChoice::Mode(m)) => match m.as_str() {
-            "auto" => Some(json!({"mode": "AUTO"})),
-            "required" => Some(json!({"mode": "ANY"})),
-            "none" => Some(json!({"mode": "NONE"})),
-            other => {
-                return Err(GatewayError::invalid_request(format!(
-                    "`tool_choice` must be auto, none, required or a named function; got `{}`.",
-                    Printable(other)
-                ))
-                .param("tool_choice"))
-            }
-        },
-        Some(ToolChoice::Named { function }) => {
-            Some(json!({"mode": "ANY", "allowedFunctionNames": [function.name]}))
-        }
-    };
+    let mode = req.choice()?.map(|c| match c {
+        Choice::Auto => json!({"mode": "AUTO"}),
+        Choice::Required => json!({"mode": "ANY"}),
+        Choice::None => json!({"mode": "NONE"}),
+        Choice::Named(name) => json!({"mode": "ANY", "allowedFunctionNames": [name]}),
+    });
     if let Some(m) = mode {
         body.insert("toolConfig".into(), json!({"functionCallingConfig": m}));
     }
