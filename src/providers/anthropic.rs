@@ -55,16 +55,7 @@ pub fn translate_request(
     body.insert("model".into(), upstream_model.into());
 
     let mut system: Vec<Value> = Vec::new();
-    let mut messages: Vec<(String, Vec<Value>)> = Vec::new();
-    let mut push = |role: &str, blocks: Vec<Value>| {
-        if blocks.is_empty() {
-            return;
-        }
-        match messages.last_mut() {
-            Some((r, existing)) if r == role => existing.extend(blocks),
-            _ => messages.push((role.to_string(), blocks)),
-        }
-    };
+    let mut messages = chat::Turns::default();
     for m in &req.messages {
         match m.role.as_str() {
             "system" | "developer" => {
@@ -79,7 +70,7 @@ pub fn translate_request(
                     Some(c) => user_blocks(c, policy)?,
                     None => Vec::new(),
                 };
-                push("user", blocks);
+                messages.push("user", blocks);
             }
             "assistant" => {
                 let mut blocks = Vec::new();
@@ -97,7 +88,7 @@ pub fn translate_request(
                         "input": call.function.arguments_json()?,
                     }));
                 }
-                push("assistant", blocks);
+                messages.push("assistant", blocks);
             }
             "tool" => {
                 let id = m.tool_call_id.as_deref().ok_or_else(|| {
@@ -111,7 +102,7 @@ pub fn translate_request(
                     Some(c) => Value::String(c.text()),
                     None => Value::String(String::new()),
                 };
-                push(
+                messages.push(
                     "user",
                     vec![json!({"type": "tool_result", "tool_use_id": id, "content": content})],
                 );
@@ -128,15 +119,7 @@ pub fn translate_request(
     if !system.is_empty() {
         body.insert("system".into(), Value::Array(system));
     }
-    body.insert(
-        "messages".into(),
-        Value::Array(
-            messages
-                .into_iter()
-                .map(|(role, content)| json!({"role": role, "content": content}))
-                .collect(),
-        ),
-    );
+    body.insert("messages".into(), messages.into_json("content"));
 
     // Output length and thinking.
     let mut max_tokens = req.max_output_tokens();

@@ -406,6 +406,38 @@ pub struct JsonSchemaSpec {
     pub schema: Option<Value>,
 }
 
+/// A conversation in a provider's shape: turns of (role, items), where consecutive items of
+/// the same role go into one turn (both Anthropic and Gemini want roles to alternate).
+#[derive(Default)]
+pub struct Turns(pub Vec<(&'static str, Vec<Value>)>);
+
+impl Turns {
+    pub fn push(&mut self, role: &'static str, items: Vec<Value>) {
+        if items.is_empty() {
+            return;
+        }
+        match self.0.last_mut() {
+            Some((r, existing)) if *r == role => existing.extend(items),
+            _ => self.0.push((role, items)),
+        }
+    }
+
+    /// As a JSON array of `{"role": .., key: [..]}`.
+    pub fn into_json(self, key: &str) -> Value {
+        Value::Array(
+            self.0
+                .into_iter()
+                .map(|(role, items)| {
+                    let mut o = Map::new();
+                    o.insert("role".into(), role.into());
+                    o.insert(key.into(), Value::Array(items));
+                    Value::Object(o)
+                })
+                .collect(),
+        )
+    }
+}
+
 /// Maps `reasoning_effort` to a thinking budget in tokens; `None`: no thinking.
 pub fn thinking_budget(effort: &str) -> Result<Option<u64>, GatewayError> {
     match effort {

@@ -50,18 +50,9 @@ pub fn translate_request(
     req.check_common(KIND, policy)?;
     let mut body = Map::new();
     let mut system: Vec<Value> = Vec::new();
-    let mut contents: Vec<(String, Vec<Value>)> = Vec::new();
+    let mut contents = chat::Turns::default();
     // Tool call id → function name, for the results that answer them.
     let mut call_names: HashMap<&str, &str> = HashMap::new();
-    let mut push = |role: &str, parts: Vec<Value>| {
-        if parts.is_empty() {
-            return;
-        }
-        match contents.last_mut() {
-            Some((r, existing)) if r == role => existing.extend(parts),
-            _ => contents.push((role.to_string(), parts)),
-        }
-    };
     for m in &req.messages {
         match m.role.as_str() {
             "system" | "developer" => {
@@ -77,7 +68,7 @@ pub fn translate_request(
                     Some(c) => user_parts(c, policy)?,
                     None => Vec::new(),
                 };
-                push("user", parts);
+                contents.push("user", parts);
             }
             "assistant" => {
                 let mut parts = Vec::new();
@@ -94,7 +85,7 @@ pub fn translate_request(
                         "args": call.function.arguments_json()?,
                     }}));
                 }
-                push("model", parts);
+                contents.push("model", parts);
             }
             "tool" => {
                 let id = m.tool_call_id.as_deref().unwrap_or("");
@@ -115,7 +106,7 @@ pub fn translate_request(
                     Ok(Value::Object(o)) => Value::Object(o),
                     _ => json!({"content": text}),
                 };
-                push(
+                contents.push(
                     "user",
                     vec![json!({"functionResponse": {"name": name, "response": response}})],
                 );
@@ -129,15 +120,7 @@ pub fn translate_request(
             }
         }
     }
-    body.insert(
-        "contents".into(),
-        Value::Array(
-            contents
-                .into_iter()
-                .map(|(role, parts)| json!({"role": role, "parts": parts}))
-                .collect(),
-        ),
-    );
+    body.insert("contents".into(), contents.into_json("parts"));
     if !system.is_empty() {
         body.insert("systemInstruction".into(), json!({"parts": system}));
     }
