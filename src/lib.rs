@@ -1,6 +1,7 @@
 //! Junction: an LLM API gateway on Pingora. One OpenAI-compatible endpoint in front of every
 //! model provider. See `DESIGN.md` (in the shared folder) for the architecture.
 
+pub mod access_log;
 pub mod config;
 pub mod error;
 pub mod gateway;

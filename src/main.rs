@@ -150,6 +150,7 @@ fn serve(path: &std::path::Path, demo: bool, upgrade: bool) -> ExitCode {
     let drain: Arc<server::drain::Drain> = Arc::default();
     let services = server::gateway_services(config, Some(path.to_path_buf()), drain.clone());
     server.add_service(services.gateway);
+    server.add_service(services.access_log);
     if let Some(reload) = services.reload {
         server.add_service(reload);
     }

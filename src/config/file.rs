@@ -20,6 +20,8 @@ pub struct File {
     pub models: BTreeMap<Spanned<String>, ModelEntry>,
     #[serde(default)]
     pub routing: RoutingSection,
+    #[serde(default)]
+    pub log: LogSection,
     pub admin: Option<AdminSection>,
     #[serde(default)]
     pub breaker: BreakerSection,
@@ -250,6 +252,14 @@ pub struct PriceEntry {
     pub output: f64,
     #[serde(default)]
     pub cached_input: Option<f64>,
+}
+
+/// `[log]`.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// One JSON line per request: `stdout` (default), `off`, or a file path.
+    pub access: Option<String>,
 }
 
 /// `[admin]`: the operator's listener, apart from the clients'.

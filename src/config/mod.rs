@@ -200,6 +200,12 @@ pub struct RoutingSettings {
     pub backoff_max: Duration,
 }
 
+/// `[log]`: the access log's destination (`stdout`, `off` or a path), fixed at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogSettings {
+    pub access: Option<String>,
+}
+
 /// `[admin]`: the operator's listener and key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminSettings {
@@ -270,6 +276,7 @@ pub struct Snapshot {
     pub routing: RoutingSettings,
     pub breaker: BreakerSettings,
     pub admin: Option<AdminSettings>,
+    pub log: LogSettings,
     /// Where `junction demo` runs its mock upstream.
     pub demo_mock_listen: Option<SocketAddr>,
 }
@@ -576,6 +583,9 @@ impl Validator<'_> {
             routing,
             breaker,
             admin,
+            log: LogSettings {
+                access: Some(f.log.access.clone().unwrap_or_else(|| "stdout".into())),
+            },
             demo_mock_listen,
         }
     }

@@ -1,7 +1,7 @@
 //! Step 5, the attempt loop: try candidates in order until one answers; retry a deployment
 //! with backoff, move on without delay, never after the first byte reached the client.
 
-use super::forward::{self, Attempt, Outcome};
+use super::forward::{self, Attempt, Outcome, Served};
 use super::Gateway;
 use crate::config::{ModelRoute, Snapshot};
 use crate::error::{ErrorKind, GatewayError};
@@ -18,7 +18,7 @@ pub async fn run(
     route: &ModelRoute,
     info: &ChatRequestInfo,
     body: &[u8],
-) -> Result<Outcome, GatewayError> {
+) -> Result<Served, GatewayError> {
     let settings = &snapshot.routing;
     let candidates = routing::candidates(route, snapshot, &gateway.health);
     let deadline = route.deployments[0]
@@ -84,12 +84,22 @@ pub async fn run(
                     gateway
                         .health
                         .success(&ticket, Some(ttft), &snapshot.breaker);
-                    return Ok(outcome);
+                    return Ok(Served {
+                        outcome,
+                        deployment: Some((id.clone(), c.deployment.price)),
+                        ttft: Some(ttft),
+                        attempts,
+                    });
                 }
                 Attempt::Final(r) => {
                     // The provider answered; the request or the client was the trouble.
                     gateway.health.success(&ticket, None, &snapshot.breaker);
-                    return r;
+                    return r.map(|outcome| Served {
+                        outcome,
+                        deployment: Some((id.clone(), c.deployment.price)),
+                        ttft: None,
+                        attempts,
+                    });
                 }
                 Attempt::Failed {
                     error,
@@ -131,10 +141,15 @@ pub async fn run(
                         _ = session.read_body_or_idle(true) => true,
                     };
                     if gone {
-                        return Ok(Outcome {
-                            close: true,
-                            status: 499,
-                            usage: None,
+                        return Ok(Served {
+                            outcome: Outcome {
+                                close: true,
+                                status: 499,
+                                usage: None,
+                            },
+                            deployment: None,
+                            ttft: None,
+                            attempts,
                         });
                     }
                 }

@@ -33,6 +33,16 @@ pub struct Outcome {
     pub usage: Option<Usage>,
 }
 
+/// An outcome with where it came from, for accounting.
+#[derive(Debug)]
+pub struct Served {
+    pub outcome: Outcome,
+    /// The deployment that answered, and its price.
+    pub deployment: Option<(std::sync::Arc<str>, crate::config::Price)>,
+    pub ttft: Option<Duration>,
+    pub attempts: u32,
+}
+
 /// How one attempt ended.
 pub enum Attempt {
     /// The answer is (being) delivered to the client: nothing else may be tried.

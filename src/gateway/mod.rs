@@ -34,6 +34,7 @@ pub struct Gateway {
     pub health: Arc<crate::routing::health::Health>,
     /// Requests in flight, for a graceful shutdown.
     pub drain: Arc<crate::server::drain::Drain>,
+    pub access_log: Arc<crate::access_log::AccessLog>,
     options: HttpServerOptions,
 }
 
@@ -42,6 +43,7 @@ impl Gateway {
         config: Arc<ArcSwap<Snapshot>>,
         health: Arc<crate::routing::health::Health>,
         drain: Arc<crate::server::drain::Drain>,
+        access_log: Arc<crate::access_log::AccessLog>,
     ) -> Self {
         let snapshot = config.load();
         let mut connector_options = ConnectorOptions::new(snapshot.server.upstream_pool_size);
@@ -51,6 +53,7 @@ impl Gateway {
         Gateway {
             health,
             drain,
+            access_log,
             connector: Connector::new(Some(connector_options)),
             config: config.clone(),
             options,

@@ -70,6 +70,8 @@ pub fn new_server(life: &Lifecycle) -> Server {
 /// the active health checks; they share the deployments' health.
 pub struct GatewayServices {
     pub gateway: Service<Gateway>,
+    pub access_log:
+        pingora_core::services::background::GenBackgroundService<crate::access_log::Writer>,
     /// Reloads on file change and SIGHUP (when the config came from a file).
     pub reload:
         Option<pingora_core::services::background::GenBackgroundService<watch::ReloadTriggers>>,
@@ -87,9 +89,16 @@ pub fn gateway_services(
     let snapshot = config.load_full();
     let health: Arc<crate::routing::health::Health> = Arc::default();
     let reloader = path.map(|p| Arc::new(crate::config::reload::Reloader::new(p, config.clone())));
+    let access_log = Arc::new(crate::access_log::AccessLog::new(
+        match snapshot.log.access.as_deref() {
+            None | Some("off") => None,
+            Some("stdout") => Some(crate::access_log::Sink::Stdout),
+            Some(path) => Some(crate::access_log::Sink::File(path.into())),
+        },
+    ));
     let mut service = Service::new(
         "junction gateway".to_string(),
-        Gateway::new(config.clone(), health.clone(), drain),
+        Gateway::new(config.clone(), health.clone(), drain, access_log.clone()),
     );
     service.add_tcp(&snapshot.server.listen.to_string());
     let admin = snapshot.admin.as_ref().map(|a| {
@@ -118,8 +127,13 @@ pub fn gateway_services(
             watch::ReloadTriggers { reloader },
         )
     });
+    let access_log = pingora_core::services::background::background_service(
+        "access log",
+        crate::access_log::Writer(access_log),
+    );
     GatewayServices {
         gateway: service,
+        access_log,
         reload,
         admin,
         checks,

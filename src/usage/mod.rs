@@ -59,3 +59,66 @@ impl From<OpenAiUsage> for Usage {
         }
     }
 }
+
+/// Cost of `usage` at `price`, in micro-dollars, rounded to the nearest: prices are integers
+/// (micro-dollars per million tokens) and so is the result; no float is ever summed.
+/// Cache writes are priced as input (the config has no separate price for them yet).
+pub fn cost_micros(usage: &Usage, price: &crate::config::Price) -> u64 {
+    let cached = usage.cached_input_tokens.min(usage.input_tokens);
+    let uncached = (usage.input_tokens - cached) as u128;
+    let total = uncached * price.input as u128
+        + cached as u128 * price.cached_input as u128
+        + usage.output_tokens as u128 * price.output as u128;
+    ((total + 500_000) / 1_000_000) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Price;
+
+    #[test]
+    fn cost_is_exact_integer_micro_dollars() {
+        // $2.50 / $10 per million, cached at $1.25.
+        let price = Price {
+            input: 2_500_000,
+            output: 10_000_000,
+            cached_input: 1_250_000,
+        };
+        let u = Usage {
+            input_tokens: 1000,
+            output_tokens: 500,
+            cached_input_tokens: 200,
+            ..Default::default()
+        };
+        // 800 × 2.5 + 200 × 1.25 + 500 × 10 = 2000 + 250 + 5000 = 7250 µ$.
+        assert_eq!(cost_micros(&u, &price), 7250);
+        assert_eq!(cost_micros(&Usage::default(), &price), 0);
+        // Rounded to the nearest micro-dollar: 1 token at $0.40/M is 0.4 µ$.
+        let cheap = Price {
+            input: 400_000,
+            output: 0,
+            cached_input: 0,
+        };
+        assert_eq!(
+            cost_micros(
+                &Usage {
+                    input_tokens: 1,
+                    ..Default::default()
+                },
+                &cheap
+            ),
+            0
+        );
+        assert_eq!(
+            cost_micros(
+                &Usage {
+                    input_tokens: 2,
+                    ..Default::default()
+                },
+                &cheap
+            ),
+            1
+        );
+    }
+}
