@@ -173,3 +173,17 @@ fn the_demo_config_is_valid() {
     assert!(s.key_by_hash(&hash_key(b"sk-junction-demo")).is_some());
     assert!(s.demo_mock_listen.is_some());
 }
+
+#[test]
+fn the_example_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/conf/example.toml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let s = parse(path, &text, &|_| Some("from-env".into())).unwrap();
+    let gpt = s.route("gpt-4o").unwrap();
+    assert_eq!(gpt.fallbacks.len(), 2);
+    assert_eq!(
+        &*s.route("claude-sonnet-4-5").unwrap().name,
+        "claude-sonnet"
+    );
+    assert!(s.admin.is_some());
+}
