@@ -132,11 +132,7 @@ fn serve(path: &std::path::Path, demo: bool, upgrade: bool) -> ExitCode {
             return ExitCode::FAILURE;
         };
         tracing::info!(listen = %mock_listen, "starting the mock upstream");
-        let defaults = mock::Controls {
-            chunks: 8,
-            ..Default::default()
-        };
-        match server::mock_service(mock_listen, None, defaults) {
+        match server::mock_service(mock_listen, None, mock::Controls::default()) {
             Ok(s) => server.add_service(s),
             Err(e) => {
                 eprintln!("cannot start the mock: {e}");

@@ -26,6 +26,16 @@ use std::time::Duration;
 /// Longest time spent draining an unread request body before reusing a connection.
 const DRAIN_TIME: Duration = Duration::from_secs(2);
 
+/// What a request asks for, by method and path.
+enum Endpoint {
+    Chat,
+    Models,
+    Health,
+    Ready,
+    WrongMethod,
+    Unknown,
+}
+
 /// The gateway application: the current config snapshot and the upstream connection pools.
 pub struct Gateway {
     pub config: Arc<ArcSwap<Snapshot>>,
@@ -68,53 +78,64 @@ impl Gateway {
         snapshot: &Snapshot,
         shutting_down: bool,
     ) -> bool {
-        let method = session.req_header().method.clone();
-        let path = session.req_header().uri.path().to_string();
-        let result = match (method.as_str(), path.as_str()) {
-            ("POST", "/v1/chat/completions" | "/chat/completions") => {
-                chat::chat_completions(self, session, snapshot)
-                    .await
-                    .map(|o| o.close)
+        // hot path: the endpoint is found on the borrowed request line; nothing is copied
+        // unless an error message needs it.
+        let endpoint = {
+            let req = session.req_header();
+            match (req.method.as_str(), req.uri.path()) {
+                ("POST", "/v1/chat/completions" | "/chat/completions") => Endpoint::Chat,
+                ("GET", "/v1/models" | "/models") => Endpoint::Models,
+                ("GET" | "HEAD", "/health") => Endpoint::Health,
+                ("GET" | "HEAD", "/ready") => Endpoint::Ready,
+                (
+                    _,
+                    "/v1/chat/completions"
+                    | "/chat/completions"
+                    | "/v1/models"
+                    | "/models"
+                    | "/health"
+                    | "/ready",
+                ) => Endpoint::WrongMethod,
+                _ => Endpoint::Unknown,
             }
-            ("GET", "/v1/models" | "/models") => {
-                models::list_models(session, snapshot).await.map(|()| false)
-            }
-            ("GET" | "HEAD", "/health") => {
+        };
+        let result = match endpoint {
+            Endpoint::Chat => chat::chat_completions(self, session, snapshot)
+                .await
+                .map(|o| o.close),
+            Endpoint::Models => models::list_models(session, snapshot).await.map(|()| false),
+            Endpoint::Health => {
                 respond::write_json(session, 200, Bytes::from_static(b"{\"status\":\"ok\"}")).await;
                 Ok(false)
             }
-            ("GET" | "HEAD", "/ready") => {
-                if shutting_down {
-                    Err(
-                        GatewayError::new(ErrorKind::Unavailable, "The gateway is shutting down.")
-                            .code("shutting_down"),
-                    )
-                } else {
-                    respond::write_json(
-                        session,
-                        200,
-                        Bytes::from_static(b"{\"status\":\"ready\"}"),
-                    )
-                    .await;
-                    Ok(false)
-                }
-            }
-            (
-                _,
-                "/v1/chat/completions"
-                | "/chat/completions"
-                | "/v1/models"
-                | "/models"
-                | "/health"
-                | "/ready",
-            ) => Err(GatewayError::new(
-                ErrorKind::MethodNotAllowed,
-                format!("Method {method} is not allowed on {path}."),
+            Endpoint::Ready if shutting_down => Err(GatewayError::new(
+                ErrorKind::Unavailable,
+                "The gateway is shutting down.",
             )
-            .code("method_not_allowed")),
-            _ => Err(GatewayError::new(
+            .code("shutting_down")),
+            Endpoint::Ready => {
+                respond::write_json(session, 200, Bytes::from_static(b"{\"status\":\"ready\"}"))
+                    .await;
+                Ok(false)
+            }
+            Endpoint::WrongMethod => {
+                let req = session.req_header();
+                Err(GatewayError::new(
+                    ErrorKind::MethodNotAllowed,
+                    format!(
+                        "Method {} is not allowed on {}.",
+                        req.method,
+                        req.uri.path()
+                    ),
+                )
+                .code("method_not_allowed"))
+            }
+            Endpoint::Unknown => Err(GatewayError::new(
                 ErrorKind::NotFound,
-                format!("Unknown path {}.", crate::error::Printable(&path)),
+                format!(
+                    "Unknown path {}.",
+                    crate::error::Printable(session.req_header().uri.path())
+                ),
             )
             .code("unknown_url")),
         };

@@ -66,8 +66,9 @@ fn order<'a>(route: &'a ModelRoute, health: &Health) -> Vec<&'a Deployment> {
             v
         }
     };
-    // Stable: the strategy's order holds within the available and the unavailable.
-    ordered.sort_by_key(|d| {
+    // Stable: the strategy's order holds within the available and the unavailable. Cached:
+    // each deployment's health is looked up once, not once per comparison.
+    ordered.sort_by_cached_key(|d| {
         let h = health.get(&d.id);
         h.state() == health::BreakerState::Open || h.cooldown_left().is_some()
     });
