@@ -144,9 +144,18 @@ fn serve(path: &std::path::Path, demo: bool, upgrade: bool) -> ExitCode {
     let grace = snapshot.server.shutdown_grace;
     let config = Arc::new(ArcSwap::from_pointee(snapshot));
     let drain: Arc<server::drain::Drain> = Arc::default();
-    let services = server::gateway_services(config, Some(path.to_path_buf()), drain.clone());
+    let services = match server::gateway_services(config, Some(path.to_path_buf()), drain.clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let accounting = services.accounting.clone();
     server.add_service(services.gateway);
-    server.add_service(services.access_log);
+    if let Some(exporter) = services.exporter {
+        server.add_service(exporter);
+    }
     if let Some(reload) = services.reload {
         server.add_service(reload);
     }
@@ -158,5 +167,16 @@ fn serve(path: &std::path::Path, demo: bool, upgrade: bool) -> ExitCode {
     server.run(pingora_core::server::RunArgs {
         shutdown_signal: Box::new(server::drain::DrainingSignals { drain, grace }),
     });
+    // The listeners are closed and the requests drained: write out every queued record.
+    accounting.close();
+    tracing::info!(
+        written = accounting
+            .written
+            .load(std::sync::atomic::Ordering::Relaxed),
+        dropped = accounting
+            .dropped
+            .load(std::sync::atomic::Ordering::Relaxed),
+        "accounting closed"
+    );
     ExitCode::SUCCESS
 }

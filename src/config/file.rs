@@ -26,6 +26,57 @@ pub struct File {
     #[serde(default)]
     pub breaker: BreakerSection,
     pub demo: Option<DemoSection>,
+    /// A price table (the format of the bundled `conf/prices.toml`) whose entries win over
+    /// the bundled ones; relative to the config file.
+    pub prices_file: Option<Spanned<String>>,
+    #[serde(default)]
+    pub ledger: LedgerSection,
+    #[serde(default)]
+    pub tracing: TracingSection,
+}
+
+/// `[ledger]`: the usage ledger, an SQLite file written in the background.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerSection {
+    /// Default true.
+    pub enabled: bool,
+    /// Relative to the config file. Default `junction-ledger.sqlite`.
+    pub path: String,
+    /// Store prompts and completions too. Default false: only numbers are stored.
+    pub store_content: bool,
+    /// Records waiting to be written; beyond this new ones are dropped (and counted).
+    /// Default 65536.
+    pub queue: usize,
+}
+
+impl Default for LedgerSection {
+    fn default() -> Self {
+        LedgerSection {
+            enabled: true,
+            path: "junction-ledger.sqlite".into(),
+            store_content: false,
+            queue: 65536,
+        }
+    }
+}
+
+/// `[tracing]`: W3C trace context and OTLP export.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TracingSection {
+    /// OTLP/HTTP endpoint to export spans to (JSON encoding), e.g.
+    /// `http://127.0.0.1:4318`; `/v1/traces` is appended. Default: no export.
+    pub otlp_endpoint: Option<Spanned<String>>,
+    /// `service.name` of the exported spans. Default `junction`.
+    pub service_name: Option<String>,
+}
+
+/// A price table file: `[models."name"]` entries.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PricesFile {
+    pub models: BTreeMap<String, PriceEntry>,
 }
 
 /// `[routing]`: the attempt loop.
@@ -252,6 +303,8 @@ pub struct PriceEntry {
     pub output: f64,
     #[serde(default)]
     pub cached_input: Option<f64>,
+    #[serde(default)]
+    pub cache_write: Option<f64>,
 }
 
 /// `[log]`.

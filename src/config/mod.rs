@@ -145,7 +145,8 @@ pub struct Deployment {
     pub upstream_model: Arc<str>,
     pub weight: u32,
     pub priority: u32,
-    pub price: Price,
+    /// `None`: no price known (the cost is recorded as unknown, not as zero).
+    pub price: Option<Price>,
     /// The provider's timeouts with the model's overrides.
     pub timeouts: Timeouts,
 }
@@ -156,6 +157,61 @@ pub struct Price {
     pub input: u64,
     pub output: u64,
     pub cached_input: u64,
+    pub cache_write: u64,
+}
+
+impl From<file::PriceEntry> for Price {
+    fn from(p: file::PriceEntry) -> Price {
+        let micro = |usd: f64| (usd.max(0.0) * 1_000_000.0).round() as u64;
+        Price {
+            input: micro(p.input),
+            output: micro(p.output),
+            cached_input: micro(p.cached_input.unwrap_or(p.input)),
+            cache_write: micro(p.cache_write.unwrap_or(p.input)),
+        }
+    }
+}
+
+/// The bundled default prices (`conf/prices.toml`).
+const BUNDLED_PRICES: &str = include_str!("../../conf/prices.toml");
+
+/// Prices by upstream model name: the bundled table with the operator's file over it.
+#[derive(Debug, Clone, Default)]
+pub struct PriceTable {
+    models: HashMap<String, Price>,
+}
+
+impl PriceTable {
+    pub fn bundled() -> PriceTable {
+        let f: file::PricesFile =
+            toml::from_str(BUNDLED_PRICES).expect("conf/prices.toml is valid");
+        PriceTable {
+            models: f.models.into_iter().map(|(k, v)| (k, v.into())).collect(),
+        }
+    }
+
+    fn merge(&mut self, f: file::PricesFile) {
+        self.models
+            .extend(f.models.into_iter().map(|(k, v)| (k, v.into())));
+    }
+
+    /// The price of `model`: its exact name, else the longest entry it extends with `-`
+    /// (a dated or suffixed version); a `vendor/` prefix is ignored.
+    pub fn lookup(&self, model: &str) -> Option<Price> {
+        let bare = model.rsplit('/').next().unwrap_or(model);
+        if let Some(p) = self.models.get(bare) {
+            return Some(*p);
+        }
+        self.models
+            .iter()
+            .filter(|(name, _)| {
+                bare.len() > name.len()
+                    && bare.starts_with(name.as_str())
+                    && bare.as_bytes()[name.len()] == b'-'
+            })
+            .max_by_key(|(name, _)| name.len())
+            .map(|(_, p)| *p)
+    }
 }
 
 impl Price {
@@ -204,6 +260,24 @@ pub struct RoutingSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogSettings {
     pub access: Option<String>,
+}
+
+/// `[ledger]`, fixed at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerSettings {
+    /// `None`: no ledger.
+    pub path: Option<std::path::PathBuf>,
+    pub store_content: bool,
+    pub queue: usize,
+}
+
+/// `[tracing]`, fixed at start.
+#[derive(Debug)]
+pub struct TracingSettings {
+    /// The OTLP endpoint as written, and where spans are exported (`…/v1/traces`).
+    pub otlp_endpoint: Option<String>,
+    pub otlp: Option<crate::upstream::Upstream>,
+    pub service_name: String,
 }
 
 /// `[admin]`: the operator's listener and key.
@@ -277,6 +351,10 @@ pub struct Snapshot {
     pub breaker: BreakerSettings,
     pub admin: Option<AdminSettings>,
     pub log: LogSettings,
+    pub ledger: LedgerSettings,
+    pub tracing: TracingSettings,
+    /// Default prices by upstream model, for deployments without their own.
+    pub prices: Arc<PriceTable>,
     /// Where `junction demo` runs its mock upstream.
     pub demo_mock_listen: Option<SocketAddr>,
 }
@@ -302,7 +380,7 @@ impl Snapshot {
                 upstream_model: upstream_model.into(),
                 weight: 1,
                 priority: 0,
-                price: Price::default(),
+                price: self.prices.lookup(upstream_model),
                 timeouts: provider.timeouts,
             }],
             fallbacks: Vec::new(),
@@ -387,7 +465,8 @@ pub fn load(path: &Path) -> Result<Snapshot, ConfigError> {
             message: format!("cannot read the file: {e}"),
         }],
     })?;
-    parse(&name, &text, &|k| std::env::var(k).ok())
+    let dir = path.parent().unwrap_or(Path::new(""));
+    parse_in(&name, &text, dir, &|k| std::env::var(k).ok())
 }
 
 /// Validates config text; `env` looks up `${NAME}` references.
@@ -396,9 +475,20 @@ pub fn parse(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Snapshot, ConfigError> {
+    parse_in(file_name, text, Path::new(""), env)
+}
+
+/// Validates config text whose relative paths are relative to `dir`.
+pub fn parse_in(
+    file_name: &str,
+    text: &str,
+    dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Snapshot, ConfigError> {
     let mut v = Validator {
         text,
         env,
+        dir,
         problems: Vec::new(),
     };
     let file: file::File = match toml::from_str(text) {
@@ -430,6 +520,8 @@ pub fn parse(
 struct Validator<'a> {
     text: &'a str,
     env: &'a dyn Fn(&str) -> Option<String>,
+    /// The config file's directory: relative paths start there.
+    dir: &'a Path,
     problems: Vec<Problem>,
 }
 
@@ -529,7 +621,8 @@ impl Validator<'_> {
             }
         }
 
-        let models = self.models(&f.models, &providers, &declared);
+        let prices = Arc::new(self.prices(f.prices_file.as_ref()));
+        let models = self.models(&f.models, &providers, &declared, &prices);
         let mut model_names: Vec<Arc<str>> = models.keys().cloned().collect();
         model_names.sort();
         let routing = RoutingSettings {
@@ -586,6 +679,14 @@ impl Validator<'_> {
             log: LogSettings {
                 access: Some(f.log.access.clone().unwrap_or_else(|| "stdout".into())),
             },
+            ledger: LedgerSettings {
+                path: (f.ledger.enabled && !f.ledger.path.is_empty())
+                    .then(|| self.dir.join(&f.ledger.path)),
+                store_content: f.ledger.store_content,
+                queue: f.ledger.queue.max(1),
+            },
+            tracing: self.tracing(&f.tracing),
+            prices,
             demo_mock_listen,
         }
     }
@@ -706,6 +807,43 @@ impl Validator<'_> {
         })
     }
 
+    /// The bundled prices with the operator's file over them.
+    fn prices(&mut self, file: Option<&Spanned<String>>) -> PriceTable {
+        let mut table = PriceTable::bundled();
+        let Some(name) = file else { return table };
+        let path = self.dir.join(name.get_ref());
+        let parsed = std::fs::read_to_string(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| {
+                toml::from_str::<file::PricesFile>(&t).map_err(|e| e.message().to_string())
+            });
+        match parsed {
+            Ok(f) => table.merge(f),
+            Err(e) => self.problem(
+                name,
+                format!("prices_file: cannot use `{}`: {}", path.display(), e.trim()),
+            ),
+        }
+        table
+    }
+
+    fn tracing(&mut self, t: &file::TracingSection) -> TracingSettings {
+        let otlp = t.otlp_endpoint.as_ref().and_then(|e| {
+            match crate::upstream::Upstream::parse(e.get_ref(), None) {
+                Ok(u) => Some(u),
+                Err(m) => {
+                    self.problem(e, format!("tracing.otlp_endpoint: {m}"));
+                    None
+                }
+            }
+        });
+        TracingSettings {
+            otlp_endpoint: t.otlp_endpoint.as_ref().map(|e| e.get_ref().clone()),
+            otlp,
+            service_name: t.service_name.clone().unwrap_or_else(|| "junction".into()),
+        }
+    }
+
     fn admin(&mut self, a: &file::AdminSection) -> Option<AdminSettings> {
         let listen = match a.listen.get_ref().parse::<SocketAddr>() {
             Ok(l) => Some(l),
@@ -768,6 +906,7 @@ impl Validator<'_> {
         entries: &std::collections::BTreeMap<Spanned<String>, file::ModelEntry>,
         providers: &HashMap<Arc<str>, Arc<Provider>>,
         declared: &[String],
+        prices: &PriceTable,
     ) -> HashMap<Arc<str>, Arc<ModelRoute>> {
         let mut models: HashMap<Arc<str>, Arc<ModelRoute>> = HashMap::new();
         let mut spans: HashMap<Arc<str>, &Spanned<String>> = HashMap::new();
@@ -816,19 +955,17 @@ impl Validator<'_> {
                     continue;
                 };
                 let upstream_model: Arc<str> = Arc::from(d.model.as_deref().unwrap_or(public));
-                let price = d.price.unwrap_or_default();
-                let micro = |usd: f64| (usd.max(0.0) * 1_000_000.0).round() as u64;
+                let price = d
+                    .price
+                    .map(Price::from)
+                    .or_else(|| prices.lookup(&upstream_model));
                 deployments.push(Deployment {
                     id: format!("{}/{}", p.name, upstream_model).into(),
                     provider: p.clone(),
                     upstream_model,
                     weight: d.weight.unwrap_or(1),
                     priority: d.priority.unwrap_or(0),
-                    price: Price {
-                        input: micro(price.input),
-                        output: micro(price.output),
-                        cached_input: micro(price.cached_input.unwrap_or(price.input)),
-                    },
+                    price,
                     timeouts: p.timeouts.overridden_by(&m.timeouts),
                 });
             }

@@ -197,6 +197,12 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Report {
         "server.upstream_pool_size",
         os.upstream_pool_size != ns.upstream_pool_size,
     );
+    restart("ledger", old.ledger != new.ledger);
+    restart("log.access", old.log != new.log);
+    restart(
+        "tracing.otlp_endpoint",
+        old.tracing.otlp_endpoint != new.tracing.otlp_endpoint,
+    );
     restart(
         "admin.listen",
         old.admin.as_ref().map(|a| a.listen) != new.admin.as_ref().map(|a| a.listen),

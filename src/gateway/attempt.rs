@@ -1,16 +1,29 @@
 //! Step 5, the attempt loop: try candidates in order until one answers; retry a deployment
 //! with backoff, move on without delay, never after the first byte reached the client.
 
-use super::forward::{self, Attempt, Outcome, Served};
+use super::forward::{self, Attempt, Context, Outcome};
 use super::Gateway;
-use crate::config::{ModelRoute, Snapshot};
+use crate::config::{Deployment, ModelRoute, Snapshot};
 use crate::error::{ErrorKind, GatewayError};
+use crate::metrics::AttemptOutcome;
 use crate::providers::{self, openai::ChatRequestInfo};
 use crate::routing::{self, health::Failure};
 use pingora_core::protocols::http::ServerSession;
 use std::time::{Duration, Instant};
 
+/// What the attempt loop did, for accounting, whatever its result.
+#[derive(Default)]
+pub struct Tally {
+    pub attempts: u32,
+    /// The deployment that answered, or the last one tried.
+    pub deployment: Option<Deployment>,
+    pub ttft: Option<Duration>,
+    /// Time spent waiting on upstreams and backing off: not the gateway's own.
+    pub waited: Duration,
+}
+
 /// Serves a chat completion from the first candidate that answers.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     gateway: &Gateway,
     session: &mut ServerSession,
@@ -18,14 +31,15 @@ pub async fn run(
     route: &ModelRoute,
     info: &ChatRequestInfo,
     body: &[u8],
-) -> Result<Served, GatewayError> {
+    ctx: &Context,
+    tally: &mut Tally,
+) -> Result<Outcome, GatewayError> {
     let settings = &snapshot.routing;
     let candidates = routing::candidates(route, snapshot, &gateway.health);
     let deadline = route.deployments[0]
         .timeouts
         .total
         .map(|t| Instant::now() + t);
-    let mut attempts = 0;
     let mut reasons: Vec<String> = Vec::new();
     let mut all_rate_limited = true;
     let mut soonest_retry: Option<Duration> = None;
@@ -37,7 +51,7 @@ pub async fn run(
         let id = &c.deployment.id;
         let mut tries = 0;
         loop {
-            if attempts >= settings.attempts {
+            if tally.attempts >= settings.attempts {
                 reasons.push(format!("attempt budget of {} used up", settings.attempts));
                 break 'candidates;
             }
@@ -61,7 +75,8 @@ pub async fn run(
                 }
                 continue 'candidates;
             };
-            attempts += 1;
+            tally.attempts += 1;
+            tally.deployment = Some(c.deployment.clone());
             // Re-translated for each candidate's provider kind; a request the provider kind
             // cannot take is the client's to fix.
             let upstream = providers::build_request(
@@ -70,6 +85,7 @@ pub async fn run(
                 info,
                 body,
             )?;
+            let started = Instant::now();
             let result = forward::attempt(
                 &gateway.connector,
                 session,
@@ -77,29 +93,30 @@ pub async fn run(
                 info,
                 upstream,
                 &settings.retry_statuses,
+                ctx,
             )
             .await;
+            tally.waited += started.elapsed();
+            let provider = &c.deployment.provider.name;
             match result {
                 Attempt::Committed { outcome, ttft } => {
                     gateway
                         .health
                         .success(&ticket, Some(ttft), &snapshot.breaker);
-                    return Ok(Served {
-                        outcome,
-                        deployment: Some((id.clone(), c.deployment.price)),
-                        ttft: Some(ttft),
-                        attempts,
-                    });
+                    gateway.metrics.attempt(provider, AttemptOutcome::Ok);
+                    tally.ttft = Some(ttft);
+                    tally.waited = tally.waited.saturating_sub(outcome.own);
+                    return Ok(outcome);
                 }
                 Attempt::Final(r) => {
                     // The provider answered; the request or the client was the trouble.
                     gateway.health.success(&ticket, None, &snapshot.breaker);
-                    return r.map(|outcome| Served {
-                        outcome,
-                        deployment: Some((id.clone(), c.deployment.price)),
-                        ttft: None,
-                        attempts,
-                    });
+                    let how = match &r {
+                        Ok(_) => AttemptOutcome::ClientGone,
+                        Err(_) => AttemptOutcome::Rejected,
+                    };
+                    gateway.metrics.attempt(provider, how);
+                    return r;
                 }
                 Attempt::Failed {
                     error,
@@ -110,6 +127,13 @@ pub async fn run(
                         .health
                         .failure(&ticket, failure, retry_after, &snapshot.breaker);
                     drop(ticket);
+                    gateway.metrics.attempt(
+                        provider,
+                        match failure {
+                            Failure::RateLimited => AttemptOutcome::RateLimited,
+                            Failure::Broken => AttemptOutcome::Failed,
+                        },
+                    );
                     tracing::debug!(deployment = %id, status = error.status(), "attempt failed");
                     let reason = format!("{id}: {}", error.message_or_code().trim_end_matches('.'));
                     if reasons.last() != Some(&reason) {
@@ -136,21 +160,14 @@ pub async fn run(
                         None => pause,
                     };
                     // The client may leave while we wait.
+                    let paused = Instant::now();
                     let gone = tokio::select! {
                         _ = tokio::time::sleep(pause) => false,
                         _ = session.read_body_or_idle(true) => true,
                     };
+                    tally.waited += paused.elapsed();
                     if gone {
-                        return Ok(Served {
-                            outcome: Outcome {
-                                close: true,
-                                status: 499,
-                                usage: None,
-                            },
-                            deployment: None,
-                            ttft: None,
-                            attempts,
-                        });
+                        return Ok(Outcome::client_gone());
                     }
                 }
             }

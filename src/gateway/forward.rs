@@ -8,7 +8,8 @@ use crate::error::{ErrorKind, GatewayError};
 use crate::providers::openai::{self, ChatRequestInfo};
 use crate::providers::{self, Dialect, StreamTranslator, UpstreamRequest};
 use crate::routing::health::Failure;
-use crate::usage::Usage;
+use crate::usage::ledger::Ending;
+use crate::usage::{Kept, Usage};
 use bytes::Bytes;
 use pingora_core::connectors::http::Connector;
 use pingora_core::protocols::http::client::HttpSession;
@@ -25,22 +26,38 @@ const POOL_IDLE: Duration = Duration::from_secs(60);
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// How the exchange ended, for the downstream connection and for accounting.
-#[derive(Debug)]
 pub struct Outcome {
     /// The downstream connection must be closed, not reused: the response is incomplete.
     pub close: bool,
     pub status: u16,
+    /// As the upstream reported it, for an answer it completed.
     pub usage: Option<Usage>,
+    pub ending: Ending,
+    /// What the client was sent (a prefix), for an estimate when usage is missing.
+    pub relayed: Kept,
+    /// Time the gateway itself spent translating while relaying.
+    pub own: Duration,
 }
 
-/// An outcome with where it came from, for accounting.
-#[derive(Debug)]
-pub struct Served {
-    pub outcome: Outcome,
-    /// The deployment that answered, and its price.
-    pub deployment: Option<(std::sync::Arc<str>, crate::config::Price)>,
-    pub ttft: Option<Duration>,
-    pub attempts: u32,
+impl Outcome {
+    pub fn client_gone() -> Outcome {
+        Outcome {
+            close: true,
+            status: 499,
+            usage: None,
+            ending: Ending::ClientAborted,
+            relayed: Kept::default(),
+            own: Duration::ZERO,
+        }
+    }
+}
+
+/// What an attempt sends besides the request: its trace context, and how much of the answer
+/// to keep for accounting.
+pub struct Context {
+    /// The W3C `traceparent` header value for upstream requests.
+    pub traceparent: String,
+    pub keep: usize,
 }
 
 /// How one attempt ended.
@@ -68,11 +85,7 @@ fn failed(error: GatewayError, failure: Failure) -> Attempt {
 }
 
 fn client_gone() -> Attempt {
-    Attempt::Final(Ok(Outcome {
-        close: true,
-        status: 499,
-        usage: None,
-    }))
+    Attempt::Final(Ok(Outcome::client_gone()))
 }
 
 /// Tries one deployment. Nothing is written to the client before the commit point: the
@@ -85,6 +98,7 @@ pub async fn attempt(
     info: &ChatRequestInfo,
     upstream: UpstreamRequest,
     retry_statuses: &[u16],
+    ctx: &Context,
 ) -> Attempt {
     let provider = &*deployment.provider;
     let t = deployment.timeouts;
@@ -93,7 +107,13 @@ pub async fn attempt(
         Ok(p) => p,
         Err(e) => return failed(e, Failure::Broken),
     };
-    let request = match request_header(provider, &upstream.path, info.stream, upstream.body.len()) {
+    let request = match request_header(
+        provider,
+        &upstream.path,
+        info.stream,
+        upstream.body.len(),
+        &ctx.traceparent,
+    ) {
         Ok(r) => r,
         Err(e) => return Attempt::Final(Err(e)),
     };
@@ -177,6 +197,7 @@ pub async fn attempt(
                 &t,
                 Relay::Stream(translator),
                 Some(first),
+                ctx.keep,
             )
             .await;
             Attempt::Committed { outcome, ttft }
@@ -185,7 +206,7 @@ pub async fn attempt(
             let ttft = started.elapsed();
             let relay_mode = Relay::Whole { tail: Vec::new() };
             let outcome = relay(
-                connector, session, up, &peer, provider, &t, relay_mode, None,
+                connector, session, up, &peer, provider, &t, relay_mode, None, ctx.keep,
             )
             .await;
             Attempt::Committed { outcome, ttft }
@@ -199,6 +220,7 @@ pub async fn attempt(
             connector
                 .release_http_session(up, &*peer, Some(POOL_IDLE))
                 .await;
+            let translating = Instant::now();
             let (json, usage) =
                 match providers::translate_whole(dialect, &body, &deployment.upstream_model) {
                     Ok(r) => r,
@@ -214,13 +236,24 @@ pub async fn attempt(
                         return failed(e, Failure::Broken);
                     }
                 };
+            let own = translating.elapsed();
             let ttft = started.elapsed();
-            respond::write_json(session, 200, json.into()).await;
+            let json = Bytes::from(json);
+            let mut relayed = Kept::with_limit(ctx.keep);
+            relayed.keep(&json);
+            let delivered = respond::write_json(session, 200, json).await;
             Attempt::Committed {
                 outcome: Outcome {
-                    close: false,
+                    close: !delivered,
                     status: 200,
                     usage: Some(usage),
+                    ending: if delivered {
+                        Ending::Complete
+                    } else {
+                        Ending::ClientAborted
+                    },
+                    relayed,
+                    own,
                 },
                 ttft,
             }
@@ -273,6 +306,7 @@ fn request_header(
     path: &str,
     stream: bool,
     len: usize,
+    traceparent: &str,
 ) -> Result<RequestHeader, GatewayError> {
     let bad = |_| GatewayError::new(ErrorKind::Internal, "cannot build the upstream request");
     let mut req = RequestHeader::build("POST", path.as_bytes(), Some(8 + provider.headers.len()))
@@ -297,6 +331,7 @@ fn request_header(
         concat!("junction/", env!("CARGO_PKG_VERSION")),
     )
     .map_err(bad)?;
+    req.insert_header("traceparent", traceparent).map_err(bad)?;
     providers::authenticate(provider, &mut req)?;
     for (name, value) in &provider.headers {
         req.insert_header(name.clone(), value.expose().clone())
@@ -505,9 +540,20 @@ impl Relay {
         Some(join(translator.finish(), err.sse_event()))
     }
 
-    fn usage(&self) -> Option<Usage> {
+    /// The stream reached its proper end (a whole body always does when it ends).
+    fn complete(&self) -> bool {
         match self {
-            Relay::Stream(t) => t.usage(),
+            Relay::Stream(t) => t.done(),
+            Relay::Whole { .. } => true,
+        }
+    }
+
+    /// The upstream's usage report, when it made one for the whole answer: a translated
+    /// stream's report is only whole once the stream completed.
+    fn usage(&self, ending: Ending) -> Option<Usage> {
+        match self {
+            Relay::Stream(StreamTranslator::OpenAi(f)) => f.usage,
+            Relay::Stream(t) => t.usage().filter(|_| ending == Ending::Complete),
             Relay::Whole { tail } => openai::usage_in_tail(tail),
         }
     }
@@ -554,11 +600,15 @@ async fn relay(
     t: &Timeouts,
     mut relay: Relay,
     first: Option<Bytes>,
+    keep: usize,
 ) -> Outcome {
     let mut outcome = Outcome {
         close: true,
         status: 200,
         usage: None,
+        ending: Ending::ClientAborted,
+        relayed: Kept::with_limit(keep),
+        own: Duration::ZERO,
     };
     let header = client_header(&up, matches!(relay, Relay::Stream(_)));
     if session
@@ -580,7 +630,11 @@ async fn relay(
         };
         match next {
             Ok(Some(chunk)) => {
-                if let Some(out) = relay.on_chunk(chunk) {
+                let translating = Instant::now();
+                let out = relay.on_chunk(chunk);
+                outcome.own += translating.elapsed();
+                if let Some(out) = out {
+                    outcome.relayed.keep(&out);
                     if session.write_response_body(out, false).await.is_err() {
                         break;
                     }
@@ -591,20 +645,32 @@ async fn relay(
                     .release_http_session(up, peer, Some(POOL_IDLE))
                     .await;
                 let last = relay.on_end(provider).unwrap_or_default();
-                outcome.close = session.write_response_body(last, true).await.is_err();
+                outcome.relayed.keep(&last);
+                outcome.ending = if !relay.complete() {
+                    Ending::UpstreamError
+                } else {
+                    Ending::Complete
+                };
+                if session.write_response_body(last, true).await.is_err() {
+                    outcome.ending = Ending::ClientAborted;
+                } else {
+                    outcome.close = false;
+                }
                 break;
             }
             Err(e) => {
                 tracing::warn!(provider = %provider.name, error = %e.etype().as_str(), "upstream body failed");
                 outcome.status = 502;
+                outcome.ending = Ending::UpstreamError;
                 if let Some(last) = relay.on_error(provider, t, &e) {
-                    outcome.close = session.write_response_body(last, true).await.is_err();
+                    outcome.relayed.keep(&last);
+                    let _ = session.write_response_body(last, true).await;
                 }
                 break;
             }
         }
     }
-    outcome.usage = relay.usage();
+    outcome.usage = relay.usage(outcome.ending);
     outcome
 }
 

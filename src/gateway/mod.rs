@@ -44,7 +44,10 @@ pub struct Gateway {
     pub health: Arc<crate::routing::health::Health>,
     /// Requests in flight, for a graceful shutdown.
     pub drain: Arc<crate::server::drain::Drain>,
-    pub access_log: Arc<crate::access_log::AccessLog>,
+    /// Where each request's record goes (ledger, access log, token metrics).
+    pub accounting: Arc<crate::usage::ledger::Accounting>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub tracer: Arc<crate::trace::Tracer>,
     options: HttpServerOptions,
 }
 
@@ -53,7 +56,9 @@ impl Gateway {
         config: Arc<ArcSwap<Snapshot>>,
         health: Arc<crate::routing::health::Health>,
         drain: Arc<crate::server::drain::Drain>,
-        access_log: Arc<crate::access_log::AccessLog>,
+        accounting: Arc<crate::usage::ledger::Accounting>,
+        metrics: Arc<crate::metrics::Metrics>,
+        tracer: Arc<crate::trace::Tracer>,
     ) -> Self {
         let snapshot = config.load();
         let mut connector_options = ConnectorOptions::new(snapshot.server.upstream_pool_size);
@@ -63,7 +68,9 @@ impl Gateway {
         Gateway {
             health,
             drain,
-            access_log,
+            accounting,
+            metrics,
+            tracer,
             connector: Connector::new(Some(connector_options)),
             config: config.clone(),
             options,

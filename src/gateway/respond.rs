@@ -14,15 +14,14 @@ pub fn json_header(status: u16, len: usize) -> ResponseHeader {
 }
 
 /// Writes a whole JSON response. Errors mean the client is gone; there is no one to tell.
-pub async fn write_json(session: &mut ServerSession, status: u16, body: Bytes) {
+/// Writes a whole JSON response; false when the client could not be written to.
+pub async fn write_json(session: &mut ServerSession, status: u16, body: Bytes) -> bool {
     let header = json_header(status, body.len());
-    if session
+    session
         .write_response_header(Box::new(header))
         .await
         .is_ok()
-    {
-        let _ = session.write_response_body(body, true).await;
-    }
+        && session.write_response_body(body, true).await.is_ok()
 }
 
 /// Writes an error in OpenAI's format, with `Retry-After` when it has one.

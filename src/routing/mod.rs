@@ -62,7 +62,7 @@ fn order<'a>(route: &'a ModelRoute, health: &Health) -> Vec<&'a Deployment> {
         Strategy::Latency => latency_order(ds, health, &mut fastrand::Rng::new()),
         Strategy::Cost => {
             let mut v: Vec<&Deployment> = ds.iter().collect();
-            v.sort_by_key(|d| d.price.typical_cost());
+            v.sort_by_key(|d| d.price.map_or(u64::MAX, |p| p.typical_cost()));
             v
         }
     };
@@ -395,11 +395,12 @@ provider = "b"
         assert_eq!(&*c[0].deployment.id, "b/cheap");
         assert_eq!(
             c[0].deployment.price,
-            Price {
+            Some(Price {
                 input: 500_000,
                 output: 1_500_000,
-                cached_input: 500_000
-            }
+                cached_input: 500_000,
+                cache_write: 500_000,
+            })
         );
         // b rate limited: a goes first now.
         let t = c[0].health.try_acquire().unwrap();

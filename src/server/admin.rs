@@ -18,6 +18,10 @@ pub struct Admin {
     pub config: Arc<ArcSwap<Snapshot>>,
     pub health: Arc<Health>,
     pub reloader: Option<Arc<crate::config::reload::Reloader>>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    pub accounting: Arc<crate::usage::ledger::Accounting>,
+    pub drain: Arc<super::drain::Drain>,
+    pub tracer: Arc<crate::trace::Tracer>,
 }
 
 #[derive(Serialize)]
@@ -50,8 +54,14 @@ impl Admin {
             return Err(GatewayError::invalid_key());
         }
         let path = session.req_header().uri.path().to_string();
+        let query = session.req_header().uri.query().unwrap_or("").to_string();
         let method = session.req_header().method.clone();
         match (method.as_str(), path.as_str()) {
+            ("GET", "/admin/usage") => {
+                let body = self.usage(&query).await?;
+                respond::write_json(session, 200, body.into()).await;
+                Ok(())
+            }
             ("GET", "/admin/deployments") => {
                 let body = self.deployments(&snapshot);
                 respond::write_json(session, 200, body.into()).await;
@@ -113,11 +123,147 @@ impl Admin {
         }
     }
 
-    /// Prometheus text: config reloads and deployment breaker states.
+    /// `GET /admin/usage?group_by=key|model|provider&from=&to=`: ledger totals per group over
+    /// `[from, to)` (Unix milliseconds or RFC 3339; default: all time), once every record
+    /// queued before the call is written.
+    async fn usage(&self, query: &str) -> Result<Vec<u8>, GatewayError> {
+        let bad = |m: String, param: &'static str| {
+            GatewayError::new(ErrorKind::InvalidRequest, m)
+                .param(param)
+                .code("invalid_query")
+        };
+        let mut group_by = crate::usage::ledger::GroupBy::Model;
+        let (mut from, mut to) = (0i64, i64::MAX);
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = percent_decode(v);
+            match k {
+                "group_by" => {
+                    group_by = crate::usage::ledger::GroupBy::parse(&v).ok_or_else(|| {
+                        bad(
+                            format!(
+                                "group_by must be key, model or provider, not `{}`.",
+                                crate::error::Printable(&v)
+                            ),
+                            "group_by",
+                        )
+                    })?
+                }
+                "from" | "to" => {
+                    let ms = parse_time_ms(&v).ok_or_else(|| {
+                        bad(
+                            format!("{k} must be Unix milliseconds or an RFC 3339 time like 2026-11-22T10:00:00Z, not `{}`.", crate::error::Printable(&v)),
+                            if k == "from" { "from" } else { "to" },
+                        )
+                    })?;
+                    if k == "from" {
+                        from = ms;
+                    } else {
+                        to = ms;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(path) = self.accounting.ledger_path().map(|p| p.to_path_buf()) else {
+            return Err(GatewayError::new(
+                ErrorKind::NotFound,
+                "The ledger is off ([ledger] enabled = false).",
+            )
+            .code("ledger_off"));
+        };
+        self.accounting.flush().await;
+        let totals = tokio::task::spawn_blocking(move || {
+            crate::usage::ledger::totals(&path, group_by, from, to)
+        })
+        .await;
+        match totals {
+            Ok(Ok(v)) => Ok(serde_json::to_vec(&v).unwrap_or_default()),
+            Ok(Err(e)) => Err(GatewayError::new(
+                ErrorKind::Internal,
+                format!("The ledger could not be read: {e}."),
+            )),
+            Err(_) => Err(GatewayError::new(
+                ErrorKind::Internal,
+                "The ledger query failed.",
+            )),
+        }
+    }
+
+    /// Prometheus text: requests, tokens, cost, attempts, in-flight requests, the ledger's
+    /// queue, config reloads and deployment breaker states.
     fn metrics(&self) -> Vec<u8> {
+        use crate::metrics::header;
         use std::fmt::Write;
         use std::sync::atomic::Ordering;
         let mut out = String::new();
+        self.metrics.render(&mut out);
+        header(
+            &mut out,
+            "junction_in_flight_requests",
+            "gauge",
+            "Client requests being served.",
+        );
+        let _ = writeln!(
+            out,
+            "junction_in_flight_requests {}",
+            self.drain.in_flight()
+        );
+        header(
+            &mut out,
+            "junction_ledger_queue_depth",
+            "gauge",
+            "Records waiting for the accounting thread.",
+        );
+        let _ = writeln!(
+            out,
+            "junction_ledger_queue_depth {}",
+            self.accounting.depth()
+        );
+        header(
+            &mut out,
+            "junction_ledger_records_written_total",
+            "counter",
+            "Records written by the accounting thread (ledger and access log).",
+        );
+        let _ = writeln!(
+            out,
+            "junction_ledger_records_written_total {}",
+            self.accounting.written.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "junction_ledger_records_dropped_total",
+            "counter",
+            "Records dropped because the queue was full.",
+        );
+        let _ = writeln!(
+            out,
+            "junction_ledger_records_dropped_total {}",
+            self.accounting.dropped.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "junction_spans_exported_total",
+            "counter",
+            "Spans the OTLP collector took.",
+        );
+        let _ = writeln!(
+            out,
+            "junction_spans_exported_total {}",
+            self.tracer.exported.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "junction_spans_dropped_total",
+            "counter",
+            "Spans dropped (queue full or export failed).",
+        );
+        let _ = writeln!(
+            out,
+            "junction_spans_dropped_total {}",
+            self.tracer.dropped.load(Ordering::Relaxed)
+        );
         if let Some(r) = &self.reloader {
             let _ = writeln!(
                 out,
@@ -141,14 +287,37 @@ impl Admin {
         }
         let _ = writeln!(out, "# HELP junction_deployment_breaker_open 1 when a deployment's breaker is open or half-open.");
         let _ = writeln!(out, "# TYPE junction_deployment_breaker_open gauge");
-        for (id, h) in self.health.all() {
+        let all = self.health.all();
+        for (id, h) in &all {
             let open = h.state() != crate::routing::health::BreakerState::Closed;
             let _ = writeln!(
                 out,
                 "junction_deployment_breaker_open{{deployment=\"{}\"}} {}",
-                id.replace('\\', "\\\\").replace('"', "\\\""),
+                crate::metrics::escape(id),
                 u8::from(open)
             );
+        }
+        header(
+            &mut out,
+            "junction_deployment_breaker_state",
+            "gauge",
+            "1 for the state each deployment's breaker is in.",
+        );
+        for (id, h) in &all {
+            let state = h.state();
+            for s in [
+                crate::routing::health::BreakerState::Closed,
+                crate::routing::health::BreakerState::Open,
+                crate::routing::health::BreakerState::HalfOpen,
+            ] {
+                let _ = writeln!(
+                    out,
+                    "junction_deployment_breaker_state{{deployment=\"{}\",state=\"{}\"}} {}",
+                    crate::metrics::escape(id),
+                    s.as_str(),
+                    u8::from(state == s)
+                );
+            }
         }
         out.into_bytes()
     }
@@ -246,5 +415,118 @@ impl HttpServerApp for Admin {
             respond::write_error(&mut session, &e).await;
         }
         lifecycle::finish(session, false).await
+    }
+}
+
+/// `%XX` and `+` decoded (query values); a malformed escape is kept as it is.
+fn percent_decode(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (b[i], hex) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some(x)) => {
+                out.push(x);
+                i += 2;
+            }
+            (c, _) => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Unix milliseconds, or RFC 3339 (`2026-11-22`, `2026-11-22T10:00:00Z`, with fraction or
+/// `+hh:mm` offset).
+fn parse_time_ms(v: &str) -> Option<i64> {
+    if let Ok(ms) = v.parse::<i64>() {
+        return Some(ms);
+    }
+    let num = |s: &str| -> Option<i64> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok())?
+    };
+    let (date, time) = match v.split_once(['T', 't', ' ']) {
+        Some((d, t)) => (d, Some(t)),
+        None => (v, None),
+    };
+    let mut d = date.splitn(3, '-');
+    let (y, m, day) = (num(d.next()?)?, num(d.next()?)?, num(d.next()?)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (yy, mm) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * mm + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let mut ms = days * 86_400_000;
+    if let Some(t) = time {
+        let (clock, offset) = if let Some(c) = t.strip_suffix(['Z', 'z']) {
+            (c, 0)
+        } else if let Some(i) = t.rfind(['+', '-']) {
+            let (c, o) = t.split_at(i);
+            let sign = if o.starts_with('-') { -1 } else { 1 };
+            let (oh, om) = o[1..].split_once(':')?;
+            (c, sign * (num(oh)? * 60 + num(om)?) * 60_000)
+        } else {
+            return None;
+        };
+        let (hms, frac) = clock.split_once('.').unwrap_or((clock, ""));
+        let mut p = hms.splitn(3, ':');
+        let (h, mi, s) = (num(p.next()?)?, num(p.next()?)?, num(p.next()?)?);
+        if h > 23 || mi > 59 || s > 60 {
+            return None;
+        }
+        let frac_ms = if frac.is_empty() {
+            0
+        } else {
+            num(&format!("{:0<3}", &frac[..frac.len().min(3)]))?
+        };
+        ms += ((h * 60 + mi) * 60 + s) * 1000 + frac_ms - offset;
+    }
+    Some(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_as_unix_ms_or_rfc3339() {
+        assert_eq!(parse_time_ms("1700000000000"), Some(1_700_000_000_000));
+        assert_eq!(parse_time_ms("1970-01-01"), Some(0));
+        assert_eq!(
+            parse_time_ms("2026-11-22T00:00:00Z"),
+            Some(1_795_305_600_000)
+        );
+        assert_eq!(
+            parse_time_ms("2026-11-22T01:00:00+01:00"),
+            Some(1_795_305_600_000)
+        );
+        assert_eq!(
+            parse_time_ms("2026-11-22T00:00:00.25Z"),
+            Some(1_795_305_600_250)
+        );
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01",
+            "2026-11-22T25:00:00Z",
+            "2026-11-22T10:00",
+        ] {
+            assert_eq!(parse_time_ms(bad), None, "{bad}");
+        }
+        assert_eq!(
+            percent_decode("2026-11-22T01%3A00%3A00%2B01%3A00"),
+            "2026-11-22T01:00:00+01:00"
+        );
+        assert_eq!(percent_decode("a+b%zz%4"), "a b%zz%4");
     }
 }

@@ -66,12 +66,13 @@ pub fn new_server(life: &Lifecycle) -> Server {
     server
 }
 
-/// The gateway's services: the client listener, the admin listener (when configured) and
-/// the active health checks; they share the deployments' health.
+/// The gateway's services: the client listener, the admin listener (when configured), the
+/// active health checks and the span exporter; they share the deployments' health, the
+/// metrics and the accounting thread (which the caller closes after the server stops, so
+/// that every queued record is written).
 pub struct GatewayServices {
     pub gateway: Service<Gateway>,
-    pub access_log:
-        pingora_core::services::background::GenBackgroundService<crate::access_log::Writer>,
+    pub accounting: Arc<crate::usage::ledger::Accounting>,
     /// Reloads on file change and SIGHUP (when the config came from a file).
     pub reload:
         Option<pingora_core::services::background::GenBackgroundService<watch::ReloadTriggers>>,
@@ -79,26 +80,37 @@ pub struct GatewayServices {
     pub checks: pingora_core::services::background::GenBackgroundService<
         crate::routing::checks::HealthChecks,
     >,
+    pub exporter:
+        Option<pingora_core::services::background::GenBackgroundService<crate::trace::Exporter>>,
 }
 
 pub fn gateway_services(
     config: Arc<ArcSwap<Snapshot>>,
     path: Option<std::path::PathBuf>,
     drain: Arc<drain::Drain>,
-) -> GatewayServices {
+) -> Result<GatewayServices, String> {
     let snapshot = config.load_full();
     let health: Arc<crate::routing::health::Health> = Arc::default();
+    let metrics: Arc<crate::metrics::Metrics> = Arc::default();
     let reloader = path.map(|p| Arc::new(crate::config::reload::Reloader::new(p, config.clone())));
-    let access_log = Arc::new(crate::access_log::AccessLog::new(
-        match snapshot.log.access.as_deref() {
-            None | Some("off") => None,
-            Some("stdout") => Some(crate::access_log::Sink::Stdout),
-            Some(path) => Some(crate::access_log::Sink::File(path.into())),
-        },
-    ));
+    let accounting = crate::usage::ledger::Accounting::start(crate::usage::ledger::Outputs {
+        ledger: snapshot.ledger.path.clone(),
+        store_content: snapshot.ledger.store_content,
+        access_log: crate::access_log::Sink::from_setting(snapshot.log.access.as_deref()),
+        queue: snapshot.ledger.queue,
+        metrics: metrics.clone(),
+    })?;
+    let tracer = Arc::new(crate::trace::Tracer::new(snapshot.tracing.otlp.is_some()));
     let mut service = Service::new(
         "junction gateway".to_string(),
-        Gateway::new(config.clone(), health.clone(), drain, access_log.clone()),
+        Gateway::new(
+            config.clone(),
+            health.clone(),
+            drain.clone(),
+            accounting.clone(),
+            metrics.clone(),
+            tracer.clone(),
+        ),
     );
     service.add_tcp(&snapshot.server.listen.to_string());
     let admin = snapshot.admin.as_ref().map(|a| {
@@ -108,6 +120,10 @@ pub fn gateway_services(
                 config: config.clone(),
                 health: health.clone(),
                 reloader: reloader.clone(),
+                metrics,
+                accounting: accounting.clone(),
+                drain,
+                tracer: tracer.clone(),
             },
         );
         s.add_tcp(&a.listen.to_string());
@@ -127,17 +143,26 @@ pub fn gateway_services(
             watch::ReloadTriggers { reloader },
         )
     });
-    let access_log = pingora_core::services::background::background_service(
-        "access log",
-        crate::access_log::Writer(access_log),
-    );
-    GatewayServices {
+    let exporter = snapshot.tracing.otlp_endpoint.as_ref().and_then(|e| {
+        let endpoint = crate::upstream::Upstream::parse(e, None).ok()?;
+        Some(pingora_core::services::background::background_service(
+            "span export",
+            crate::trace::Exporter {
+                tracer,
+                endpoint,
+                service_name: snapshot.tracing.service_name.clone(),
+                connector: pingora_core::connectors::http::Connector::new(None),
+            },
+        ))
+    });
+    Ok(GatewayServices {
         gateway: service,
-        access_log,
+        accounting,
         reload,
         admin,
         checks,
-    }
+        exporter,
+    })
 }
 
 /// The mock upstream's listener; TLS when given a certificate and key (PEM files).

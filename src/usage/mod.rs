@@ -1,5 +1,8 @@
 //! Token usage as reported by upstreams.
 
+pub mod estimate;
+pub mod ledger;
+
 use serde::Deserialize;
 
 /// Token counts of one request, as the upstream reported them, in OpenAI's sense:
@@ -15,6 +18,39 @@ pub struct Usage {
     pub cache_write_tokens: u64,
     /// Of `output_tokens`, spent on reasoning.
     pub reasoning_tokens: u64,
+}
+
+/// What was relayed to the client, kept for an estimate when the upstream reports no usage:
+/// the first bytes only (references to the chunks sent, not copies), and the total relayed.
+#[derive(Default)]
+pub struct Kept {
+    pub chunks: Vec<bytes::Bytes>,
+    kept: usize,
+    limit: usize,
+    pub total: usize,
+}
+
+/// Bytes kept of each response for estimates; beyond it the count is scaled.
+pub const KEEP_FOR_ESTIMATE: usize = 16 * 1024;
+/// Bytes kept when the ledger stores content.
+pub const KEEP_FOR_CONTENT: usize = 8 * 1024 * 1024;
+
+impl Kept {
+    pub fn with_limit(limit: usize) -> Kept {
+        Kept {
+            limit,
+            ..Default::default()
+        }
+    }
+
+    // hot path: a reference count and a push, for the first KiB only.
+    pub fn keep(&mut self, chunk: &bytes::Bytes) {
+        self.total += chunk.len();
+        if self.kept + chunk.len() <= self.limit {
+            self.kept += chunk.len();
+            self.chunks.push(chunk.clone());
+        }
+    }
 }
 
 /// OpenAI's `usage` object.
@@ -62,12 +98,13 @@ impl From<OpenAiUsage> for Usage {
 
 /// Cost of `usage` at `price`, in micro-dollars, rounded to the nearest: prices are integers
 /// (micro-dollars per million tokens) and so is the result; no float is ever summed.
-/// Cache writes are priced as input (the config has no separate price for them yet).
 pub fn cost_micros(usage: &Usage, price: &crate::config::Price) -> u64 {
     let cached = usage.cached_input_tokens.min(usage.input_tokens);
-    let uncached = (usage.input_tokens - cached) as u128;
+    let written = usage.cache_write_tokens.min(usage.input_tokens - cached);
+    let uncached = (usage.input_tokens - cached - written) as u128;
     let total = uncached * price.input as u128
         + cached as u128 * price.cached_input as u128
+        + written as u128 * price.cache_write as u128
         + usage.output_tokens as u128 * price.output as u128;
     ((total + 500_000) / 1_000_000) as u64
 }
@@ -84,6 +121,7 @@ mod tests {
             input: 2_500_000,
             output: 10_000_000,
             cached_input: 1_250_000,
+            cache_write: 3_125_000,
         };
         let u = Usage {
             input_tokens: 1000,
@@ -93,12 +131,19 @@ mod tests {
         };
         // 800 × 2.5 + 200 × 1.25 + 500 × 10 = 2000 + 250 + 5000 = 7250 µ$.
         assert_eq!(cost_micros(&u, &price), 7250);
+        // 100 of the 800 uncached were written to the cache, at $3.125: +31.25 µ$ net.
+        let written = Usage {
+            cache_write_tokens: 100,
+            ..u
+        };
+        assert_eq!(cost_micros(&written, &price), 7250 - 250 + 313);
         assert_eq!(cost_micros(&Usage::default(), &price), 0);
         // Rounded to the nearest micro-dollar: 1 token at $0.40/M is 0.4 µ$.
         let cheap = Price {
             input: 400_000,
             output: 0,
             cached_input: 0,
+            cache_write: 0,
         };
         assert_eq!(
             cost_micros(

@@ -1,0 +1,337 @@
+//! Token counts when the upstream gave none (an aborted or cut stream, a relay that omits
+//! usage): the client's request and what was relayed to it, counted with a real tokenizer.
+//!
+//! OpenAI's model families have public tokenizers (`o200k_base`, `cl100k_base`); they are used
+//! for those models. Anthropic's and Google's are not public, so their models are counted with
+//! `o200k_base` as an approximation, and the record says so. Runs in the accounting thread,
+//! never on the request path.
+
+use super::Usage;
+use serde_json::Value;
+use tiktoken_rs::CoreBPE;
+
+/// Framing tokens per chat message, and once for the reply's start (OpenAI's published way
+/// of counting a chat request).
+const PER_MESSAGE: u64 = 3;
+const PER_NAME: u64 = 1;
+const REPLY_PRIMING: u64 = 3;
+const PER_TOOL_CALL: u64 = 1;
+
+/// Which tokenizer counted an estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tokenizer {
+    O200k,
+    Cl100k,
+    /// `o200k_base` standing in for a family whose tokenizer is not public.
+    O200kApprox,
+}
+
+impl Tokenizer {
+    /// The tokenizer of an upstream model, by its name.
+    pub fn for_model(model: &str) -> Tokenizer {
+        // Direct `provider/model` names and dated variants share the family's tokenizer.
+        let bare = model.rsplit('/').next().unwrap_or(model);
+        match tiktoken_rs::tokenizer::get_tokenizer(bare) {
+            Some(tiktoken_rs::tokenizer::Tokenizer::Cl100kBase) => Tokenizer::Cl100k,
+            Some(
+                tiktoken_rs::tokenizer::Tokenizer::O200kBase
+                | tiktoken_rs::tokenizer::Tokenizer::O200kHarmony,
+            ) => Tokenizer::O200k,
+            _ => Tokenizer::O200kApprox,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tokenizer::O200k => "o200k_base",
+            Tokenizer::Cl100k => "cl100k_base",
+            Tokenizer::O200kApprox => "o200k_base~",
+        }
+    }
+
+    fn bpe(self) -> &'static CoreBPE {
+        match self {
+            Tokenizer::Cl100k => tiktoken_rs::cl100k_base_singleton(),
+            Tokenizer::O200k | Tokenizer::O200kApprox => tiktoken_rs::o200k_base_singleton(),
+        }
+    }
+
+    /// Tokens of `text`, special-token lookalikes counted as ordinary text.
+    pub fn count(self, text: &str) -> u64 {
+        if text.is_empty() {
+            return 0;
+        }
+        self.bpe().encode_ordinary(text).len() as u64
+    }
+}
+
+/// A chat conversation reduced to what is counted: per message, its role and text pieces.
+#[derive(Default, Debug)]
+pub struct Conversation<'a> {
+    pub messages: Vec<Message<'a>>,
+    /// Tool definitions, counted as their JSON text.
+    pub tools: Vec<String>,
+}
+
+#[derive(Default, Debug)]
+pub struct Message<'a> {
+    pub role: &'a str,
+    pub name: Option<&'a str>,
+    pub texts: Vec<&'a str>,
+    /// Tool calls' names and arguments.
+    pub calls: Vec<(&'a str, String)>,
+}
+
+impl Conversation<'_> {
+    /// Prompt tokens, counted as OpenAI counts a chat request.
+    pub fn tokens(&self, t: Tokenizer) -> u64 {
+        let mut n = REPLY_PRIMING;
+        for m in &self.messages {
+            n += PER_MESSAGE + t.count(m.role);
+            n += m.texts.iter().map(|s| t.count(s)).sum::<u64>();
+            if let Some(name) = m.name {
+                n += PER_NAME + t.count(name);
+            }
+            for (name, args) in &m.calls {
+                n += PER_TOOL_CALL + t.count(name) + t.count(args);
+            }
+        }
+        n + self.tools.iter().map(|s| t.count(s)).sum::<u64>()
+    }
+}
+
+/// Text pieces of an OpenAI message `content`: a string or an array of parts.
+fn texts_of(content: &Value) -> Vec<&str> {
+    match content {
+        Value::String(s) => vec![s.as_str()],
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// An OpenAI chat request's conversation (`messages` and `tools`).
+pub fn openai_conversation(request: &Value) -> Conversation<'_> {
+    let mut c = Conversation::default();
+    for m in request
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let mut msg = Message {
+            role: m.get("role").and_then(Value::as_str).unwrap_or(""),
+            name: m.get("name").and_then(Value::as_str),
+            texts: m.get("content").map(texts_of).unwrap_or_default(),
+            calls: Vec::new(),
+        };
+        if let Some(r) = m.get("reasoning_content").and_then(Value::as_str) {
+            msg.texts.push(r);
+        }
+        for call in m
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let f = &call["function"];
+            msg.calls.push((
+                f.get("name").and_then(Value::as_str).unwrap_or(""),
+                f.get("arguments")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            ));
+        }
+        c.messages.push(msg);
+    }
+    for tool in request
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        c.tools.push(tool.to_string());
+    }
+    c
+}
+
+/// Prompt tokens of an OpenAI chat request body; `None` when it is not JSON.
+pub fn prompt_tokens(body: &[u8], t: Tokenizer) -> Option<u64> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    Some(openai_conversation(&v).tokens(t))
+}
+
+/// Generated text relayed to the client: the deltas of `chat.completion.chunk` events (or the
+/// message of a whole `chat.completion`), content, reasoning and tool calls alike.
+#[derive(Default)]
+pub struct Completion {
+    text: String,
+    calls: u64,
+}
+
+impl Completion {
+    fn add_message(&mut self, m: &Value) {
+        for key in ["content", "reasoning_content", "refusal"] {
+            if let Some(s) = m.get(key).and_then(Value::as_str) {
+                self.text.push_str(s);
+            }
+        }
+        for call in m
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let f = &call["function"];
+            if let Some(name) = f.get("name").and_then(Value::as_str) {
+                self.calls += 1;
+                self.text.push_str(name);
+            }
+            if let Some(a) = f.get("arguments").and_then(Value::as_str) {
+                self.text.push_str(a);
+            }
+        }
+    }
+
+    fn add_response(&mut self, v: &Value) {
+        for choice in v
+            .get("choices")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(d) = choice.get("delta").or_else(|| choice.get("message")) {
+                self.add_message(d);
+            }
+        }
+    }
+
+    /// Output tokens of what was relayed: SSE events of a stream, or a whole JSON body.
+    /// `seen` is the relayed bytes kept; `total` how many were relayed in all: when only a
+    /// prefix was kept, the count is scaled to the whole.
+    pub fn tokens(relayed: &[bytes::Bytes], stream: bool, total: usize, t: Tokenizer) -> u64 {
+        let c = Completion::of(relayed, stream);
+        let kept: usize = relayed.iter().map(|b| b.len()).sum();
+        let n = t.count(&c.text) + c.calls * PER_TOOL_CALL;
+        if kept == 0 || total <= kept {
+            n
+        } else {
+            (n as u128 * total as u128 / kept as u128) as u64
+        }
+    }
+
+    /// The generated text in what was relayed (tool names and arguments included).
+    pub fn text(relayed: &[bytes::Bytes], stream: bool) -> String {
+        Completion::of(relayed, stream).text
+    }
+
+    fn of(relayed: &[bytes::Bytes], stream: bool) -> Completion {
+        let mut c = Completion::default();
+        if stream {
+            let mut framer = crate::stream::sse::SseFramer::new();
+            for b in relayed {
+                framer.push(b.clone());
+                while let Some(event) = framer.next_event() {
+                    if let Some(data) = crate::stream::sse::data_of(&event) {
+                        if let Ok(v) = serde_json::from_slice::<Value>(data) {
+                            c.add_response(&v);
+                        }
+                    }
+                }
+            }
+        } else {
+            let all: Vec<u8> = relayed.iter().flat_map(|b| b.iter().copied()).collect();
+            if let Ok(v) = serde_json::from_slice::<Value>(&all) {
+                c.add_response(&v);
+            }
+        }
+        c
+    }
+}
+
+/// Usage estimated from the request body and what was relayed.
+pub fn estimate(
+    request: &[u8],
+    relayed: &[bytes::Bytes],
+    relayed_total: usize,
+    stream: bool,
+    t: Tokenizer,
+) -> Usage {
+    Usage {
+        input_tokens: prompt_tokens(request, t).unwrap_or(0),
+        output_tokens: Completion::tokens(relayed, stream, relayed_total, t),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn tokenizers_follow_the_model_family() {
+        assert_eq!(Tokenizer::for_model("gpt-4o-mini"), Tokenizer::O200k);
+        assert_eq!(Tokenizer::for_model("gpt-5"), Tokenizer::O200k);
+        assert_eq!(
+            Tokenizer::for_model("openai/gpt-4.1-2025-04-14"),
+            Tokenizer::O200k
+        );
+        assert_eq!(Tokenizer::for_model("gpt-4-0613"), Tokenizer::Cl100k);
+        assert_eq!(
+            Tokenizer::for_model("claude-sonnet-4-5"),
+            Tokenizer::O200kApprox
+        );
+        // Known counts of the real tokenizers.
+        assert_eq!(Tokenizer::O200k.count("Hello world"), 2);
+        assert_eq!(Tokenizer::O200k.count(""), 0);
+        assert!(Tokenizer::Cl100k.count("tiktoken is great!") >= 5);
+    }
+
+    #[test]
+    fn prompt_is_counted_as_openai_counts_a_chat() {
+        // The OpenAI cookbook's example counts this pair as 3+1+n(system) + 3+1+n(user) + 3.
+        let body = br#"{"model":"gpt-4o","messages":[
+            {"role":"system","content":"You are a helpful assistant."},
+            {"role":"user","content":[{"type":"text","text":"Hello world"}]}]}"#;
+        let t = Tokenizer::O200k;
+        let expected = 3
+            + t.count("system")
+            + t.count("You are a helpful assistant.")
+            + 3
+            + t.count("user")
+            + t.count("Hello world")
+            + 3;
+        assert_eq!(prompt_tokens(body, t), Some(expected));
+        assert_eq!(prompt_tokens(b"not json", t), None);
+    }
+
+    #[test]
+    fn completion_counts_relayed_deltas_across_chunk_boundaries() {
+        let t = Tokenizer::O200k;
+        let events = "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n\
+            data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"}}]}\n\n\
+            data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\" world\"}}]}\n\ndata: [DONE]\n\n";
+        // Cut anywhere: the framer puts the events back together.
+        let (a, b) = events.split_at(70);
+        let relayed = [Bytes::from(a.to_string()), Bytes::from(b.to_string())];
+        assert_eq!(
+            Completion::tokens(&relayed, true, events.len(), t),
+            t.count("Hello world")
+        );
+        let whole =
+            br#"{"choices":[{"index":0,"message":{"role":"assistant","content":"Hello world"}}]}"#;
+        assert_eq!(
+            Completion::tokens(&[Bytes::from_static(whole)], false, whole.len(), t),
+            2
+        );
+        // Only half was kept: the count is scaled to the whole.
+        assert_eq!(
+            Completion::tokens(&[Bytes::from_static(whole)], false, whole.len() * 2, t),
+            4
+        );
+    }
+}

@@ -1,0 +1,533 @@
+//! Accounting: every chat request becomes one [`Entry`], handed by the request path to a
+//! bounded queue (never waiting: a full queue drops the entry and counts it). One thread
+//! takes them off in batches, estimates usage the upstream did not report, prices it, writes
+//! the access-log line, inserts the ledger rows in one SQLite transaction per batch (WAL) and
+//! adds the tokens and cost to the metrics. On shutdown the queue is written out before the
+//! process exits.
+
+use super::estimate::{self, Tokenizer};
+use super::{cost_micros, Kept, Usage};
+use crate::access_log::{Record, Sink};
+use crate::config::Deployment;
+use crate::metrics::{Labels, Metrics};
+use bytes::Bytes;
+use rusqlite::{params, Connection};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Most entries written in one transaction.
+const BATCH: usize = 1024;
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Ending {
+    /// The whole answer reached the client.
+    #[default]
+    Complete,
+    /// The client left before the answer was complete.
+    ClientAborted,
+    /// The upstream failed: an error status, a connection failure, a cut stream.
+    UpstreamError,
+    /// Refused before any upstream was asked (auth, bad request, unknown model).
+    Rejected,
+}
+
+impl Ending {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ending::Complete => "complete",
+            Ending::ClientAborted => "client_aborted",
+            Ending::UpstreamError => "upstream_error",
+            Ending::Rejected => "rejected",
+        }
+    }
+}
+
+/// Everything known of one finished request.
+#[derive(Default)]
+pub struct Entry {
+    /// Milliseconds since the Unix epoch, at arrival.
+    pub ts_ms: u64,
+    pub request_id: u64,
+    pub trace_id: Option<u128>,
+    pub key: Option<Arc<str>>,
+    /// The public model name (the route's), or as requested when it matched none.
+    pub model: Option<Arc<str>>,
+    /// The deployment that answered, or the last one tried.
+    pub deployment: Option<Deployment>,
+    pub status: u16,
+    pub stream: bool,
+    /// As the upstream reported it; `None`: not reported (then estimated).
+    pub usage: Option<Usage>,
+    pub ending: Ending,
+    pub latency: Duration,
+    pub ttft: Option<Duration>,
+    pub attempts: u32,
+    pub error: Option<&'static str>,
+    /// The client's request body (for estimates, and content when stored).
+    pub request: Option<Bytes>,
+    /// What was relayed to the client (a bounded prefix).
+    pub relayed: Kept,
+    /// The labels of its metrics.
+    pub labels: Option<Labels>,
+}
+
+/// Where an entry's token counts came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Upstream,
+    Estimate(Tokenizer),
+    None,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Upstream => "upstream",
+            Source::Estimate(_) => "estimate",
+            Source::None => "none",
+        }
+    }
+}
+
+enum Msg {
+    Entry(Box<Entry>),
+    /// Written everything sent before? Answered once it is committed.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// The request path's handle on accounting.
+pub struct Accounting {
+    tx: Mutex<Option<SyncSender<Msg>>>,
+    /// Entries queued and not yet written.
+    depth: Arc<AtomicU64>,
+    pub dropped: AtomicU64,
+    pub written: Arc<AtomicU64>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    ledger: Option<PathBuf>,
+    pub store_content: bool,
+}
+
+/// What the accounting thread writes to.
+pub struct Outputs {
+    pub ledger: Option<PathBuf>,
+    pub store_content: bool,
+    pub access_log: Option<Sink>,
+    pub queue: usize,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Accounting {
+    /// Opens the ledger (creating its table) and the access log, and starts the thread.
+    pub fn start(o: Outputs) -> Result<Arc<Accounting>, String> {
+        let db = match &o.ledger {
+            Some(path) => Some(
+                open(path)
+                    .map_err(|e| format!("cannot open the ledger {}: {e}", path.display()))?,
+            ),
+            None => None,
+        };
+        let log = match &o.access_log {
+            Some(sink) => Some(
+                sink.open()
+                    .map_err(|e| format!("cannot open the access log: {e}"))?,
+            ),
+            None => None,
+        };
+        let (tx, rx) = sync_channel(o.queue);
+        let depth = Arc::new(AtomicU64::new(0));
+        let written = Arc::new(AtomicU64::new(0));
+        let mut writer = Writer {
+            db,
+            log,
+            metrics: o.metrics,
+            depth: depth.clone(),
+            written: written.clone(),
+            store_content: o.store_content,
+        };
+        let thread = std::thread::Builder::new()
+            .name("junction-accounting".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| e.to_string())?;
+        Ok(Arc::new(Accounting {
+            tx: Mutex::new(Some(tx)),
+            depth,
+            dropped: AtomicU64::new(0),
+            written,
+            thread: Mutex::new(Some(thread)),
+            ledger: o.ledger,
+            store_content: o.store_content,
+        }))
+    }
+
+    /// No ledger, no access log: entries are only counted into the metrics.
+    pub fn metrics_only(metrics: Arc<Metrics>) -> Arc<Accounting> {
+        Accounting::start(Outputs {
+            ledger: None,
+            store_content: false,
+            access_log: None,
+            queue: 1024,
+            metrics,
+        })
+        .expect("no file to open")
+    }
+
+    // hot path: one allocation and a non-blocking send.
+    pub fn record(&self, entry: Entry) {
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(tx) = tx.as_ref() else {
+            self.dropped.fetch_add(1, Relaxed);
+            return;
+        };
+        self.depth.fetch_add(1, Relaxed);
+        match tx.try_send(Msg::Entry(Box::new(entry))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.depth.fetch_sub(1, Relaxed);
+                self.dropped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    pub fn depth(&self) -> u64 {
+        self.depth.load(Relaxed)
+    }
+
+    pub fn ledger_path(&self) -> Option<&Path> {
+        self.ledger.as_deref()
+    }
+
+    /// Waits until everything recorded before this call is written.
+    pub async fn flush(&self) {
+        let (ack, done) = tokio::sync::oneshot::channel();
+        let Some(tx) = self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
+            return;
+        };
+        // A full queue: wait for room off the runtime's threads.
+        let sent = tokio::task::spawn_blocking(move || tx.send(Msg::Flush(ack)).is_ok()).await;
+        if matches!(sent, Ok(true)) {
+            let _ = done.await;
+        }
+    }
+
+    /// Stops taking entries, writes what is queued and waits for the thread to finish.
+    pub fn close(&self) {
+        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY,
+    ts_ms INTEGER NOT NULL,
+    request_id TEXT NOT NULL,
+    trace_id TEXT,
+    key TEXT,
+    model TEXT,
+    deployment TEXT,
+    provider TEXT,
+    upstream_model TEXT,
+    status INTEGER NOT NULL,
+    stream INTEGER NOT NULL,
+    input_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    cached_tokens INTEGER NOT NULL,
+    cache_write_tokens INTEGER NOT NULL,
+    reasoning_tokens INTEGER NOT NULL,
+    cost_usd_micros INTEGER,
+    latency_ms REAL NOT NULL,
+    ttft_ms REAL,
+    attempts INTEGER NOT NULL,
+    usage_source TEXT NOT NULL,
+    tokenizer TEXT,
+    ending TEXT NOT NULL,
+    error TEXT,
+    prompt TEXT,
+    completion TEXT
+);
+CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts_ms);
+";
+
+fn open(path: &Path) -> rusqlite::Result<Connection> {
+    let db = Connection::open(path)?;
+    db.busy_timeout(Duration::from_secs(5))?;
+    db.pragma_update(None, "journal_mode", "WAL")?;
+    db.pragma_update(None, "synchronous", "NORMAL")?;
+    db.execute_batch(SCHEMA)?;
+    Ok(db)
+}
+
+struct Writer {
+    db: Option<Connection>,
+    log: Option<Box<dyn Write + Send>>,
+    metrics: Arc<Metrics>,
+    depth: Arc<AtomicU64>,
+    written: Arc<AtomicU64>,
+    store_content: bool,
+}
+
+/// An entry made final: usage known or estimated, priced.
+struct Final {
+    e: Box<Entry>,
+    usage: Usage,
+    source: Source,
+    cost: Option<u64>,
+}
+
+impl Writer {
+    fn run(&mut self, rx: Receiver<Msg>) {
+        let mut batch: Vec<Final> = Vec::with_capacity(BATCH);
+        let mut acks = Vec::new();
+        // Ends when every sender is gone and the queue is empty.
+        while let Ok(first) = rx.recv() {
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Entry(e) => batch.push(finalize(e)),
+                    Msg::Flush(ack) => acks.push(ack),
+                }
+                if batch.len() < BATCH {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.write(&mut batch);
+            for ack in acks.drain(..) {
+                let _ = ack.send(());
+            }
+        }
+    }
+
+    fn write(&mut self, batch: &mut Vec<Final>) {
+        if batch.is_empty() {
+            return;
+        }
+        if let Some(log) = &mut self.log {
+            for f in batch.iter() {
+                let request_id = format!("{:016x}", f.e.request_id);
+                let trace_id = f.e.trace_id.map(|t| format!("{t:032x}"));
+                let _ =
+                    serde_json::to_writer(&mut *log, &record(f, &request_id, trace_id.as_deref()));
+                let _ = log.write_all(b"\n");
+            }
+            let _ = log.flush();
+        }
+        if let Some(db) = &mut self.db {
+            if let Err(e) = insert(db, batch, self.store_content) {
+                tracing::error!(error = %e, rows = batch.len(), "ledger write failed");
+            }
+        }
+        for f in batch.iter() {
+            if let Some(labels) = &f.e.labels {
+                self.metrics.usage(labels, &f.usage, f.cost);
+            }
+        }
+        let n = batch.len() as u64;
+        self.written.fetch_add(n, Relaxed);
+        self.depth.fetch_sub(n, Relaxed);
+        batch.clear();
+    }
+}
+
+fn finalize(mut e: Box<Entry>) -> Final {
+    let (usage, source) = match e.usage {
+        Some(u) => (u, Source::Upstream),
+        None if e.attempts > 0 && (e.relayed.total > 0 || e.ending != Ending::UpstreamError) => {
+            let t = Tokenizer::for_model(e.deployment.as_ref().map_or("", |d| &*d.upstream_model));
+            let u = estimate::estimate(
+                e.request.as_deref().unwrap_or_default(),
+                &e.relayed.chunks,
+                e.relayed.total,
+                e.stream,
+                t,
+            );
+            (u, Source::Estimate(t))
+        }
+        None => (Usage::default(), Source::None),
+    };
+    // Nothing used costs nothing (when the price is known).
+    let cost = e
+        .deployment
+        .as_ref()
+        .and_then(|d| d.price)
+        .map(|p| cost_micros(&usage, &p));
+    if source == Source::None {
+        e.relayed = Kept::default();
+    }
+    Final {
+        e,
+        usage,
+        source,
+        cost,
+    }
+}
+
+fn record<'a>(f: &'a Final, request_id: &'a str, trace_id: Option<&'a str>) -> Record<'a> {
+    let e = &f.e;
+    let counted = f.source != Source::None;
+    Record {
+        ts_ms: e.ts_ms,
+        request_id,
+        trace_id,
+        key: e.key.as_deref(),
+        model: e.model.as_deref(),
+        deployment: e.deployment.as_ref().map(|d| &*d.id),
+        provider: e.deployment.as_ref().map(|d| &*d.provider.name),
+        status: e.status,
+        stream: e.stream,
+        input_tokens: counted.then_some(f.usage.input_tokens),
+        output_tokens: counted.then_some(f.usage.output_tokens),
+        cached_tokens: counted.then_some(f.usage.cached_input_tokens),
+        cache_write_tokens: counted.then_some(f.usage.cache_write_tokens),
+        reasoning_tokens: counted.then_some(f.usage.reasoning_tokens),
+        cost_usd_micros: f.cost,
+        usage_source: f.source.as_str(),
+        ending: e.ending.as_str(),
+        latency_ms: e.latency.as_secs_f64() * 1000.0,
+        ttft_ms: e.ttft.map(|t| t.as_secs_f64() * 1000.0),
+        attempts: e.attempts,
+        error: e.error,
+    }
+}
+
+/// Only requests that reached an upstream go into the ledger.
+fn insert(db: &mut Connection, batch: &[Final], store_content: bool) -> rusqlite::Result<()> {
+    let tx = db.transaction()?;
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO requests (ts_ms, request_id, trace_id, key, model, deployment, provider,
+                upstream_model, status, stream, input_tokens, output_tokens, cached_tokens,
+                cache_write_tokens, reasoning_tokens, cost_usd_micros, latency_ms, ttft_ms,
+                attempts, usage_source, tokenizer, ending, error, prompt, completion)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+        )?;
+        for f in batch.iter().filter(|f| f.e.attempts > 0) {
+            let e = &f.e;
+            let d = e.deployment.as_ref();
+            let (prompt, completion) = if store_content {
+                (
+                    e.request
+                        .as_ref()
+                        .map(|b| String::from_utf8_lossy(b).into_owned()),
+                    Some(estimate::Completion::text(&e.relayed.chunks, e.stream)),
+                )
+            } else {
+                (None, None)
+            };
+            stmt.execute(params![
+                e.ts_ms as i64,
+                format!("{:016x}", e.request_id),
+                e.trace_id.map(|t| format!("{t:032x}")),
+                e.key.as_deref(),
+                e.model.as_deref(),
+                d.map(|d| &*d.id),
+                d.map(|d| &*d.provider.name),
+                d.map(|d| &*d.upstream_model),
+                e.status,
+                e.stream,
+                f.usage.input_tokens as i64,
+                f.usage.output_tokens as i64,
+                f.usage.cached_input_tokens as i64,
+                f.usage.cache_write_tokens as i64,
+                f.usage.reasoning_tokens as i64,
+                f.cost.map(|c| c as i64),
+                e.latency.as_secs_f64() * 1000.0,
+                e.ttft.map(|t| t.as_secs_f64() * 1000.0),
+                e.attempts,
+                f.source.as_str(),
+                match f.source {
+                    Source::Estimate(t) => Some(t.as_str()),
+                    _ => None,
+                },
+                e.ending.as_str(),
+                e.error,
+                prompt,
+                completion,
+            ])?;
+        }
+    }
+    tx.commit()
+}
+
+/// What `/admin/usage` groups by.
+#[derive(Debug, Clone, Copy)]
+pub enum GroupBy {
+    Key,
+    Model,
+    Provider,
+}
+
+impl GroupBy {
+    pub fn parse(s: &str) -> Option<GroupBy> {
+        match s {
+            "key" => Some(GroupBy::Key),
+            "model" => Some(GroupBy::Model),
+            "provider" => Some(GroupBy::Provider),
+            _ => None,
+        }
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            GroupBy::Key => "key",
+            GroupBy::Model => "model",
+            GroupBy::Provider => "provider",
+        }
+    }
+}
+
+/// Totals per group over `[from, to)` (milliseconds since the epoch), as JSON.
+pub fn totals(
+    path: &Path,
+    group_by: GroupBy,
+    from_ms: i64,
+    to_ms: i64,
+) -> rusqlite::Result<serde_json::Value> {
+    let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    db.busy_timeout(Duration::from_secs(5))?;
+    let col = group_by.column();
+    let mut stmt = db.prepare(&format!(
+        "SELECT {col}, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens),
+            SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(COALESCE(cost_usd_micros, 0)),
+            SUM(cost_usd_micros IS NULL), SUM(usage_source = 'estimate'),
+            SUM(ending = 'complete'), SUM(ending = 'client_aborted'),
+            SUM(ending = 'upstream_error')
+         FROM requests WHERE ts_ms >= ?1 AND ts_ms < ?2 GROUP BY {col} ORDER BY {col}"
+    ))?;
+    let rows = stmt.query_map(params![from_ms, to_ms], |r| {
+        let n = |i: usize| r.get::<_, i64>(i);
+        let cost = n(7)?;
+        Ok(serde_json::json!({
+            col: r.get::<_, Option<String>>(0)?,
+            "requests": n(1)?,
+            "input_tokens": n(2)?,
+            "output_tokens": n(3)?,
+            "cached_input_tokens": n(4)?,
+            "cache_write_tokens": n(5)?,
+            "reasoning_tokens": n(6)?,
+            "cost_usd_micros": cost,
+            "cost_usd": format!("{}.{:06}", cost / 1_000_000, cost % 1_000_000),
+            "unpriced_requests": n(8)?,
+            "estimated_requests": n(9)?,
+            "endings": {
+                "complete": n(10)?,
+                "client_aborted": n(11)?,
+                "upstream_error": n(12)?,
+            },
+        }))
+    })?;
+    let groups = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(serde_json::json!({
+        "group_by": col,
+        "from_ms": from_ms,
+        "to_ms": to_ms,
+        "groups": groups,
+    }))
+}
