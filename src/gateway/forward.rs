@@ -663,8 +663,9 @@ async fn relay(
                 outcome.status = 502;
                 outcome.ending = Ending::UpstreamError;
                 if let Some(last) = relay.on_error(provider, t, &e) {
+                    // The stream ends properly (with an error event): the connection stays.
                     outcome.relayed.keep(&last);
-                    let _ = session.write_response_body(last, true).await;
+                    outcome.close = session.write_response_body(last, true).await.is_err();
                 }
                 break;
             }

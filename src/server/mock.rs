@@ -48,6 +48,13 @@ pub struct Controls {
     /// `x-mock-stall-ms`: wait this long before answering anything (not even a header).
     #[arg(long, default_value_t = 0)]
     pub stall_ms: u64,
+    /// `x-mock-hold-after`: streams send this many content chunks, then hold the stream open
+    /// (sending nothing) until the client leaves, or for `stall_ms` (default 30 s).
+    #[arg(long)]
+    pub hold_after: Option<u64>,
+    /// `x-mock-cached-tokens`: report this many of the prompt's tokens as read from cache.
+    #[arg(long, default_value_t = 0)]
+    pub cached_tokens: u64,
 }
 
 impl Default for Controls {
@@ -63,6 +70,8 @@ impl Default for Controls {
             fail_with: None,
             cut_after: None,
             stall_ms: 0,
+            hold_after: None,
+            cached_tokens: 0,
         }
     }
 }
@@ -104,6 +113,12 @@ impl Controls {
         }
         if let Some(v) = h("x-mock-stall-ms").and_then(|v| v.parse().ok()) {
             c.stall_ms = v;
+        }
+        if let Some(v) = h("x-mock-hold-after").and_then(|v| v.parse().ok()) {
+            c.hold_after = Some(v);
+        }
+        if let Some(v) = h("x-mock-cached-tokens").and_then(|v| v.parse().ok()) {
+            c.cached_tokens = v;
         }
         c
     }
@@ -154,6 +169,35 @@ struct Stats {
     streams_completed: AtomicU64,
     /// Streams whose client (the gateway) went away before the end.
     streams_aborted: AtomicU64,
+    /// What the mock billed, per wire (OpenAI, Anthropic, Gemini).
+    billed: std::sync::Mutex<[Billed; 3]>,
+}
+
+/// Tokens a provider bills, in OpenAI's sense (input includes cached and cache-written
+/// tokens, output includes reasoning). For an answer it completed: what it reported. For a
+/// stream cut short (by the client or on purpose): the prompt as a tokenizer counts it and the
+/// text chunks it sent, counted the same way (as a real provider bills an aborted stream).
+#[derive(Default, Clone, Copy, Debug, serde::Serialize)]
+pub struct Billed {
+    pub requests: u64,
+    pub input: u64,
+    pub output: u64,
+    pub cached_input: u64,
+    pub cache_write: u64,
+    pub reasoning: u64,
+}
+
+impl Stats {
+    fn bill(&self, wire: Wire, b: Billed) {
+        let mut all = self.billed.lock().unwrap_or_else(|e| e.into_inner());
+        let t = &mut all[wire as usize];
+        t.requests += 1;
+        t.input += b.input;
+        t.output += b.output;
+        t.cached_input += b.cached_input;
+        t.cache_write += b.cache_write;
+        t.reasoning += b.reasoning;
+    }
 }
 
 /// The mock upstream application.
@@ -214,6 +258,8 @@ struct Answer {
     model: String,
     include_usage: bool,
     prompt_tokens: u64,
+    /// Of `prompt_tokens`, reported as read from cache.
+    cached: u64,
     /// Text of the echo (`x-mock-echo`), or generated words.
     echo: Option<String>,
     /// Answer with a call to this tool (the request offered tools and is not a tool result).
@@ -249,6 +295,98 @@ impl Answer {
     fn text(&self, chunks: u64) -> String {
         (0..chunks).map(|i| self.piece(i)).collect()
     }
+
+    /// Reasoning tokens reported: the thought, on the wires that count it apart.
+    fn reasoning(&self) -> u64 {
+        if self.thinking && self.wire != Wire::Anthropic {
+            3
+        } else {
+            0
+        }
+    }
+
+    /// What a completed answer of `chunks` reports, in OpenAI's sense.
+    fn billed(&self, chunks: u64) -> Billed {
+        Billed {
+            requests: 1,
+            input: self.prompt_tokens,
+            output: chunks + self.reasoning(),
+            cached_input: self.cached,
+            cache_write: 0,
+            reasoning: self.reasoning(),
+        }
+    }
+
+    /// What a stream cut short after `sent` text chunks bills: the prompt and the chunks'
+    /// text, counted with the tokenizer of the model's family.
+    fn billed_partial(&self, body: &[u8], sent: u64) -> Billed {
+        let t = crate::usage::estimate::Tokenizer::for_model(&self.model);
+        let text: String = (0..sent).map(|i| self.piece(i)).collect();
+        Billed {
+            requests: 1,
+            input: prompt_count(self.wire, body, t),
+            output: t.count(&text),
+            ..Default::default()
+        }
+    }
+}
+
+/// The prompt of a request in this wire format, counted as OpenAI counts a chat (so that
+/// the same conversation counts the same in every format).
+fn prompt_count(wire: Wire, body: &[u8], t: crate::usage::estimate::Tokenizer) -> u64 {
+    use crate::usage::estimate::{openai_conversation, Conversation, Message};
+    use serde_json::Value;
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return 0;
+    };
+    let texts = |content: &Value| -> Vec<String> {
+        match content {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(parts) => parts
+                .iter()
+                .filter_map(|p| p.get("text").and_then(Value::as_str).map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    if wire == Wire::OpenAi {
+        return openai_conversation(&v).tokens(t);
+    }
+    let mut owned: Vec<(&str, Vec<String>)> = Vec::new();
+    match wire {
+        Wire::Anthropic => {
+            if let Some(system) = v.get("system") {
+                owned.push(("system", texts(system)));
+            }
+            for m in v["messages"].as_array().into_iter().flatten() {
+                owned.push((m["role"].as_str().unwrap_or(""), texts(&m["content"])));
+            }
+        }
+        _ => {
+            if let Some(system) = v.get("systemInstruction") {
+                owned.push(("system", texts(&system["parts"])));
+            }
+            for m in v["contents"].as_array().into_iter().flatten() {
+                let role = match m["role"].as_str() {
+                    Some("model") => "assistant",
+                    _ => "user",
+                };
+                owned.push((role, texts(&m["parts"])));
+            }
+        }
+    }
+    Conversation {
+        messages: owned
+            .iter()
+            .map(|(role, texts)| Message {
+                role,
+                texts: texts.iter().map(String::as_str).collect(),
+                ..Default::default()
+            })
+            .collect(),
+        tools: Vec::new(),
+    }
+    .tokens(t)
 }
 
 /// What a request asks of the answer beyond text: read only when the body mentions it, so
@@ -373,13 +511,21 @@ impl Mock {
             };
         }
         if method == "GET" && path == "/mock/stats" {
-            let body = format!(
-                r#"{{"requests":{},"streams_completed":{},"streams_aborted":{}}}"#,
-                self.stats.requests.load(Ordering::Relaxed),
-                self.stats.streams_completed.load(Ordering::Relaxed),
-                self.stats.streams_aborted.load(Ordering::Relaxed)
-            );
-            return respond(session, 200, "application/json", body.into(), None).await;
+            let billed = *self.stats.billed.lock().unwrap_or_else(|e| e.into_inner());
+            let body = serde_json::json!({
+                "requests": self.stats.requests.load(Ordering::Relaxed),
+                "streams_completed": self.stats.streams_completed.load(Ordering::Relaxed),
+                "streams_aborted": self.stats.streams_aborted.load(Ordering::Relaxed),
+                "billed": {"openai": billed[0], "anthropic": billed[1], "gemini": billed[2]},
+            });
+            return respond(
+                session,
+                200,
+                "application/json",
+                body.to_string().into(),
+                None,
+            )
+            .await;
         }
         if method == "GET" {
             // Model lists (what health checks read) fail as chat requests would.
@@ -509,7 +655,8 @@ impl Mock {
                 .as_ref()
                 .and_then(|o| o.include_usage)
                 .unwrap_or(false),
-            prompt_tokens: (body.len() as u64 / 4).max(1),
+            prompt_tokens: (body.len() as u64 / 4).max(1).max(controls.cached_tokens),
+            cached: controls.cached_tokens,
             echo,
             tool,
             thinking,
@@ -529,8 +676,14 @@ impl Mock {
             )
             .await;
         }
+        let body_in: &[u8] = &body;
         if stream {
-            let completed = stream_answer(session, &answer, &controls).await;
+            let (completed, sent) = stream_answer(session, &answer, &controls).await;
+            if completed == StreamEnd::Completed {
+                self.stats.bill(wire, answer.billed(controls.chunks));
+            } else {
+                self.stats.bill(wire, answer.billed_partial(body_in, sent));
+            }
             let counter = match completed {
                 StreamEnd::Completed => &self.stats.streams_completed,
                 StreamEnd::ClientGone => &self.stats.streams_aborted,
@@ -556,8 +709,10 @@ impl Mock {
                 let _ = session
                     .write_response_body(Bytes::from(body).slice(..part), false)
                     .await;
+                self.stats.bill(wire, answer.billed_partial(body_in, 0));
                 return false;
             }
+            self.stats.bill(wire, answer.billed(controls.chunks));
             respond(session, 200, "application/json", body.into(), None).await
         }
     }
@@ -642,7 +797,7 @@ fn error_body(wire: Wire, status: u16, message: &str) -> Bytes {
 
 fn whole_answer(a: &Answer, chunks: u64) -> Vec<u8> {
     let text = a.text(chunks);
-    let (p, c) = (a.prompt_tokens, chunks);
+    let (p, c, cached, r) = (a.prompt_tokens, chunks, a.cached, a.reasoning());
     let args = TOOL_ARGS.concat();
     let v = match a.wire {
         Wire::OpenAi => {
@@ -658,9 +813,9 @@ fn whole_answer(a: &Answer, chunks: u64) -> Vec<u8> {
                 "id": a.id, "object": "chat.completion", "created": 1770933883, "model": a.model,
                 "choices": [{"index": 0, "message": message, "logprobs": null,
                     "finish_reason": if a.tool.is_some() { "tool_calls" } else { "stop" }}],
-                "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
-                    "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-                    "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}},
+                "usage": {"prompt_tokens": p, "completion_tokens": c + r, "total_tokens": p + c + r,
+                    "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+                    "completion_tokens_details": {"reasoning_tokens": r, "audio_tokens": 0, "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}},
                 "service_tier": "default", "system_fingerprint": "fp_mock"
             })
         }
@@ -679,7 +834,7 @@ fn whole_answer(a: &Answer, chunks: u64) -> Vec<u8> {
             serde_json::json!({
                 "model": a.model, "id": a.id, "type": "message", "role": "assistant", "content": content,
                 "stop_reason": if a.tool.is_some() { "tool_use" } else { "end_turn" }, "stop_sequence": null,
-                "usage": {"input_tokens": p, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0, "output_tokens": c, "service_tier": "standard"}
+                "usage": {"input_tokens": p - cached, "cache_creation_input_tokens": 0, "cache_read_input_tokens": cached, "output_tokens": c, "service_tier": "standard"}
             })
         }
         Wire::Gemini => {
@@ -696,7 +851,7 @@ fn whole_answer(a: &Answer, chunks: u64) -> Vec<u8> {
             let thoughts = if a.thinking { 3 } else { 0 };
             serde_json::json!({
                 "candidates": [{"content": {"parts": parts, "role": "model"}, "finishReason": "STOP", "index": 0}],
-                "usageMetadata": {"promptTokenCount": p, "candidatesTokenCount": c, "totalTokenCount": p + c + thoughts, "thoughtsTokenCount": thoughts},
+                "usageMetadata": {"promptTokenCount": p, "candidatesTokenCount": c, "totalTokenCount": p + c + thoughts, "thoughtsTokenCount": thoughts, "cachedContentTokenCount": cached},
                 "modelVersion": a.model, "responseId": a.id
             })
         }
@@ -705,9 +860,16 @@ fn whole_answer(a: &Answer, chunks: u64) -> Vec<u8> {
 }
 
 /// The SSE events of a streamed answer, in order.
+#[cfg(test)]
 fn stream_events(a: &Answer, chunks: u64) -> Vec<Bytes> {
+    stream_events_marked(a, chunks).0
+}
+
+/// The SSE events of a streamed answer, in order, and which of them carry a text chunk.
+fn stream_events_marked(a: &Answer, chunks: u64) -> (Vec<Bytes>, Vec<bool>) {
     let mut out: Vec<String> = Vec::with_capacity(chunks as usize + 8);
-    let (p, c) = (a.prompt_tokens, chunks);
+    let mut pieces: Vec<usize> = Vec::with_capacity(chunks as usize);
+    let (p, c, cached, r) = (a.prompt_tokens, chunks, a.cached, a.reasoning());
     let model = json_str(&a.model);
     match a.wire {
         Wire::OpenAi => {
@@ -754,6 +916,7 @@ fn stream_events(a: &Answer, chunks: u64) -> Vec<Bytes> {
                 }
                 None => {
                     for i in 0..chunks {
+                        pieces.push(out.len());
                         out.push(chunk(
                             format!(r#"{{"content":{}}}"#, json_str(&a.piece(i))),
                             "null",
@@ -764,16 +927,17 @@ fn stream_events(a: &Answer, chunks: u64) -> Vec<Bytes> {
             }
             if a.include_usage {
                 out.push(format!(
-                    r#"data: {{"id":"{}","object":"chat.completion.chunk","created":1753357673,"model":{model},"service_tier":"default","system_fingerprint":"fp_mock","choices":[],"usage":{{"prompt_tokens":{p},"completion_tokens":{c},"total_tokens":{},"prompt_tokens_details":{{"cached_tokens":0,"audio_tokens":0}},"completion_tokens_details":{{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}}}}}"#,
+                    r#"data: {{"id":"{}","object":"chat.completion.chunk","created":1753357673,"model":{model},"service_tier":"default","system_fingerprint":"fp_mock","choices":[],"usage":{{"prompt_tokens":{p},"completion_tokens":{},"total_tokens":{},"prompt_tokens_details":{{"cached_tokens":{cached},"audio_tokens":0}},"completion_tokens_details":{{"reasoning_tokens":{r},"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}}}}}"#,
                     a.id,
-                    p + c
+                    c + r,
+                    p + c + r
                 ));
             }
             out.push("data: [DONE]".into());
         }
         Wire::Anthropic => {
             out.push(format!(r#"event: message_start
-data: {{"type":"message_start","message":{{"id":"{}","type":"message","role":"assistant","model":{model},"content":[],"stop_reason":null,"stop_sequence":null,"usage":{{"input_tokens":{p},"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":1}}}}}}"#, a.id));
+data: {{"type":"message_start","message":{{"id":"{}","type":"message","role":"assistant","model":{model},"content":[],"stop_reason":null,"stop_sequence":null,"usage":{{"input_tokens":{},"cache_creation_input_tokens":0,"cache_read_input_tokens":{cached},"output_tokens":1}}}}}}"#, a.id, p - cached));
             let mut index = 0;
             if a.thinking {
                 out.push(format!("event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":{index},\"content_block\":{{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}}}}"));
@@ -788,7 +952,11 @@ data: {{"type":"message_start","message":{{"id":"{}","type":"message","role":"as
                 Some(_) => vec!["Let me check.".into()],
                 None => (0..chunks).map(|i| a.piece(i)).collect(),
             };
+            let counted = a.tool.is_none();
             for piece in text_pieces {
+                if counted {
+                    pieces.push(out.len());
+                }
                 out.push(format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":{index},\"delta\":{{\"type\":\"text_delta\",\"text\":{}}}}}", json_str(&piece)));
             }
             out.push(format!("event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":{index}}}"));
@@ -817,7 +985,7 @@ data: {{"type":"message_start","message":{{"id":"{}","type":"message","role":"as
                     ""
                 };
                 format!(
-                    r#"data: {{"candidates": [{{"content": {{"parts": [{parts}],"role": "model"}},{finish}"index": 0}}],"usageMetadata": {{"promptTokenCount": {p},"candidatesTokenCount": {done},"totalTokenCount": {},"thoughtsTokenCount": {thoughts}}},"modelVersion": {model},"responseId": "{}"}}"#,
+                    r#"data: {{"candidates": [{{"content": {{"parts": [{parts}],"role": "model"}},{finish}"index": 0}}],"usageMetadata": {{"promptTokenCount": {p},"candidatesTokenCount": {done},"totalTokenCount": {},"thoughtsTokenCount": {thoughts},"cachedContentTokenCount": {cached}}},"modelVersion": {model},"responseId": "{}"}}"#,
                     p + done + thoughts,
                     a.id
                 )
@@ -840,6 +1008,7 @@ data: {{"type":"message_start","message":{{"id":"{}","type":"message","role":"as
                 )),
                 None => {
                     for i in 0..chunks {
+                        pieces.push(out.len());
                         out.push(event(
                             format!(r#"{{"text": {}}}"#, json_str(&a.piece(i))),
                             i + 1 == chunks,
@@ -854,7 +1023,14 @@ data: {{"type":"message_start","message":{{"id":"{}","type":"message","role":"as
         Wire::Gemini => "\r\n\r\n",
         _ => "\n\n",
     };
-    out.into_iter().map(|e| Bytes::from(e + end)).collect()
+    let mut marks = vec![false; out.len()];
+    for i in pieces {
+        marks[i] = true;
+    }
+    (
+        out.into_iter().map(|e| Bytes::from(e + end)).collect(),
+        marks,
+    )
 }
 
 #[derive(PartialEq, Eq)]
@@ -865,38 +1041,47 @@ enum StreamEnd {
     ClientGone,
 }
 
-async fn stream_answer(session: &mut ServerSession, a: &Answer, c: &Controls) -> StreamEnd {
+/// Streams the answer; how it ended and how many text chunks were sent.
+async fn stream_answer(session: &mut ServerSession, a: &Answer, c: &Controls) -> (StreamEnd, u64) {
     let mut h = ResponseHeader::build(200, Some(3)).expect("status");
     let _ = h.insert_header("content-type", "text/event-stream");
     let _ = h.insert_header("cache-control", "no-cache");
     let _ = h.insert_header("transfer-encoding", "chunked");
     if session.write_response_header(Box::new(h)).await.is_err() {
-        return StreamEnd::ClientGone;
+        return (StreamEnd::ClientGone, 0);
     }
     if c.ttft_ms > 0 {
         tokio::time::sleep(Duration::from_millis(c.ttft_ms)).await;
     }
-    let events = stream_events(a, c.chunks);
+    let (events, marks) = stream_events_marked(a, c.chunks);
     let last = events.len() - 1;
-    for (i, event) in events.into_iter().enumerate() {
+    let mut sent = 0;
+    for (i, (event, piece)) in events.into_iter().zip(marks).enumerate() {
         if c.cut_after.is_some_and(|n| i as u64 >= n) {
-            return StreamEnd::Cut;
+            return (StreamEnd::Cut, sent);
         }
-        if i > 0 && c.chunk_delay_ms > 0 {
+        let hold = piece && c.hold_after.is_some_and(|n| sent >= n);
+        let wait = match (hold, i > 0 && c.chunk_delay_ms > 0) {
+            (true, _) => Some(if c.stall_ms > 0 { c.stall_ms } else { 30_000 }),
+            (false, true) => Some(c.chunk_delay_ms),
+            _ => None,
+        };
+        if let Some(ms) = wait {
             // Notice a client that went away while we wait.
             let gone = tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(c.chunk_delay_ms)) => false,
+                _ = tokio::time::sleep(Duration::from_millis(ms)) => false,
                 r = session.read_body_or_idle(true) => r.is_err(),
             };
             if gone {
-                return StreamEnd::ClientGone;
+                return (StreamEnd::ClientGone, sent);
             }
         }
         if session.write_response_body(event, i == last).await.is_err() {
-            return StreamEnd::ClientGone;
+            return (StreamEnd::ClientGone, sent);
         }
+        sent += u64::from(piece);
     }
-    StreamEnd::Completed
+    (StreamEnd::Completed, sent)
 }
 
 #[cfg(test)]
@@ -910,6 +1095,7 @@ mod tests {
             model: "m".into(),
             include_usage,
             prompt_tokens: 5,
+            cached: 0,
             echo: None,
             tool: None,
             thinking: false,
