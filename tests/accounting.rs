@@ -559,13 +559,18 @@ async fn ten_thousand_requests_then_sigterm_leave_ten_thousand_records() {
     };
     assert!(status.success(), "{status}: {}", gw.log_text());
     let db = rusqlite::Connection::open(&ledger).unwrap();
-    let (rows, complete, tokens): (i64, i64, i64) = db
+    let (rows, complete, tokens, content): (i64, i64, i64, i64) = db
         .query_row(
-            "SELECT COUNT(*), SUM(ending = 'complete'), SUM(output_tokens) FROM requests",
+            "SELECT COUNT(*), SUM(ending = 'complete'), SUM(output_tokens),
+                SUM(prompt IS NOT NULL OR completion IS NOT NULL) FROM requests",
             [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .unwrap();
+    assert_eq!(
+        content, 0,
+        "no prompt or completion text unless the operator opts in"
+    );
     assert_eq!(rows, n as i64, "{}", gw.log_text());
     assert_eq!(complete, n as i64);
     assert_eq!(
@@ -697,4 +702,63 @@ async fn traceparent_goes_upstream_and_spans_reach_the_collector() {
         attrs["gen_ai.usage.output_tokens"]["intValue"],
         usage["completion_tokens"].to_string()
     );
+}
+
+#[tokio::test]
+async fn content_is_stored_only_when_the_operator_opts_in() {
+    let mock = start_mock();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let (gw, config) = start_gateway_at(
+        &format!("127.0.0.1:{}", free_port()),
+        &accounting_config(
+            &mock,
+            &admin,
+            "[ledger]\nstore_content = true\npath = \"content.sqlite\"",
+        ),
+    );
+    let http = reqwest::Client::new();
+    for stream in [true, false] {
+        let a = Ask {
+            model: "anthropic-plain".into(),
+            stream,
+            key: ALL_KEY,
+            reasoning: false,
+            abort_after: None,
+        };
+        assert_eq!(send(&http, &gw, &a).await, 200);
+    }
+    eventually("two rows", || async {
+        let v: Value = http
+            .get(format!("http://{admin}/admin/usage"))
+            .bearer_auth(ADMIN_KEY)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (v["groups"][0]["requests"] == 2).then_some(())
+    })
+    .await;
+    let db = rusqlite::Connection::open(config.with_file_name("content.sqlite")).unwrap();
+    let mut stmt = db
+        .prepare("SELECT stream, prompt, completion FROM requests ORDER BY id")
+        .unwrap();
+    let rows: Vec<(bool, String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows.len(), 2);
+    for (stream, prompt, completion) in rows {
+        assert!(
+            prompt.contains("Count the tokens of this sentence"),
+            "{prompt}"
+        );
+        // What the client was sent (translated from Anthropic), stream or not.
+        assert_eq!(
+            completion, "Hello from the Junction mock",
+            "stream {stream}"
+        );
+    }
 }

@@ -98,11 +98,14 @@ enum Msg {
     Entry(Box<Entry>),
     /// Written everything sent before? Answered once it is committed.
     Flush(tokio::sync::oneshot::Sender<()>),
+    /// Write what came before, then stop.
+    Close,
 }
 
 /// The request path's handle on accounting.
 pub struct Accounting {
-    tx: Mutex<Option<SyncSender<Msg>>>,
+    tx: SyncSender<Msg>,
+    closed: std::sync::atomic::AtomicBool,
     /// Entries queued and not yet written.
     depth: Arc<AtomicU64>,
     pub dropped: AtomicU64,
@@ -154,7 +157,8 @@ impl Accounting {
             .spawn(move || writer.run(rx))
             .map_err(|e| e.to_string())?;
         Ok(Arc::new(Accounting {
-            tx: Mutex::new(Some(tx)),
+            tx,
+            closed: std::sync::atomic::AtomicBool::new(false),
             depth,
             dropped: AtomicU64::new(0),
             written,
@@ -178,13 +182,12 @@ impl Accounting {
 
     // hot path: one allocation and a non-blocking send.
     pub fn record(&self, entry: Entry) {
-        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(tx) = tx.as_ref() else {
+        if self.closed.load(Relaxed) {
             self.dropped.fetch_add(1, Relaxed);
             return;
-        };
+        }
         self.depth.fetch_add(1, Relaxed);
-        match tx.try_send(Msg::Entry(Box::new(entry))) {
+        match self.tx.try_send(Msg::Entry(Box::new(entry))) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.depth.fetch_sub(1, Relaxed);
@@ -204,9 +207,7 @@ impl Accounting {
     /// Waits until everything recorded before this call is written.
     pub async fn flush(&self) {
         let (ack, done) = tokio::sync::oneshot::channel();
-        let Some(tx) = self.tx.lock().unwrap_or_else(|e| e.into_inner()).clone() else {
-            return;
-        };
+        let tx = self.tx.clone();
         // A full queue: wait for room off the runtime's threads.
         let sent = tokio::task::spawn_blocking(move || tx.send(Msg::Flush(ack)).is_ok()).await;
         if matches!(sent, Ok(true)) {
@@ -214,9 +215,13 @@ impl Accounting {
         }
     }
 
-    /// Stops taking entries, writes what is queued and waits for the thread to finish.
+    /// Writes what is queued and waits for the thread to finish; entries recorded after
+    /// this are dropped (and counted). Call it once the listeners are closed.
     pub fn close(&self) {
-        drop(self.tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        if self.closed.swap(true, Relaxed) {
+            return;
+        }
+        let _ = self.tx.send(Msg::Close);
         if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = t.join();
         }
@@ -285,15 +290,17 @@ impl Writer {
     fn run(&mut self, rx: Receiver<Msg>) {
         let mut batch: Vec<Final> = Vec::with_capacity(BATCH);
         let mut acks = Vec::new();
-        // Ends when every sender is gone and the queue is empty.
-        while let Ok(first) = rx.recv() {
+        let mut closing = false;
+        while !closing {
+            let Ok(first) = rx.recv() else { break };
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
                     Msg::Entry(e) => batch.push(finalize(e)),
                     Msg::Flush(ack) => acks.push(ack),
+                    Msg::Close => closing = true,
                 }
-                if batch.len() < BATCH {
+                if batch.len() < BATCH && !closing {
                     next = rx.try_recv().ok();
                 }
             }
