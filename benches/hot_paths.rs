@@ -236,12 +236,88 @@ fn translate_requests(c: &mut Criterion) {
     g.finish();
 }
 
+/// What the request path spends on accounting per request: the metrics (counters and
+/// histograms) and handing the record to the accounting queue; and, per relayed chunk, keeping
+/// a reference for a possible estimate. The estimate itself runs off the request path.
+fn accounting(c: &mut Criterion) {
+    use junction::metrics::{Labels, Metrics};
+    use junction::usage::ledger::{Accounting, Entry};
+    use std::sync::Arc;
+    use std::time::Duration;
+    let metrics: Arc<Metrics> = Arc::default();
+    let accounting = Accounting::metrics_only(metrics.clone());
+    let labels = Labels {
+        model: "gpt-4o-mini".into(),
+        provider: "openai".into(),
+    };
+    let mut g = c.benchmark_group("accounting");
+    g.bench_function("metrics_request", |b| {
+        b.iter(|| {
+            metrics.request(
+                black_box(&labels),
+                200,
+                Duration::from_micros(900),
+                Some(Duration::from_micros(300)),
+                Some(Duration::from_micros(40)),
+            )
+        })
+    });
+    g.bench_function("record_entry", |b| {
+        b.iter(|| {
+            accounting.record(Entry {
+                status: 200,
+                attempts: 1,
+                usage: Some(Default::default()),
+                labels: Some(Labels {
+                    model: labels.model.clone(),
+                    provider: labels.provider.clone(),
+                }),
+                ..Default::default()
+            })
+        })
+    });
+    let chunk = Bytes::from(vec![b'x'; 180]);
+    g.bench_function("keep_chunk", |b| {
+        b.iter(|| {
+            let mut kept = junction::usage::Kept::with_limit(junction::usage::KEEP_FOR_ESTIMATE);
+            for _ in 0..64 {
+                kept.keep(black_box(&chunk));
+            }
+            kept.total
+        })
+    });
+    g.finish();
+    accounting.close();
+}
+
+/// The estimate made when an upstream reports no usage (off the request path): a 1 KiB
+/// prompt and 64 relayed chunks.
+fn estimate(c: &mut Criterion) {
+    use junction::usage::estimate::{self, Tokenizer};
+    let body = request(1024, true);
+    let chunks: Vec<Bytes> = (0..64)
+        .map(|i| {
+            Bytes::from(format!(
+                "data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\" word{i}\"}}}}]}}\n\n"
+            ))
+        })
+        .collect();
+    let total = chunks.iter().map(|c| c.len()).sum();
+    // Load the tokenizer before measuring.
+    Tokenizer::O200k.count("warm up");
+    c.bench_function("estimate/1KiB_prompt_64_chunks", |b| {
+        b.iter(|| estimate::estimate(black_box(&body), &chunks, total, true, Tokenizer::O200k))
+    });
+}
+
 criterion_group!(
     benches,
     parse_and_patch,
     sse,
     usage,
     translate_streams,
-    translate_requests
+    translate_requests,
+    accounting,
+    estimate
 );
 criterion_main!(benches);

@@ -457,6 +457,35 @@ async fn ledger_and_metrics_match_what_the_upstream_billed_exactly() {
         asks.len() as f64
     );
     assert_eq!(sum(&metrics, "junction_ledger_queue_depth", &[]), 0.0);
+    // Every series the Grafana dashboard queries is one the gateway exports.
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/conf/grafana-dashboard.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut queried = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for (at, _) in expr.match_indices("junction_") {
+                let name: String = expr[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                queried += 1;
+                assert!(
+                    metrics
+                        .keys()
+                        .any(|k| k.split('{').next() == Some(name.as_str())),
+                    "the dashboard queries {name}, which /metrics lacks"
+                );
+            }
+        }
+    }
+    assert!(queried >= 16);
     assert_eq!(
         sum(&metrics, "junction_ledger_records_dropped_total", &[]),
         0.0
