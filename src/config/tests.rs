@@ -187,3 +187,77 @@ fn the_example_config_is_valid() {
     );
     assert!(s.admin.is_some());
 }
+
+#[test]
+fn prices_come_from_the_deployment_then_the_operators_file_then_the_bundled_table() {
+    let dir = std::env::temp_dir().join(format!("junction-prices-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("prices.toml"),
+        "[models.\"gpt-4o-mini\"]\ninput = 0.2\noutput = 0.8\n[models.\"house-model\"]\ninput = 1\noutput = 2\ncache_write = 1.5\n",
+    )
+    .unwrap();
+    let text = format!(
+        "prices_file = \"prices.toml\"\n{}\n[models.dated]\nprovider = \"openai\"\nmodel = \"gpt-4o-2024-08-06\"\n[models.house]\nprovider = \"openai\"\nmodel = \"house-model\"\n[models.own]\nprovider = \"openai\"\nmodel = \"gpt-4o\"\n[models.own.price]\ninput = 9\noutput = 9\n[models.unknown]\nprovider = \"openai\"\nmodel = \"no-such-model\"\n",
+        good()
+    )
+    // `own` gives its price inline: rewrite it as a deployment entry.
+    .replace(
+        "[models.own]\nprovider = \"openai\"\nmodel = \"gpt-4o\"\n[models.own.price]\ninput = 9\noutput = 9\n",
+        "[[models.own.deployments]]\nprovider = \"openai\"\nmodel = \"gpt-4o\"\nprice = { input = 9, output = 9 }\n",
+    );
+    let s = parse_in("c.toml", &text, &dir, &env).unwrap();
+    let price = |m: &str| s.route(m).unwrap().deployments[0].price;
+    // The operator's file wins over the bundled entry.
+    assert_eq!(price("gpt").unwrap().input, 200_000);
+    assert_eq!(price("gpt").unwrap().cached_input, 200_000);
+    // A dated version takes its family's bundled price (not gpt-4o-mini's).
+    let dated = price("dated").unwrap();
+    assert_eq!(
+        (dated.input, dated.output, dated.cached_input),
+        (2_500_000, 10_000_000, 1_250_000)
+    );
+    assert_eq!(price("house").unwrap().cache_write, 1_500_000);
+    assert_eq!(price("own").unwrap().input, 9_000_000);
+    assert_eq!(
+        price("unknown"),
+        None,
+        "an unknown price is unknown, not zero"
+    );
+    // Direct addressing is priced too.
+    assert_eq!(
+        price("openai/claude-sonnet-4-5-20250929")
+            .unwrap()
+            .cache_write,
+        3_750_000
+    );
+
+    let missing = format!("prices_file = \"nope.toml\"\n{}", good());
+    let e = parse_in("c.toml", &missing, &dir, &env).unwrap_err();
+    assert!(e.problems[0].message.contains("prices_file"), "{e}");
+    assert_eq!(e.problems[0].line, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_ledger_path_is_relative_to_the_config_file() {
+    let s = parse_in(
+        "c.toml",
+        &good(),
+        std::path::Path::new("/etc/junction"),
+        &env,
+    )
+    .unwrap();
+    assert_eq!(
+        s.ledger.path.as_deref(),
+        Some(std::path::Path::new("/etc/junction/junction-ledger.sqlite"))
+    );
+    let off = format!("{}\n[ledger]\nenabled = false\n", good());
+    assert_eq!(
+        parse_in("c.toml", &off, std::path::Path::new("/x"), &env)
+            .unwrap()
+            .ledger
+            .path,
+        None
+    );
+}
