@@ -20,12 +20,13 @@ const OVERHEAD_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.1,
 ];
 
-/// A histogram with fixed bucket bounds (seconds); the sum is kept in nanoseconds.
+/// A histogram with fixed bucket bounds (seconds); the sum is kept in microseconds (a u64 of
+/// them lasts 580,000 years of summed durations).
 pub struct Histogram {
     bounds: &'static [f64],
     /// Per bucket (not cumulative), the last one for +Inf.
     counts: Box<[AtomicU64]>,
-    sum_ns: AtomicU64,
+    sum_us: AtomicU64,
 }
 
 impl Histogram {
@@ -33,7 +34,7 @@ impl Histogram {
         Histogram {
             bounds,
             counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum_ns: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
         }
     }
 
@@ -41,7 +42,7 @@ impl Histogram {
         let s = d.as_secs_f64();
         let i = self.bounds.partition_point(|b| *b < s);
         self.counts[i].fetch_add(1, Relaxed);
-        self.sum_ns.fetch_add(d.as_nanos() as u64, Relaxed);
+        self.sum_us.fetch_add(d.as_micros() as u64, Relaxed);
     }
 
     pub fn count(&self) -> u64 {
@@ -92,7 +93,7 @@ impl Histogram {
         let _ = writeln!(
             out,
             "{name}_sum{braces} {}",
-            self.sum_ns.load(Relaxed) as f64 / 1e9
+            self.sum_us.load(Relaxed) as f64 / 1e6
         );
         let _ = writeln!(out, "{name}_count{braces} {cumulative}");
     }

@@ -117,6 +117,10 @@ impl Tracer {
     /// The request's span, in OTLP JSON, queued for export.
     pub fn span(&self, ctx: &Context, e: &Entry, started: Instant) {
         let Some(tx) = &self.tx else { return };
+        // The client's trace said not to record (sampled flag off).
+        if ctx.flags & 1 == 0 {
+            return;
+        }
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
@@ -166,7 +170,9 @@ impl Tracer {
             "startTimeUnixNano": start_ns.to_string(),
             "endTimeUnixNano": end_ns.to_string(),
             "attributes": attrs,
-            "status": { "code": if e.status >= 500 || e.error.is_some() { 2 } else { 1 } },
+            // Unset, or Error for the gateway's and upstreams' failures (a client's 4xx is
+            // not a server span's error).
+            "status": { "code": if e.status >= 500 { 2 } else { 0 } },
         });
         if let Some(p) = ctx.parent {
             span["parentSpanId"] = format!("{p:016x}").into();

@@ -791,3 +791,64 @@ async fn content_is_stored_only_when_the_operator_opts_in() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_cut_off_by_shutdown_is_recorded_as_interrupted() {
+    let mock = start_mock();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let config = accounting_config(&mock, &admin, "")
+        .replace("[server]\n", "[server]\nshutdown_grace_secs = 1\n");
+    let (mut gw, path) = start_gateway_at(&format!("127.0.0.1:{}", free_port()), &config);
+    let http = reqwest::Client::new();
+    // Two text chunks, then the mock holds the stream open (30 s): longer than the grace.
+    let r = http
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(ALL_KEY)
+        .body(body(&Ask {
+            model: "openai-hold".into(),
+            stream: true,
+            key: ALL_KEY,
+            reasoning: false,
+            abort_after: None,
+        }))
+        .send()
+        .await
+        .unwrap();
+    let mut stream = r.bytes_stream();
+    let mut text = String::new();
+    while text.matches("\"content\":\"").count() < 3 {
+        text.push_str(&String::from_utf8_lossy(
+            &stream.next().await.unwrap().unwrap(),
+        ));
+    }
+    let pid = gw.child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    // The stream ends when the gateway gives up on it.
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream outlived the shutdown");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while gw.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the gateway did not stop");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let db = rusqlite::Connection::open(path.with_file_name("junction-ledger.sqlite")).unwrap();
+    let (ending, source, output, error): (String, String, i64, String) = db
+        .query_row(
+            "SELECT ending, usage_source, output_tokens, error FROM requests",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap_or_else(|e| panic!("{e}: {}", gw.log_text()));
+    assert_eq!(ending, "interrupted");
+    assert_eq!(error, "interrupted");
+    // What the client was sent before the cut is billed: "Hello from".
+    assert_eq!(source, "estimate");
+    assert_eq!(output, 2);
+}

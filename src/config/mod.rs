@@ -195,22 +195,24 @@ impl PriceTable {
             .extend(f.models.into_iter().map(|(k, v)| (k, v.into())));
     }
 
-    /// The price of `model`: its exact name, else the longest entry it extends with `-`
-    /// (a dated or suffixed version); a `vendor/` prefix is ignored.
+    /// The price of `model`: its exact name, else the entry it extends with a dated
+    /// snapshot suffix (`-2024-08-06`, `-20250929`, `-0613`) or `-latest`; a `vendor/` prefix
+    /// is ignored. Anything else (`gpt-5-pro`, `claude-opus-4-5`) is a different model, whose
+    /// price is unknown until it is listed.
     pub fn lookup(&self, model: &str) -> Option<Price> {
         let bare = model.rsplit('/').next().unwrap_or(model);
         if let Some(p) = self.models.get(bare) {
             return Some(*p);
         }
-        self.models
-            .iter()
-            .filter(|(name, _)| {
-                bare.len() > name.len()
-                    && bare.starts_with(name.as_str())
-                    && bare.as_bytes()[name.len()] == b'-'
-            })
-            .max_by_key(|(name, _)| name.len())
-            .map(|(_, p)| *p)
+        // The snapshot suffix starts at the first `-` followed by 4 digits or by `latest`.
+        let b = bare.as_bytes();
+        let at = (0..b.len()).find(|&i| {
+            b[i] == b'-'
+                && (b[i + 1..].starts_with(b"latest")
+                    || b.get(i + 1..i + 5)
+                        .is_some_and(|d| d.iter().all(u8::is_ascii_digit)))
+        })?;
+        self.models.get(&bare[..at]).copied()
     }
 }
 

@@ -20,6 +20,8 @@ pub struct Tally {
     pub ttft: Option<Duration>,
     /// Time spent waiting on upstreams and backing off: not the gateway's own.
     pub waited: Duration,
+    /// What the client was sent (a prefix), for an estimate when usage is missing.
+    pub relayed: crate::usage::Kept,
 }
 
 /// Serves a chat completion from the first candidate that answers.
@@ -31,7 +33,7 @@ pub async fn run(
     route: &ModelRoute,
     info: &ChatRequestInfo,
     body: &[u8],
-    ctx: &Context,
+    ctx: &Context<'_>,
     tally: &mut Tally,
 ) -> Result<Outcome, GatewayError> {
     let settings = &snapshot.routing;
@@ -75,8 +77,6 @@ pub async fn run(
                 }
                 continue 'candidates;
             };
-            tally.attempts += 1;
-            tally.deployment = Some(c.deployment.clone());
             // Re-translated for each candidate's provider kind; a request the provider kind
             // cannot take is the client's to fix.
             let upstream = providers::build_request(
@@ -85,6 +85,8 @@ pub async fn run(
                 info,
                 body,
             )?;
+            tally.attempts += 1;
+            tally.deployment = Some(c.deployment.clone());
             let started = Instant::now();
             let result = forward::attempt(
                 &gateway.connector,
@@ -92,8 +94,8 @@ pub async fn run(
                 &c.deployment,
                 info,
                 upstream,
-                &settings.retry_statuses,
                 ctx,
+                &mut tally.relayed,
             )
             .await;
             tally.waited += started.elapsed();

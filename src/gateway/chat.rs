@@ -30,73 +30,122 @@ struct Seen {
     tally: attempt::Tally,
 }
 
+/// A request being served, accounted for exactly once: when it finishes, or when it is
+/// dropped unfinished (the runtime stopping under a request still in flight).
+struct Accounted<'a> {
+    gateway: &'a Gateway,
+    started: std::time::Instant,
+    ts_ms: u64,
+    trace: trace::Context,
+    seen: Seen,
+    done: bool,
+}
+
+impl Accounted<'_> {
+    /// Metrics, span and the accounting record of the finished (or dropped) request.
+    fn finish(&mut self, result: Option<&Result<forward::Outcome, GatewayError>>) {
+        self.done = true;
+        let gateway = self.gateway;
+        let latency = self.started.elapsed();
+        let seen = std::mem::take(&mut self.seen);
+        let tally = seen.tally;
+        let labels = Labels {
+            model: seen.label.unwrap_or_else(|| "".into()),
+            provider: tally
+                .deployment
+                .as_ref()
+                .map_or_else(|| "".into(), |d| d.provider.name.clone()),
+        };
+        let mut entry = Entry {
+            ts_ms: self.ts_ms,
+            request_id: fastrand::u64(..),
+            trace_id: Some(self.trace.trace_id),
+            key: seen.key,
+            model: seen.model,
+            stream: seen.stream,
+            latency,
+            ttft: tally.ttft,
+            attempts: tally.attempts,
+            request: seen.body,
+            relayed: tally.relayed,
+            ..Default::default()
+        };
+        match result {
+            Some(Ok(outcome)) => {
+                entry.status = outcome.status;
+                entry.usage = outcome.usage;
+                entry.ending = outcome.ending;
+            }
+            Some(Err(e)) => {
+                entry.status = e.status();
+                entry.error = e.code;
+                entry.ending = if tally.attempts > 0 {
+                    Ending::UpstreamError
+                } else {
+                    Ending::Rejected
+                };
+            }
+            None => {
+                entry.status = if tally.ttft.is_some() { 200 } else { 503 };
+                entry.error = Some("interrupted");
+                entry.ending = Ending::Interrupted;
+            }
+        }
+        let overhead =
+            (tally.attempts > 0).then(|| latency.saturating_sub(seen.body_read + tally.waited));
+        gateway
+            .metrics
+            .request(&labels, entry.status, latency, tally.ttft, overhead);
+        entry.deployment = tally.deployment;
+        entry.labels = Some(labels);
+        // The body and the relayed chunks only wait in the queue when they are needed: for an
+        // estimate (no usage reported) or to be stored.
+        if entry.usage.is_some() && !gateway.accounting.store_content {
+            entry.request = None;
+            entry.relayed = Default::default();
+        }
+        gateway.tracer.span(&self.trace, &entry, self.started);
+        gateway.accounting.record(entry);
+    }
+}
+
+impl Drop for Accounted<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.finish(None);
+        }
+    }
+}
+
 /// Serves a chat completion and accounts for it.
 pub async fn chat_completions(
     gateway: &Gateway,
     session: &mut ServerSession,
     snapshot: &Snapshot,
 ) -> Result<forward::Outcome, GatewayError> {
-    let started = std::time::Instant::now();
-    let ts_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
     let trace = trace::Context::from_request(session.req_header());
     let ctx = forward::Context {
         traceparent: trace.traceparent(),
-        keep: if gateway.accounting.store_content {
+        retry_statuses: &snapshot.routing.retry_statuses,
+    };
+    let mut accounted = Accounted {
+        gateway,
+        started: std::time::Instant::now(),
+        ts_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        trace,
+        seen: Seen::default(),
+        done: false,
+    };
+    accounted.seen.tally.relayed =
+        crate::usage::Kept::with_limit(if gateway.accounting.store_content {
             crate::usage::KEEP_FOR_CONTENT
         } else {
             crate::usage::KEEP_FOR_ESTIMATE
-        },
-    };
-    let mut seen = Seen::default();
-    let mut result = serve(gateway, session, snapshot, &ctx, &mut seen).await;
-    let latency = started.elapsed();
-    let tally = std::mem::take(&mut seen.tally);
-    let provider = tally.deployment.as_ref().map(|d| d.provider.name.clone());
-    let labels = Labels {
-        model: seen.label.clone().unwrap_or_else(|| "".into()),
-        provider: provider.clone().unwrap_or_else(|| "".into()),
-    };
-    let mut entry = Entry {
-        ts_ms,
-        request_id: fastrand::u64(..),
-        trace_id: Some(trace.trace_id),
-        key: seen.key,
-        model: seen.model,
-        stream: seen.stream,
-        latency,
-        ttft: tally.ttft,
-        attempts: tally.attempts,
-        request: seen.body,
-        ..Default::default()
-    };
-    match &mut result {
-        Ok(outcome) => {
-            entry.status = outcome.status;
-            entry.usage = outcome.usage;
-            entry.ending = outcome.ending;
-            entry.relayed = std::mem::take(&mut outcome.relayed);
-        }
-        Err(e) => {
-            entry.status = e.status();
-            entry.error = e.code;
-            entry.ending = if tally.attempts > 0 {
-                Ending::UpstreamError
-            } else {
-                Ending::Rejected
-            };
-        }
-    }
-    let overhead =
-        (tally.attempts > 0).then(|| latency.saturating_sub(seen.body_read + tally.waited));
-    gateway
-        .metrics
-        .request(&labels, entry.status, latency, tally.ttft, overhead);
-    entry.deployment = tally.deployment;
-    entry.labels = Some(labels);
-    gateway.tracer.span(&trace, &entry, started);
-    gateway.accounting.record(entry);
+        });
+    let result = serve(gateway, session, snapshot, &ctx, &mut accounted.seen).await;
+    accounted.finish(Some(&result));
     result
 }
 
@@ -104,7 +153,7 @@ async fn serve(
     gateway: &Gateway,
     session: &mut ServerSession,
     snapshot: &Snapshot,
-    ctx: &forward::Context,
+    ctx: &forward::Context<'_>,
     seen: &mut Seen,
 ) -> Result<forward::Outcome, GatewayError> {
     let key = auth::authenticate(session.req_header(), snapshot)?;

@@ -33,8 +33,6 @@ pub struct Outcome {
     /// As the upstream reported it, for an answer it completed.
     pub usage: Option<Usage>,
     pub ending: Ending,
-    /// What the client was sent (a prefix), for an estimate when usage is missing.
-    pub relayed: Kept,
     /// Time the gateway itself spent translating while relaying.
     pub own: Duration,
 }
@@ -46,18 +44,16 @@ impl Outcome {
             status: 499,
             usage: None,
             ending: Ending::ClientAborted,
-            relayed: Kept::default(),
             own: Duration::ZERO,
         }
     }
 }
 
-/// What an attempt sends besides the request: its trace context, and how much of the answer
-/// to keep for accounting.
-pub struct Context {
+/// What every attempt of a request shares: its trace context and which statuses move on.
+pub struct Context<'a> {
     /// The W3C `traceparent` header value for upstream requests.
     pub traceparent: String,
-    pub keep: usize,
+    pub retry_statuses: &'a [u16],
 }
 
 /// How one attempt ended.
@@ -97,8 +93,8 @@ pub async fn attempt(
     deployment: &Deployment,
     info: &ChatRequestInfo,
     upstream: UpstreamRequest,
-    retry_statuses: &[u16],
-    ctx: &Context,
+    ctx: &Context<'_>,
+    relayed: &mut Kept,
 ) -> Attempt {
     let provider = &*deployment.provider;
     let t = deployment.timeouts;
@@ -136,7 +132,7 @@ pub async fn attempt(
     if !(200..300).contains(&status) {
         let e = upstream_error_status(connector, up, &peer, provider, status).await;
         // Our credentials refused, or the provider's own trouble: another deployment may do.
-        let moves_on = retry_statuses.contains(&status)
+        let moves_on = ctx.retry_statuses.contains(&status)
             || e.code == Some("upstream_auth_failed")
             || e.kind == ErrorKind::Unavailable;
         if !moves_on {
@@ -197,7 +193,7 @@ pub async fn attempt(
                 &t,
                 Relay::Stream(translator),
                 Some(first),
-                ctx.keep,
+                relayed,
             )
             .await;
             Attempt::Committed { outcome, ttft }
@@ -206,7 +202,7 @@ pub async fn attempt(
             let ttft = started.elapsed();
             let relay_mode = Relay::Whole { tail: Vec::new() };
             let outcome = relay(
-                connector, session, up, &peer, provider, &t, relay_mode, None, ctx.keep,
+                connector, session, up, &peer, provider, &t, relay_mode, None, relayed,
             )
             .await;
             Attempt::Committed { outcome, ttft }
@@ -239,7 +235,6 @@ pub async fn attempt(
             let own = translating.elapsed();
             let ttft = started.elapsed();
             let json = Bytes::from(json);
-            let mut relayed = Kept::with_limit(ctx.keep);
             relayed.keep(&json);
             let delivered = respond::write_json(session, 200, json).await;
             Attempt::Committed {
@@ -252,7 +247,6 @@ pub async fn attempt(
                     } else {
                         Ending::ClientAborted
                     },
-                    relayed,
                     own,
                 },
                 ttft,
@@ -549,11 +543,12 @@ impl Relay {
     }
 
     /// The upstream's usage report, when it made one for the whole answer: a translated
-    /// stream's report is only whole once the stream completed.
-    fn usage(&self, ending: Ending) -> Option<Usage> {
+    /// stream's report is only whole once the upstream ended it (whether or not the client
+    /// took the last bytes); an OpenAI stream's comes in its own final chunk.
+    fn usage(&self) -> Option<Usage> {
         match self {
             Relay::Stream(StreamTranslator::OpenAi(f)) => f.usage,
-            Relay::Stream(t) => t.usage().filter(|_| ending == Ending::Complete),
+            Relay::Stream(t) => t.usage().filter(|_| t.done()),
             Relay::Whole { tail } => openai::usage_in_tail(tail),
         }
     }
@@ -600,14 +595,13 @@ async fn relay(
     t: &Timeouts,
     mut relay: Relay,
     first: Option<Bytes>,
-    keep: usize,
+    relayed: &mut Kept,
 ) -> Outcome {
     let mut outcome = Outcome {
         close: true,
         status: 200,
         usage: None,
         ending: Ending::ClientAborted,
-        relayed: Kept::with_limit(keep),
         own: Duration::ZERO,
     };
     let header = client_header(&up, matches!(relay, Relay::Stream(_)));
@@ -634,7 +628,7 @@ async fn relay(
                 let out = relay.on_chunk(chunk);
                 outcome.own += translating.elapsed();
                 if let Some(out) = out {
-                    outcome.relayed.keep(&out);
+                    relayed.keep(&out);
                     if session.write_response_body(out, false).await.is_err() {
                         break;
                     }
@@ -645,11 +639,12 @@ async fn relay(
                     .release_http_session(up, peer, Some(POOL_IDLE))
                     .await;
                 let last = relay.on_end(provider).unwrap_or_default();
-                outcome.relayed.keep(&last);
-                outcome.ending = if !relay.complete() {
-                    Ending::UpstreamError
-                } else {
+                relayed.keep(&last);
+                outcome.ending = if relay.complete() {
                     Ending::Complete
+                } else {
+                    outcome.status = 502;
+                    Ending::UpstreamError
                 };
                 if session.write_response_body(last, true).await.is_err() {
                     outcome.ending = Ending::ClientAborted;
@@ -664,14 +659,14 @@ async fn relay(
                 outcome.ending = Ending::UpstreamError;
                 if let Some(last) = relay.on_error(provider, t, &e) {
                     // The stream ends properly (with an error event): the connection stays.
-                    outcome.relayed.keep(&last);
+                    relayed.keep(&last);
                     outcome.close = session.write_response_body(last, true).await.is_err();
                 }
                 break;
             }
         }
     }
-    outcome.usage = relay.usage(outcome.ending);
+    outcome.usage = relay.usage();
     outcome
 }
 

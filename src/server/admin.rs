@@ -198,72 +198,22 @@ impl Admin {
         use std::sync::atomic::Ordering;
         let mut out = String::new();
         self.metrics.render(&mut out);
-        header(
-            &mut out,
-            "junction_in_flight_requests",
-            "gauge",
-            "Client requests being served.",
-        );
-        let _ = writeln!(
-            out,
-            "junction_in_flight_requests {}",
-            self.drain.in_flight()
-        );
-        header(
-            &mut out,
-            "junction_ledger_queue_depth",
-            "gauge",
-            "Records waiting for the accounting thread.",
-        );
-        let _ = writeln!(
-            out,
-            "junction_ledger_queue_depth {}",
-            self.accounting.depth()
-        );
-        header(
-            &mut out,
-            "junction_ledger_records_written_total",
-            "counter",
-            "Records written by the accounting thread (ledger and access log).",
-        );
-        let _ = writeln!(
-            out,
-            "junction_ledger_records_written_total {}",
-            self.accounting.written.load(Ordering::Relaxed)
-        );
-        header(
-            &mut out,
-            "junction_ledger_records_dropped_total",
-            "counter",
-            "Records dropped because the queue was full.",
-        );
-        let _ = writeln!(
-            out,
-            "junction_ledger_records_dropped_total {}",
-            self.accounting.dropped.load(Ordering::Relaxed)
-        );
-        header(
-            &mut out,
-            "junction_spans_exported_total",
-            "counter",
-            "Spans the OTLP collector took.",
-        );
-        let _ = writeln!(
-            out,
-            "junction_spans_exported_total {}",
-            self.tracer.exported.load(Ordering::Relaxed)
-        );
-        header(
-            &mut out,
-            "junction_spans_dropped_total",
-            "counter",
-            "Spans dropped (queue full or export failed).",
-        );
-        let _ = writeln!(
-            out,
-            "junction_spans_dropped_total {}",
-            self.tracer.dropped.load(Ordering::Relaxed)
-        );
+        let a = &self.accounting;
+        let t = &self.tracer;
+        let samples: [(&str, &str, &str, u64); 8] = [
+            ("junction_in_flight_requests", "gauge", "Client requests being served.", self.drain.in_flight() as u64),
+            ("junction_ledger_queue_depth", "gauge", "Records waiting for the accounting thread.", a.depth()),
+            ("junction_ledger_records_written_total", "counter", "Records written by the accounting thread (ledger and access log).", a.written.load(Ordering::Relaxed)),
+            ("junction_ledger_records_dropped_total", "counter", "Records dropped because the queue was full.", a.dropped.load(Ordering::Relaxed)),
+            ("junction_ledger_write_errors_total", "counter", "Ledger rows lost because the database could not be written.", a.write_errors.load(Ordering::Relaxed)),
+            ("junction_ledger_unestimated_total", "counter", "Records whose body and chunks were let go (queue over its byte budget), so their usage could not be estimated.", a.unestimated.load(Ordering::Relaxed)),
+            ("junction_spans_exported_total", "counter", "Spans the OTLP collector took.", t.exported.load(Ordering::Relaxed)),
+            ("junction_spans_dropped_total", "counter", "Spans dropped (queue full or export failed).", t.dropped.load(Ordering::Relaxed)),
+        ];
+        for (name, kind, help, value) in samples {
+            header(&mut out, name, kind, help);
+            let _ = writeln!(out, "{name} {value}");
+        }
         if let Some(r) = &self.reloader {
             let _ = writeln!(
                 out,
@@ -456,7 +406,7 @@ fn parse_time_ms(v: &str) -> Option<i64> {
     };
     let mut d = date.splitn(3, '-');
     let (y, m, day) = (num(d.next()?)?, num(d.next()?)?, num(d.next()?)?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+    if !(1..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
         return None;
     }
     // Days from the civil date (Howard Hinnant's algorithm).
@@ -474,7 +424,11 @@ fn parse_time_ms(v: &str) -> Option<i64> {
             let (c, o) = t.split_at(i);
             let sign = if o.starts_with('-') { -1 } else { 1 };
             let (oh, om) = o[1..].split_once(':')?;
-            (c, sign * (num(oh)? * 60 + num(om)?) * 60_000)
+            let (oh, om) = (num(oh)?, num(om)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            (c, sign * (oh * 60 + om) * 60_000)
         } else {
             return None;
         };
@@ -482,6 +436,9 @@ fn parse_time_ms(v: &str) -> Option<i64> {
         let mut p = hms.splitn(3, ':');
         let (h, mi, s) = (num(p.next()?)?, num(p.next()?)?, num(p.next()?)?);
         if h > 23 || mi > 59 || s > 60 {
+            return None;
+        }
+        if !frac.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
         let frac_ms = if frac.is_empty() {
@@ -520,6 +477,9 @@ mod tests {
             "2026-13-01",
             "2026-11-22T25:00:00Z",
             "2026-11-22T10:00",
+            "2026-01-01T00:00:00.aa\u{e9}Z",
+            "99999999999999-01-01",
+            "2026-01-01T00:00:00+99999999999:00",
         ] {
             assert_eq!(parse_time_ms(bad), None, "{bad}");
         }

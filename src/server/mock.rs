@@ -679,10 +679,11 @@ impl Mock {
         let body_in: &[u8] = &body;
         if stream {
             let (completed, sent) = stream_answer(session, &answer, &controls).await;
-            if completed == StreamEnd::Completed {
-                self.stats.bill(wire, answer.billed(controls.chunks));
-            } else {
-                self.stats.bill(wire, answer.billed_partial(body_in, sent));
+            match (completed == StreamEnd::Completed, sent) {
+                (true, _) => self.stats.bill(wire, answer.billed(controls.chunks)),
+                (false, Some(sent)) => self.stats.bill(wire, answer.billed_partial(body_in, sent)),
+                // Nothing reached the client: nothing is billed.
+                (false, None) => {}
             }
             let counter = match completed {
                 StreamEnd::Completed => &self.stats.streams_completed,
@@ -1041,14 +1042,19 @@ enum StreamEnd {
     ClientGone,
 }
 
-/// Streams the answer; how it ended and how many text chunks were sent.
-async fn stream_answer(session: &mut ServerSession, a: &Answer, c: &Controls) -> (StreamEnd, u64) {
+/// Streams the answer; how it ended and how many text chunks were sent (`None`: no event
+/// at all).
+async fn stream_answer(
+    session: &mut ServerSession,
+    a: &Answer,
+    c: &Controls,
+) -> (StreamEnd, Option<u64>) {
     let mut h = ResponseHeader::build(200, Some(3)).expect("status");
     let _ = h.insert_header("content-type", "text/event-stream");
     let _ = h.insert_header("cache-control", "no-cache");
     let _ = h.insert_header("transfer-encoding", "chunked");
     if session.write_response_header(Box::new(h)).await.is_err() {
-        return (StreamEnd::ClientGone, 0);
+        return (StreamEnd::ClientGone, None);
     }
     if c.ttft_ms > 0 {
         tokio::time::sleep(Duration::from_millis(c.ttft_ms)).await;
@@ -1056,9 +1062,10 @@ async fn stream_answer(session: &mut ServerSession, a: &Answer, c: &Controls) ->
     let (events, marks) = stream_events_marked(a, c.chunks);
     let last = events.len() - 1;
     let mut sent = 0;
+    let written = |i: usize, sent: u64| (i > 0).then_some(sent);
     for (i, (event, piece)) in events.into_iter().zip(marks).enumerate() {
         if c.cut_after.is_some_and(|n| i as u64 >= n) {
-            return (StreamEnd::Cut, sent);
+            return (StreamEnd::Cut, written(i, sent));
         }
         let hold = piece && c.hold_after.is_some_and(|n| sent >= n);
         let wait = match (hold, i > 0 && c.chunk_delay_ms > 0) {
@@ -1073,15 +1080,15 @@ async fn stream_answer(session: &mut ServerSession, a: &Answer, c: &Controls) ->
                 r = session.read_body_or_idle(true) => r.is_err(),
             };
             if gone {
-                return (StreamEnd::ClientGone, sent);
+                return (StreamEnd::ClientGone, written(i, sent));
             }
         }
         if session.write_response_body(event, i == last).await.is_err() {
-            return (StreamEnd::ClientGone, sent);
+            return (StreamEnd::ClientGone, written(i, sent));
         }
         sent += u64::from(piece);
     }
-    (StreamEnd::Completed, sent)
+    (StreamEnd::Completed, Some(sent))
 }
 
 #[cfg(test)]

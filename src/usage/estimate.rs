@@ -244,8 +244,23 @@ impl Completion {
             }
         } else {
             let all: Vec<u8> = relayed.iter().flat_map(|b| b.iter().copied()).collect();
-            if let Ok(v) = serde_json::from_slice::<Value>(&all) {
-                c.add_response(&v);
+            match serde_json::from_slice::<Value>(&all) {
+                Ok(v) => c.add_response(&v),
+                // Only a prefix was kept (or the body was cut): the message text from its
+                // start to where the bytes end.
+                Err(_) => {
+                    let text = String::from_utf8_lossy(&all);
+                    if let Some(at) = text.find("\"content\":\"") {
+                        let rest = &text[at + 11..];
+                        let end = rest.find("\",\"").unwrap_or(rest.len());
+                        c.text.push_str(
+                            &rest[..end]
+                                .replace("\\n", "\n")
+                                .replace("\\\"", "\"")
+                                .replace("\\\\", "\\"),
+                        );
+                    }
+                }
             }
         }
         c
@@ -332,6 +347,12 @@ mod tests {
         assert_eq!(
             Completion::tokens(&[Bytes::from_static(whole)], false, whole.len() * 2, t),
             4
+        );
+        // A prefix that is not JSON any more: its message text still counts.
+        let prefix = &whole[..whole.len() - 10];
+        assert_eq!(
+            Completion::tokens(&[Bytes::from_static(prefix)], false, prefix.len(), t),
+            2
         );
     }
 }

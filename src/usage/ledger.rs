@@ -21,6 +21,14 @@ use std::time::Duration;
 
 /// Most entries written in one transaction.
 const BATCH: usize = 1024;
+/// Bytes of request bodies and relayed chunks (kept for estimates or content) the queue may
+/// hold; beyond it new entries lose them (their usage cannot be estimated, and is counted).
+const QUEUE_BYTES: usize = 256 * 1024 * 1024;
+/// After the close, entries still arriving (requests dropped as the runtimes stop) are taken
+/// until none came for this long.
+const LATE_ENTRIES: Duration = Duration::from_millis(200);
+/// Tries of a batch's transaction before its rows are given up (and counted).
+const WRITE_TRIES: u32 = 3;
 
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -34,6 +42,8 @@ pub enum Ending {
     UpstreamError,
     /// Refused before any upstream was asked (auth, bad request, unknown model).
     Rejected,
+    /// The gateway stopped (shutdown) before the answer was complete.
+    Interrupted,
 }
 
 impl Ending {
@@ -43,6 +53,7 @@ impl Ending {
             Ending::ClientAborted => "client_aborted",
             Ending::UpstreamError => "upstream_error",
             Ending::Rejected => "rejected",
+            Ending::Interrupted => "interrupted",
         }
     }
 }
@@ -74,6 +85,13 @@ pub struct Entry {
     pub relayed: Kept,
     /// The labels of its metrics.
     pub labels: Option<Labels>,
+}
+
+impl Entry {
+    /// Bytes of body and chunks the entry holds while queued.
+    fn held_bytes(&self) -> u64 {
+        (self.request.as_ref().map_or(0, |b| b.len()) + self.relayed.kept()) as u64
+    }
 }
 
 /// Where an entry's token counts came from.
@@ -110,6 +128,12 @@ pub struct Accounting {
     depth: Arc<AtomicU64>,
     pub dropped: AtomicU64,
     pub written: Arc<AtomicU64>,
+    /// Rows lost because the ledger could not be written.
+    pub write_errors: Arc<AtomicU64>,
+    /// Entries whose body and chunks were let go (queue over its byte budget).
+    pub unestimated: AtomicU64,
+    /// Bytes of bodies and chunks waiting in the queue.
+    queued_bytes: Arc<AtomicU64>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     ledger: Option<PathBuf>,
     pub store_content: bool,
@@ -144,12 +168,16 @@ impl Accounting {
         let (tx, rx) = sync_channel(o.queue);
         let depth = Arc::new(AtomicU64::new(0));
         let written = Arc::new(AtomicU64::new(0));
+        let write_errors = Arc::new(AtomicU64::new(0));
+        let queued_bytes = Arc::new(AtomicU64::new(0));
         let mut writer = Writer {
             db,
             log,
             metrics: o.metrics,
             depth: depth.clone(),
             written: written.clone(),
+            write_errors: write_errors.clone(),
+            queued_bytes: queued_bytes.clone(),
             store_content: o.store_content,
         };
         let thread = std::thread::Builder::new()
@@ -162,6 +190,9 @@ impl Accounting {
             depth,
             dropped: AtomicU64::new(0),
             written,
+            write_errors,
+            unestimated: AtomicU64::new(0),
+            queued_bytes,
             thread: Mutex::new(Some(thread)),
             ledger: o.ledger,
             store_content: o.store_content,
@@ -181,16 +212,21 @@ impl Accounting {
     }
 
     // hot path: one allocation and a non-blocking send.
-    pub fn record(&self, entry: Entry) {
-        if self.closed.load(Relaxed) {
-            self.dropped.fetch_add(1, Relaxed);
-            return;
+    pub fn record(&self, mut entry: Entry) {
+        let mut bytes = entry.held_bytes();
+        if bytes > 0 && self.queued_bytes.load(Relaxed) + bytes > QUEUE_BYTES as u64 {
+            entry.request = None;
+            entry.relayed = Kept::default();
+            bytes = 0;
+            self.unestimated.fetch_add(1, Relaxed);
         }
         self.depth.fetch_add(1, Relaxed);
+        self.queued_bytes.fetch_add(bytes, Relaxed);
         match self.tx.try_send(Msg::Entry(Box::new(entry))) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.depth.fetch_sub(1, Relaxed);
+                self.queued_bytes.fetch_sub(bytes, Relaxed);
                 self.dropped.fetch_add(1, Relaxed);
             }
         }
@@ -215,8 +251,9 @@ impl Accounting {
         }
     }
 
-    /// Writes what is queued and waits for the thread to finish; entries recorded after
-    /// this are dropped (and counted). Call it once the listeners are closed.
+    /// Writes what is queued, and what still arrives until none came for a moment (requests
+    /// dropped as the runtimes stop), then waits for the thread to finish. Call it once the
+    /// server stopped.
     pub fn close(&self) {
         if self.closed.swap(true, Relaxed) {
             return;
@@ -275,6 +312,8 @@ struct Writer {
     metrics: Arc<Metrics>,
     depth: Arc<AtomicU64>,
     written: Arc<AtomicU64>,
+    write_errors: Arc<AtomicU64>,
+    queued_bytes: Arc<AtomicU64>,
     store_content: bool,
 }
 
@@ -291,16 +330,24 @@ impl Writer {
         let mut batch: Vec<Final> = Vec::with_capacity(BATCH);
         let mut acks = Vec::new();
         let mut closing = false;
-        while !closing {
-            let Ok(first) = rx.recv() else { break };
+        loop {
+            let first = if closing {
+                rx.recv_timeout(LATE_ENTRIES).ok()
+            } else {
+                rx.recv().ok()
+            };
+            let Some(first) = first else { break };
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
-                    Msg::Entry(e) => batch.push(finalize(e)),
+                    Msg::Entry(e) => {
+                        self.queued_bytes.fetch_sub(e.held_bytes(), Relaxed);
+                        batch.push(finalize(e));
+                    }
                     Msg::Flush(ack) => acks.push(ack),
                     Msg::Close => closing = true,
                 }
-                if batch.len() < BATCH && !closing {
+                if batch.len() < BATCH {
                     next = rx.try_recv().ok();
                 }
             }
@@ -326,8 +373,16 @@ impl Writer {
             let _ = log.flush();
         }
         if let Some(db) = &mut self.db {
-            if let Err(e) = insert(db, batch, self.store_content) {
-                tracing::error!(error = %e, rows = batch.len(), "ledger write failed");
+            let mut tries = 0;
+            while let Err(e) = insert(db, batch, self.store_content) {
+                tries += 1;
+                if tries >= WRITE_TRIES {
+                    tracing::error!(error = %e, rows = batch.len(), "ledger write failed; rows lost");
+                    self.write_errors.fetch_add(batch.len() as u64, Relaxed);
+                    break;
+                }
+                tracing::warn!(error = %e, "ledger write failed; trying again");
+                std::thread::sleep(Duration::from_millis(100 << tries));
             }
         }
         for f in batch.iter() {
@@ -343,9 +398,11 @@ impl Writer {
 }
 
 fn finalize(mut e: Box<Entry>) -> Final {
+    // Estimated only when the upstream answered (something was relayed): a request that
+    // failed, or whose client left, before any answer cost nothing.
     let (usage, source) = match e.usage {
         Some(u) => (u, Source::Upstream),
-        None if e.attempts > 0 && (e.relayed.total > 0 || e.ending != Ending::UpstreamError) => {
+        None if e.attempts > 0 && e.relayed.total > 0 => {
             let t = Tokenizer::for_model(e.deployment.as_ref().map_or("", |d| &*d.upstream_model));
             let u = estimate::estimate(
                 e.request.as_deref().unwrap_or_default(),

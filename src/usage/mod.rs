@@ -44,12 +44,20 @@ impl Kept {
     }
 
     // hot path: a reference count and a push, for the first KiB only.
+    /// Keeps a contiguous prefix: the chunk that crosses the limit is kept up to it.
     pub fn keep(&mut self, chunk: &bytes::Bytes) {
         self.total += chunk.len();
-        if self.kept + chunk.len() <= self.limit {
-            self.kept += chunk.len();
-            self.chunks.push(chunk.clone());
+        let room = self.limit - self.kept;
+        if room > 0 && !chunk.is_empty() {
+            let part = chunk.slice(..chunk.len().min(room));
+            self.kept += part.len();
+            self.chunks.push(part);
         }
+    }
+
+    /// Bytes kept.
+    pub fn kept(&self) -> usize {
+        self.kept
     }
 }
 
@@ -112,6 +120,20 @@ pub fn cost_micros(usage: &Usage, price: &crate::config::Price) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_chunks_are_a_contiguous_prefix() {
+        let mut k = Kept::with_limit(10);
+        for c in ["abcd", "efghij", "klm", "n"] {
+            k.keep(&bytes::Bytes::from_static(c.as_bytes()));
+        }
+        let kept: Vec<u8> = k.chunks.iter().flat_map(|c| c.to_vec()).collect();
+        assert_eq!(kept, b"abcdefghij");
+        assert_eq!((k.kept(), k.total), (10, 14));
+        let mut big = Kept::with_limit(4);
+        big.keep(&bytes::Bytes::from_static(b"0123456789"));
+        assert_eq!(&big.chunks[0][..], b"0123");
+    }
     use crate::config::Price;
 
     #[test]
