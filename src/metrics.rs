@@ -16,8 +16,25 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 /// Seconds: time spent in the gateway itself.
 const OVERHEAD_BUCKETS: &[f64] = &[
-    0.000_01, 0.000_025, 0.000_05, 0.000_075, 0.000_1, 0.000_15, 0.000_25, 0.000_5, 0.001, 0.002_5,
-    0.005, 0.01, 0.025, 0.1,
+    0.000_001,
+    0.000_002_5,
+    0.000_005,
+    0.000_007_5,
+    0.000_01,
+    0.000_015,
+    0.000_025,
+    0.000_05,
+    0.000_075,
+    0.000_1,
+    0.000_15,
+    0.000_25,
+    0.000_5,
+    0.001,
+    0.002_5,
+    0.005,
+    0.01,
+    0.025,
+    0.1,
 ];
 
 /// A histogram with fixed bucket bounds (seconds); the sum is kept in microseconds (a u64 of
@@ -395,6 +412,7 @@ mod tests {
         }
         let mut out = String::new();
         h.render(&mut out, "x", "");
+        assert!(out.contains("x_bucket{le=\"0.000005\"} 1\n"), "{out}");
         assert!(out.contains("x_bucket{le=\"0.00001\"} 1\n"), "{out}");
         assert!(out.contains("x_bucket{le=\"0.000025\"} 3\n"), "{out}");
         assert!(out.contains("x_bucket{le=\"0.00005\"} 4\n"), "{out}");
