@@ -31,8 +31,9 @@ use tokio::net::TcpStream;
 #[derive(Parser)]
 #[command(about = "HTTP/1.1 keep-alive load generator for Junction (127.0.0.1 targets only)")]
 struct Args {
-    /// `name|url|model|key[|pid]` (key may be empty; with a pid, CPU time per 1,000 requests
-    /// is measured). The first target is the baseline.
+    /// `name|url|model|key[|pid[|headers]]` (key may be empty; with a pid, CPU time per 1,000
+    /// requests is measured; headers `a: 1;b: 2` are sent to this target only). The first
+    /// target is the baseline.
     #[arg(long, required = true)]
     target: Vec<String>,
     /// `closed` (concurrency N) or `open` (constant rate, see `--rates`).
@@ -83,8 +84,8 @@ struct Target {
 fn parse_target(spec: &str, a: &Args) -> Target {
     let parts: Vec<&str> = spec.split('|').collect();
     assert!(
-        parts.len() == 4 || parts.len() == 5,
-        "target must be name|url|model|key[|pid]: {spec}"
+        (4..=6).contains(&parts.len()),
+        "target must be name|url|model|key[|pid[|headers]]: {spec}"
     );
     let uri: http::Uri = parts[1].parse().expect("target url");
     let host = uri.host().expect("host");
@@ -105,8 +106,11 @@ fn parse_target(spec: &str, a: &Args) -> Target {
     if !parts[3].is_empty() {
         headers.push_str(&format!("Authorization: Bearer {}\r\n", parts[3]));
     }
-    for h in &a.header {
-        headers.push_str(h);
+    let own = parts.get(5).map_or(Vec::new(), |h| {
+        h.split(';').filter(|h| !h.trim().is_empty()).collect()
+    });
+    for h in a.header.iter().map(String::as_str).chain(own) {
+        headers.push_str(h.trim());
         headers.push_str("\r\n");
     }
     let request = format!(

@@ -34,7 +34,7 @@ pub async fn read_body(
         return Err(client_gone());
     }
     let deadline = tokio::time::Instant::now() + timeout;
-    // One chunk is handed on as it is; only a body in several chunks is joined.
+    // A body in several chunks is joined into one allocation of its size.
     let mut first: Option<Bytes> = None;
     let mut joined: Option<BytesMut> = None;
     let mut total = 0usize;
@@ -77,7 +77,9 @@ pub async fn read_body(
     }
     Ok(match joined {
         Some(j) => j.freeze(),
-        None => first.unwrap_or_default(),
+        // Pingora's chunk is a slice of its 64 KiB read buffer: held for the request's life
+        // (a stream's minutes), it would pin that buffer. The body gets its own allocation.
+        None => first.map_or_else(Bytes::new, |f| Bytes::copy_from_slice(&f)),
     })
 }
 

@@ -112,7 +112,7 @@ pub fn gateway_services(
             tracer.clone(),
         ),
     );
-    service.add_tcp(&snapshot.server.listen.to_string());
+    service.add_listener(client_listener(&snapshot.server.listen.to_string()));
     let admin = snapshot.admin.as_ref().map(|a| {
         let mut s = Service::new(
             "junction admin".to_string(),
@@ -163,6 +163,15 @@ pub fn gateway_services(
         checks,
         exporter,
     })
+}
+
+/// A client listener without Pingora's 64 KiB read buffer in front of each connection:
+/// the HTTP/1 session reads into its own header and body buffers anyway, and that buffer
+/// would be most of a held-open stream's memory (10,000 streams: 640 MB). Writes stay
+/// buffered (one segment for a response header and its first bytes).
+fn client_listener(addr: &str) -> pingora_core::listeners::ListenerConfig {
+    use pingora_core::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
+    ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE))
 }
 
 /// The mock upstream's listener; TLS when given a certificate and key (PEM files).
