@@ -302,11 +302,12 @@ fn estimate(c: &mut Criterion) {
             ))
         })
         .collect();
-    let total = chunks.iter().map(|c| c.len()).sum();
+    let relayed: Vec<u8> = chunks.iter().flat_map(|c| c.to_vec()).collect();
+    let total = relayed.len();
     // Load the tokenizer before measuring.
     Tokenizer::O200k.count("warm up");
     c.bench_function("estimate/1KiB_prompt_64_chunks", |b| {
-        b.iter(|| estimate::estimate(black_box(&body), &chunks, total, true, Tokenizer::O200k))
+        b.iter(|| estimate::estimate(black_box(&body), &relayed, total, true, Tokenizer::O200k))
     });
 }
 

@@ -113,7 +113,9 @@ pub async fn attempt(
         Ok(r) => r,
         Err(e) => return Attempt::Final(Err(e)),
     };
-    let mut up = match send(
+    // Boxed: connecting (TLS included) needs an 18 KB future, and inline it would stay part
+    // of the request's future for as long as the answer streams (10,000 streams: 180 MB).
+    let mut up = match Box::pin(send(
         connector,
         session,
         &peer,
@@ -121,7 +123,7 @@ pub async fn attempt(
         &t,
         request,
         upstream.body,
-    )
+    ))
     .await
     {
         Err(e) => return failed(e, Failure::Broken),

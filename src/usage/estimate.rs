@@ -210,11 +210,11 @@ impl Completion {
     }
 
     /// Output tokens of what was relayed: SSE events of a stream, or a whole JSON body.
-    /// `seen` is the relayed bytes kept; `total` how many were relayed in all: when only a
+    /// `relayed` is the prefix kept; `total` how many bytes were relayed in all: when only a
     /// prefix was kept, the count is scaled to the whole.
-    pub fn tokens(relayed: &[bytes::Bytes], stream: bool, total: usize, t: Tokenizer) -> u64 {
+    pub fn tokens(relayed: &[u8], stream: bool, total: usize, t: Tokenizer) -> u64 {
         let c = Completion::of(relayed, stream);
-        let kept: usize = relayed.iter().map(|b| b.len()).sum();
+        let kept = relayed.len();
         let n = t.count(&c.text) + c.calls * PER_TOOL_CALL;
         if kept == 0 || total <= kept {
             n
@@ -224,32 +224,30 @@ impl Completion {
     }
 
     /// The generated text in what was relayed (tool names and arguments included).
-    pub fn text(relayed: &[bytes::Bytes], stream: bool) -> String {
+    pub fn text(relayed: &[u8], stream: bool) -> String {
         Completion::of(relayed, stream).text
     }
 
-    fn of(relayed: &[bytes::Bytes], stream: bool) -> Completion {
+    fn of(relayed: &[u8], stream: bool) -> Completion {
         let mut c = Completion::default();
         if stream {
             let mut framer = crate::stream::sse::SseFramer::new();
-            for b in relayed {
-                framer.push(b.clone());
-                while let Some(event) = framer.next_event() {
-                    if let Some(data) = crate::stream::sse::data_of(&event) {
-                        if let Ok(v) = serde_json::from_slice::<Value>(data) {
-                            c.add_response(&v);
-                        }
+            framer.push(bytes::Bytes::copy_from_slice(relayed));
+            while let Some(event) = framer.next_event() {
+                if let Some(data) = crate::stream::sse::data_of(&event) {
+                    if let Ok(v) = serde_json::from_slice::<Value>(data) {
+                        c.add_response(&v);
                     }
                 }
             }
         } else {
-            let all: Vec<u8> = relayed.iter().flat_map(|b| b.iter().copied()).collect();
-            match serde_json::from_slice::<Value>(&all) {
+            let all = relayed;
+            match serde_json::from_slice::<Value>(all) {
                 Ok(v) => c.add_response(&v),
                 // Only a prefix was kept (or the body was cut): the message text from its
                 // start to where the bytes end.
                 Err(_) => {
-                    let text = String::from_utf8_lossy(&all);
+                    let text = String::from_utf8_lossy(all);
                     if let Some(at) = text.find("\"content\":\"") {
                         let rest = &text[at + 11..];
                         let end = rest.find("\",\"").unwrap_or(rest.len());
@@ -270,7 +268,7 @@ impl Completion {
 /// Usage estimated from the request body and what was relayed.
 pub fn estimate(
     request: &[u8],
-    relayed: &[bytes::Bytes],
+    relayed: &[u8],
     relayed_total: usize,
     stream: bool,
     t: Tokenizer,
@@ -285,7 +283,6 @@ pub fn estimate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
     #[test]
     fn tokenizers_follow_the_model_family() {
@@ -330,29 +327,27 @@ mod tests {
         let events = "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n\
             data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hello\"}}]}\n\n\
             data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\" world\"}}]}\n\ndata: [DONE]\n\n";
-        // Cut anywhere: the framer puts the events back together.
-        let (a, b) = events.split_at(70);
-        let relayed = [Bytes::from(a.to_string()), Bytes::from(b.to_string())];
         assert_eq!(
-            Completion::tokens(&relayed, true, events.len(), t),
+            Completion::tokens(events.as_bytes(), true, events.len(), t),
+            t.count("Hello world")
+        );
+        // A prefix ending mid-event: the whole events in it count.
+        assert_eq!(
+            Completion::tokens(
+                &events.as_bytes()[..events.len() - 10],
+                true,
+                events.len() - 10,
+                t
+            ),
             t.count("Hello world")
         );
         let whole =
             br#"{"choices":[{"index":0,"message":{"role":"assistant","content":"Hello world"}}]}"#;
-        assert_eq!(
-            Completion::tokens(&[Bytes::from_static(whole)], false, whole.len(), t),
-            2
-        );
+        assert_eq!(Completion::tokens(whole, false, whole.len(), t), 2);
         // Only half was kept: the count is scaled to the whole.
-        assert_eq!(
-            Completion::tokens(&[Bytes::from_static(whole)], false, whole.len() * 2, t),
-            4
-        );
+        assert_eq!(Completion::tokens(whole, false, whole.len() * 2, t), 4);
         // A prefix that is not JSON any more: its message text still counts.
         let prefix = &whole[..whole.len() - 10];
-        assert_eq!(
-            Completion::tokens(&[Bytes::from_static(prefix)], false, prefix.len(), t),
-            2
-        );
+        assert_eq!(Completion::tokens(prefix, false, prefix.len(), t), 2);
     }
 }

@@ -406,7 +406,7 @@ fn finalize(mut e: Box<Entry>) -> Final {
             let t = Tokenizer::for_model(e.deployment.as_ref().map_or("", |d| &*d.upstream_model));
             let u = estimate::estimate(
                 e.request.as_deref().unwrap_or_default(),
-                &e.relayed.chunks,
+                e.relayed.bytes(),
                 e.relayed.total,
                 e.stream,
                 t,
@@ -480,7 +480,7 @@ fn insert(db: &mut Connection, batch: &[Final], store_content: bool) -> rusqlite
                     e.request
                         .as_ref()
                         .map(|b| String::from_utf8_lossy(b).into_owned()),
-                    Some(estimate::Completion::text(&e.relayed.chunks, e.stream)),
+                    Some(estimate::Completion::text(e.relayed.bytes(), e.stream)),
                 )
             } else {
                 (None, None)

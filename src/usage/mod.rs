@@ -21,17 +21,17 @@ pub struct Usage {
 }
 
 /// What was relayed to the client, kept for an estimate when the upstream reports no usage:
-/// the first bytes only (references to the chunks sent, not copies), and the total relayed.
+/// a copy of the first bytes (a reference would pin the upstream connection's whole read
+/// buffer for the stream's life), and the total relayed.
 #[derive(Default)]
 pub struct Kept {
-    pub chunks: Vec<bytes::Bytes>,
-    kept: usize,
+    bytes: Vec<u8>,
     limit: usize,
     pub total: usize,
 }
 
-/// Bytes kept of each response for estimates; beyond it the count is scaled.
-pub const KEEP_FOR_ESTIMATE: usize = 16 * 1024;
+/// Bytes kept of each response for estimates; beyond it the count is scaled by bytes.
+pub const KEEP_FOR_ESTIMATE: usize = 4 * 1024;
 /// Bytes kept when the ledger stores content.
 pub const KEEP_FOR_CONTENT: usize = 8 * 1024 * 1024;
 
@@ -43,21 +43,25 @@ impl Kept {
         }
     }
 
-    // hot path: a reference count and a push, for the first KiB only.
+    // hot path: a small copy while under the limit, then only a count.
     /// Keeps a contiguous prefix: the chunk that crosses the limit is kept up to it.
-    pub fn keep(&mut self, chunk: &bytes::Bytes) {
+    pub fn keep(&mut self, chunk: &[u8]) {
         self.total += chunk.len();
-        let room = self.limit - self.kept;
-        if room > 0 && !chunk.is_empty() {
-            let part = chunk.slice(..chunk.len().min(room));
-            self.kept += part.len();
-            self.chunks.push(part);
+        let room = self.limit - self.bytes.len();
+        if room > 0 {
+            self.bytes
+                .extend_from_slice(&chunk[..chunk.len().min(room)]);
         }
+    }
+
+    /// The bytes kept.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
     }
 
     /// Bytes kept.
     pub fn kept(&self) -> usize {
-        self.kept
+        self.bytes.len()
     }
 }
 
@@ -125,14 +129,13 @@ mod tests {
     fn kept_chunks_are_a_contiguous_prefix() {
         let mut k = Kept::with_limit(10);
         for c in ["abcd", "efghij", "klm", "n"] {
-            k.keep(&bytes::Bytes::from_static(c.as_bytes()));
+            k.keep(c.as_bytes());
         }
-        let kept: Vec<u8> = k.chunks.iter().flat_map(|c| c.to_vec()).collect();
-        assert_eq!(kept, b"abcdefghij");
+        assert_eq!(k.bytes(), b"abcdefghij");
         assert_eq!((k.kept(), k.total), (10, 14));
         let mut big = Kept::with_limit(4);
-        big.keep(&bytes::Bytes::from_static(b"0123456789"));
-        assert_eq!(&big.chunks[0][..], b"0123");
+        big.keep(b"0123456789");
+        assert_eq!(big.bytes(), b"0123");
     }
     use crate::config::Price;
 
