@@ -141,6 +141,18 @@ async fn send(http: &reqwest::Client, gw: &Proc, a: &Ask) -> u16 {
     status
 }
 
+/// `GET /admin/usage?<query>` on the admin listener; `None` when it did not answer JSON.
+async fn usage(http: &reqwest::Client, admin: &str, query: &str) -> Option<Value> {
+    http.get(format!("http://{admin}/admin/usage{query}"))
+        .bearer_auth(ADMIN_KEY)
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()
+}
+
 /// Polls `f` until it returns `Some`, for at most 20 s.
 async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
     what: &str,
@@ -312,15 +324,7 @@ async fn ledger_and_metrics_match_what_the_upstream_billed_exactly() {
     .await;
     let ledger_requests = asks.len() as i64;
     let by_provider: Value = eventually("the ledger to hold every request", || async {
-        let v: Value = http
-            .get(format!("http://{admin}/admin/usage?group_by=provider"))
-            .bearer_auth(ADMIN_KEY)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let v = usage(&http, &admin, "?group_by=provider").await?;
         let n: i64 = v["groups"]
             .as_array()?
             .iter()
@@ -492,15 +496,7 @@ async fn ledger_and_metrics_match_what_the_upstream_billed_exactly() {
     );
 
     // By key: team-b sent the cached-token requests and the refused ones.
-    let by_key: Value = http
-        .get(format!("http://{admin}/admin/usage?group_by=key"))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let by_key = usage(&http, &admin, "?group_by=key").await.unwrap();
     let team_b = by_key["groups"]
         .as_array()
         .unwrap()
@@ -510,15 +506,7 @@ async fn ledger_and_metrics_match_what_the_upstream_billed_exactly() {
     assert_eq!(team_b["requests"], 9);
     assert_eq!(team_b["cached_input_tokens"], 7 * 6);
     // A window that ends before the run holds nothing.
-    let none: Value = http
-        .get(format!(
-            "http://{admin}/admin/usage?group_by=model&to=2020-01-01T00:00:00Z"
-        ))
-        .bearer_auth(ADMIN_KEY)
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let none = usage(&http, &admin, "?group_by=model&to=2020-01-01T00:00:00Z")
         .await
         .unwrap();
     assert_eq!(none["groups"], serde_json::json!([]));
@@ -757,15 +745,7 @@ async fn content_is_stored_only_when_the_operator_opts_in() {
         assert_eq!(send(&http, &gw, &a).await, 200);
     }
     eventually("two rows", || async {
-        let v: Value = http
-            .get(format!("http://{admin}/admin/usage"))
-            .bearer_auth(ADMIN_KEY)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let v = usage(&http, &admin, "").await?;
         (v["groups"][0]["requests"] == 2).then_some(())
     })
     .await;

@@ -334,56 +334,45 @@ impl Answer {
 /// The prompt of a request in this wire format, counted as OpenAI counts a chat (so that
 /// the same conversation counts the same in every format).
 fn prompt_count(wire: Wire, body: &[u8], t: crate::usage::estimate::Tokenizer) -> u64 {
-    use crate::usage::estimate::{openai_conversation, Conversation, Message};
+    use crate::usage::estimate::{openai_conversation, texts_of, Conversation, Message};
     use serde_json::Value;
     let Ok(v) = serde_json::from_slice::<Value>(body) else {
         return 0;
     };
-    let texts = |content: &Value| -> Vec<String> {
-        match content {
-            Value::String(s) => vec![s.clone()],
-            Value::Array(parts) => parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(Value::as_str).map(str::to_string))
-                .collect(),
-            _ => Vec::new(),
-        }
-    };
     if wire == Wire::OpenAi {
         return openai_conversation(&v).tokens(t);
     }
-    let mut owned: Vec<(&str, Vec<String>)> = Vec::new();
+    fn message<'a>(role: &'a str, content: &'a Value) -> Message<'a> {
+        Message {
+            role,
+            texts: texts_of(content),
+            ..Default::default()
+        }
+    }
+    let mut messages = Vec::new();
     match wire {
         Wire::Anthropic => {
-            if let Some(system) = v.get("system") {
-                owned.push(("system", texts(system)));
-            }
+            messages.extend(v.get("system").map(|s| message("system", s)));
             for m in v["messages"].as_array().into_iter().flatten() {
-                owned.push((m["role"].as_str().unwrap_or(""), texts(&m["content"])));
+                messages.push(message(m["role"].as_str().unwrap_or(""), &m["content"]));
             }
         }
         _ => {
-            if let Some(system) = v.get("systemInstruction") {
-                owned.push(("system", texts(&system["parts"])));
-            }
+            messages.extend(
+                v.get("systemInstruction")
+                    .map(|s| message("system", &s["parts"])),
+            );
             for m in v["contents"].as_array().into_iter().flatten() {
                 let role = match m["role"].as_str() {
                     Some("model") => "assistant",
                     _ => "user",
                 };
-                owned.push((role, texts(&m["parts"])));
+                messages.push(message(role, &m["parts"]));
             }
         }
     }
     Conversation {
-        messages: owned
-            .iter()
-            .map(|(role, texts)| Message {
-                role,
-                texts: texts.iter().map(String::as_str).collect(),
-                ..Default::default()
-            })
-            .collect(),
+        messages,
         tools: Vec::new(),
     }
     .tokens(t)

@@ -79,7 +79,7 @@ pub struct Message<'a> {
     pub name: Option<&'a str>,
     pub texts: Vec<&'a str>,
     /// Tool calls' names and arguments.
-    pub calls: Vec<(&'a str, String)>,
+    pub calls: Vec<(&'a str, &'a str)>,
 }
 
 impl Conversation<'_> {
@@ -100,8 +100,23 @@ impl Conversation<'_> {
     }
 }
 
-/// Text pieces of an OpenAI message `content`: a string or an array of parts.
-fn texts_of(content: &Value) -> Vec<&str> {
+/// The elements of the array at `key`, if there is one.
+fn items<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    v.get(key).and_then(Value::as_array).into_iter().flatten()
+}
+
+fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// A tool call's function name and arguments.
+fn call_of(call: &Value) -> (Option<&str>, Option<&str>) {
+    let f = &call["function"];
+    (str_at(f, "name"), str_at(f, "arguments"))
+}
+
+/// Text pieces of a message `content` (or parts list): a string or an array of parts.
+pub fn texts_of(content: &Value) -> Vec<&str> {
     match content {
         Value::String(s) => vec![s.as_str()],
         Value::Array(parts) => parts
@@ -115,46 +130,20 @@ fn texts_of(content: &Value) -> Vec<&str> {
 /// An OpenAI chat request's conversation (`messages` and `tools`).
 pub fn openai_conversation(request: &Value) -> Conversation<'_> {
     let mut c = Conversation::default();
-    for m in request
-        .get("messages")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for m in items(request, "messages") {
         let mut msg = Message {
-            role: m.get("role").and_then(Value::as_str).unwrap_or(""),
-            name: m.get("name").and_then(Value::as_str),
+            role: str_at(m, "role").unwrap_or(""),
+            name: str_at(m, "name"),
             texts: m.get("content").map(texts_of).unwrap_or_default(),
-            calls: Vec::new(),
+            calls: items(m, "tool_calls")
+                .map(call_of)
+                .map(|(name, args)| (name.unwrap_or(""), args.unwrap_or("")))
+                .collect(),
         };
-        if let Some(r) = m.get("reasoning_content").and_then(Value::as_str) {
-            msg.texts.push(r);
-        }
-        for call in m
-            .get("tool_calls")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let f = &call["function"];
-            msg.calls.push((
-                f.get("name").and_then(Value::as_str).unwrap_or(""),
-                f.get("arguments")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-            ));
-        }
+        msg.texts.extend(str_at(m, "reasoning_content"));
         c.messages.push(msg);
     }
-    for tool in request
-        .get("tools")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        c.tools.push(tool.to_string());
-    }
+    c.tools = items(request, "tools").map(Value::to_string).collect();
     c
 }
 
@@ -175,34 +164,19 @@ pub struct Completion {
 impl Completion {
     fn add_message(&mut self, m: &Value) {
         for key in ["content", "reasoning_content", "refusal"] {
-            if let Some(s) = m.get(key).and_then(Value::as_str) {
-                self.text.push_str(s);
-            }
+            self.text.push_str(str_at(m, key).unwrap_or(""));
         }
-        for call in m
-            .get("tool_calls")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let f = &call["function"];
-            if let Some(name) = f.get("name").and_then(Value::as_str) {
+        for (name, args) in items(m, "tool_calls").map(call_of) {
+            if let Some(name) = name {
                 self.calls += 1;
                 self.text.push_str(name);
             }
-            if let Some(a) = f.get("arguments").and_then(Value::as_str) {
-                self.text.push_str(a);
-            }
+            self.text.push_str(args.unwrap_or(""));
         }
     }
 
     fn add_response(&mut self, v: &Value) {
-        for choice in v
-            .get("choices")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for choice in items(v, "choices") {
             if let Some(d) = choice.get("delta").or_else(|| choice.get("message")) {
                 self.add_message(d);
             }
