@@ -132,7 +132,11 @@ pub async fn attempt(
     };
     let status = up.response_header().map_or(502, |h| h.status.as_u16());
     if !(200..300).contains(&status) {
-        let e = upstream_error_status(connector, up, &peer, provider, status).await;
+        // Boxed, like `send`: a rare path whose 4 KB future should not size every request's.
+        let e = Box::pin(upstream_error_status(
+            connector, up, &peer, provider, status,
+        ))
+        .await;
         // Our credentials refused, or the provider's own trouble: another deployment may do.
         let moves_on = ctx.retry_statuses.contains(&status)
             || e.code == Some("upstream_auth_failed")
@@ -215,9 +219,7 @@ pub async fn attempt(
                 Some(Err(e)) => return failed(e, Failure::Broken),
                 Some(Ok(body)) => body,
             };
-            connector
-                .release_http_session(up, &*peer, Some(POOL_IDLE))
-                .await;
+            release(connector, up, &peer).await;
             let translating = Instant::now();
             let (json, usage) =
                 match providers::translate_whole(dialect, &body, &deployment.upstream_model) {
@@ -422,6 +424,12 @@ fn transport_error(
     }
 }
 
+/// Hands a finished upstream session back to the pool. Boxed: Pingora's release future is
+/// 3 KB, and inline it would size the relay's future (and so every held stream's) by it.
+async fn release(connector: &Connector, up: HttpSession, peer: &HttpPeer) {
+    Box::pin(connector.release_http_session(up, peer, Some(POOL_IDLE))).await
+}
+
 /// An upstream error status, turned into what the client is told.
 async fn upstream_error_status(
     connector: &Connector,
@@ -436,9 +444,7 @@ async fn upstream_error_status(
         .map(|d| d.as_secs_f64().ceil() as u64);
     let body = read_small_body(&mut up, provider.timeouts.idle).await;
     if body.is_some() {
-        connector
-            .release_http_session(up, peer, Some(POOL_IDLE))
-            .await;
+        release(connector, up, peer).await;
     }
     providers::map_error(provider, status, &body.unwrap_or_default(), retry_after)
 }
@@ -637,9 +643,7 @@ async fn relay(
                 }
             }
             Ok(None) => {
-                connector
-                    .release_http_session(up, peer, Some(POOL_IDLE))
-                    .await;
+                release(connector, up, peer).await;
                 let last = relay.on_end(provider).unwrap_or_default();
                 relayed.keep(&last);
                 outcome.ending = if relay.complete() {

@@ -183,7 +183,9 @@ impl HttpServerApp for Gateway {
         let close = self
             .request_filter(&mut session, &snapshot, shutting_down)
             .await;
-        lifecycle::finish(session, close).await
+        // Boxed: finishing (draining the request body, handing the connection back) is a
+        // 5 KB future that would otherwise size this one while the answer streams.
+        Box::pin(lifecycle::finish(session, close)).await
     }
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
