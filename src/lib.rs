@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod config;
 pub mod error;
+pub mod front;
 pub mod gateway;
 pub mod metrics;
 pub mod providers;
