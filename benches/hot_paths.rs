@@ -319,6 +319,85 @@ criterion_group!(
     translate_streams,
     translate_requests,
     accounting,
-    estimate
+    estimate,
+    messages
 );
 criterion_main!(benches);
+
+/// A Claude Code-like Messages request of about `turns` tool round trips: a long cached
+/// system prompt, a dozen tools, thinking blocks with signatures, tool results.
+fn claude_code_request(turns: usize) -> Vec<u8> {
+    use serde_json::json;
+    let schema = json!({"type": "object", "properties": {"file_path": {"type": "string", "description": "The absolute path"}, "limit": {"type": "number"}}, "required": ["file_path"], "additionalProperties": false, "$schema": "http://json-schema.org/draft-07/schema#"});
+    let tools: Vec<_> = (0..12)
+        .map(|i| json!({"name": format!("Tool{i}"), "description": "Reads a file from the local filesystem. ".repeat(8), "input_schema": schema}))
+        .collect();
+    let mut messages = vec![json!({"role": "user", "content": [
+        {"type": "text", "text": "<system-reminder>Context for the session.</system-reminder>"},
+        {"type": "text", "text": "Fix the failing test in src/lib.rs.", "cache_control": {"type": "ephemeral"}}
+    ]})];
+    for i in 0..turns {
+        let id = format!("toolu_{i:024}");
+        messages.push(json!({"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "I should look at the file first. ".repeat(4), "signature": "EuYBCkQYAiJAQ7ZOmBu5pa8U03x".repeat(8)},
+            {"type": "text", "text": "Let me read the file."},
+            {"type": "tool_use", "id": id, "name": "Tool0", "input": {"file_path": "/repo/src/lib.rs"}}
+        ]}));
+        messages.push(json!({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": id, "content": [{"type": "text", "text": "fn main() {\n    println!(\"hello\");\n}\n".repeat(20)}]}
+        ]}));
+    }
+    json!({
+        "model": "claude-sonnet-4-5-20250929",
+        "max_tokens": 32000,
+        "system": [
+            {"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude."},
+            {"type": "text", "text": "You help users with software engineering tasks. ".repeat(200), "cache_control": {"type": "ephemeral"}}
+        ],
+        "messages": messages,
+        "tools": tools,
+        "thinking": {"type": "enabled", "budget_tokens": 31999},
+        "metadata": {"user_id": "user_abc_account_def_session_123"},
+        "stream": true
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// The Anthropic Messages front door: request translation, the chunk stream encoder and the
+/// whole-response translation.
+fn messages(c: &mut Criterion) {
+    use junction::front::messages;
+    let mut g = c.benchmark_group("messages");
+    let body = claude_code_request(20);
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    g.bench_function("request_to_chat", |b| {
+        b.iter(|| messages::request_to_chat(black_box(&body)).unwrap())
+    });
+    for (name, file) in [
+        ("stream_encoder", "openai_stream_usage.sse"),
+        (
+            "stream_encoder_tool_calls",
+            "openai_stream_tool_calls_parallel.sse",
+        ),
+    ] {
+        let events = events_of(file);
+        g.throughput(Throughput::Elements(events.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut e = messages::StreamEncoder::new("claude-sonnet-4-5");
+                let mut n = 0;
+                for ev in &events {
+                    n += e.feed(ev.clone()).map_or(0, |b| b.len());
+                }
+                black_box(n)
+            })
+        });
+    }
+    let whole = fixture("openai_chat_completion.json");
+    g.throughput(Throughput::Bytes(whole.len() as u64));
+    g.bench_function("response_from_chat", |b| {
+        b.iter(|| messages::response_from_chat(black_box(&whole), "claude-sonnet-4-5").unwrap())
+    });
+    g.finish();
+}

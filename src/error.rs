@@ -87,8 +87,15 @@ pub struct GatewayError {
     pub code: Option<&'static str>,
     /// Seconds, passed on as `Retry-After`.
     pub retry_after: Option<u64>,
-    /// An upstream's OpenAI-format error body, passed on unchanged.
-    pub upstream_body: Option<Bytes>,
+    /// The upstream's own error body, passed on unchanged to clients of its protocol.
+    pub upstream_body: Option<UpstreamBody>,
+}
+
+/// An upstream's error body, by the protocol it is written in.
+#[derive(Debug, Clone)]
+pub enum UpstreamBody {
+    OpenAi(Bytes),
+    Anthropic(Bytes),
 }
 
 impl GatewayError {
@@ -145,6 +152,15 @@ impl GatewayError {
         .code("model_not_found")
     }
 
+    pub fn model_not_allowed(model: &str) -> Self {
+        GatewayError::new(
+            ErrorKind::PermissionDenied,
+            format!("This key may not use the model `{}`.", Printable(model)),
+        )
+        .param("model")
+        .code("model_not_allowed")
+    }
+
     pub fn body_too_large(limit: usize) -> Self {
         Self::new(
             ErrorKind::PayloadTooLarge,
@@ -169,7 +185,7 @@ impl GatewayError {
 
     /// The JSON body, in OpenAI's error format.
     pub fn body(&self) -> Bytes {
-        if let Some(b) = &self.upstream_body {
+        if let Some(UpstreamBody::OpenAi(b)) = &self.upstream_body {
             return b.clone();
         }
         error_body(

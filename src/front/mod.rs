@@ -1,5 +1,139 @@
-//! Front doors: the client protocols Junction serves besides OpenAI chat completions. Each
-//! translates its own requests into the chat-completions form the providers already speak,
-//! and the chat-completions answers (whole or streamed) back into its own form.
+//! Front doors: the client protocols Junction serves. OpenAI chat completions is the one the
+//! providers' adapters speak; the others translate their requests into it, and its answers
+//! (whole or streamed) back into their own form, or pass through to a provider that speaks
+//! them natively.
 
 pub mod messages;
+
+use crate::error::{ErrorKind, GatewayError, UpstreamBody};
+use bytes::Bytes;
+
+/// The protocol a client spoke: how its answers and errors must be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Front {
+    /// OpenAI `POST /v1/chat/completions`.
+    #[default]
+    Chat,
+    /// Anthropic `POST /v1/messages`.
+    Messages,
+}
+
+impl Front {
+    /// An error body in this protocol's format.
+    pub fn error_body(self, e: &GatewayError) -> Bytes {
+        match self {
+            Front::Chat => e.body(),
+            Front::Messages => anthropic_error_body(e),
+        }
+    }
+
+    /// The error as a stream event, for a stream already under way.
+    pub fn error_event(self, e: &GatewayError) -> Bytes {
+        match self {
+            Front::Chat => e.sse_event(),
+            Front::Messages => {
+                let body = anthropic_error_body(e);
+                let mut out = Vec::with_capacity(body.len() + 24);
+                out.extend_from_slice(b"event: error\ndata: ");
+                out.extend_from_slice(&body);
+                out.extend_from_slice(b"\n\n");
+                out.into()
+            }
+        }
+    }
+}
+
+/// Anthropic's `error.type` for an error.
+pub fn anthropic_error_type(e: &GatewayError) -> &'static str {
+    match e.kind {
+        ErrorKind::Unavailable => "overloaded_error",
+        ErrorKind::GatewayTimeout => "timeout_error",
+        ErrorKind::Upstream(529) => "overloaded_error",
+        _ => match e.status() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            400..=499 => "invalid_request_error",
+            _ => "api_error",
+        },
+    }
+}
+
+/// `{"type":"error","error":{"type":..,"message":..}}`; an Anthropic upstream's own error
+/// body is passed on unchanged.
+fn anthropic_error_body(e: &GatewayError) -> Bytes {
+    let message = match &e.upstream_body {
+        Some(UpstreamBody::Anthropic(b)) => return b.clone(),
+        Some(UpstreamBody::OpenAi(_)) => e.message_or_code(),
+        None => e.message.clone(),
+    };
+    let body = serde_json::json!({
+        "type": "error",
+        "error": {"type": anthropic_error_type(e), "message": message},
+    });
+    serde_json::to_vec(&body)
+        .unwrap_or_else(|_| b"{\"type\":\"error\",\"error\":{}}".to_vec())
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_in_anthropic_format_carry_the_matching_type() {
+        let cases = [
+            (GatewayError::missing_key(), 401, "authentication_error"),
+            (
+                GatewayError::new(ErrorKind::RateLimited, "slow down"),
+                429,
+                "rate_limit_error",
+            ),
+            (
+                GatewayError::new(ErrorKind::Unavailable, "none left"),
+                503,
+                "overloaded_error",
+            ),
+            (
+                GatewayError::invalid_request("bad"),
+                400,
+                "invalid_request_error",
+            ),
+            (GatewayError::body_too_large(10), 413, "request_too_large"),
+            (
+                GatewayError::new(ErrorKind::BadGateway, "cut"),
+                502,
+                "api_error",
+            ),
+        ];
+        for (e, status, kind) in cases {
+            assert_eq!(e.status(), status);
+            let v: serde_json::Value =
+                serde_json::from_slice(&Front::Messages.error_body(&e)).unwrap();
+            assert_eq!(v["type"], "error");
+            assert_eq!(v["error"]["type"], kind, "{e}");
+            assert_eq!(v["error"]["message"], e.message.as_str());
+        }
+        let event = Front::Messages.error_event(&GatewayError::new(ErrorKind::BadGateway, "x"));
+        assert!(event.starts_with(b"event: error\ndata: {\"type\":\"error\""));
+        assert!(event.ends_with(b"\n\n"));
+    }
+
+    #[test]
+    fn an_anthropic_upstream_error_passes_unchanged() {
+        let mut e = GatewayError::new(ErrorKind::Upstream(529), "Provider `a`: Overloaded");
+        let raw = Bytes::from_static(
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        );
+        e.upstream_body = Some(UpstreamBody::Anthropic(raw.clone()));
+        assert_eq!(Front::Messages.error_body(&e), raw);
+        // The chat front door still answers in OpenAI's format.
+        let v: serde_json::Value = serde_json::from_slice(&Front::Chat.error_body(&e)).unwrap();
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Overloaded"));
+    }
+}

@@ -6,7 +6,7 @@ use super::Gateway;
 use crate::config::{Deployment, ModelRoute, Snapshot};
 use crate::error::{ErrorKind, GatewayError};
 use crate::metrics::AttemptOutcome;
-use crate::providers::{self, openai::ChatRequestInfo};
+use crate::providers;
 use crate::routing::{self, health::Failure};
 use pingora_core::protocols::http::ServerSession;
 use std::time::{Duration, Instant};
@@ -31,8 +31,7 @@ pub async fn run(
     session: &mut ServerSession,
     snapshot: &Snapshot,
     route: &ModelRoute,
-    info: &ChatRequestInfo,
-    body: &[u8],
+    inbound: &providers::Inbound<'_>,
     ctx: &Context<'_>,
     tally: &mut Tally,
 ) -> Result<Outcome, GatewayError> {
@@ -82,8 +81,7 @@ pub async fn run(
             let upstream = providers::build_request(
                 &c.deployment.provider,
                 &c.deployment.upstream_model,
-                info,
-                body,
+                inbound,
             )?;
             tally.attempts += 1;
             tally.deployment = Some(c.deployment.clone());
@@ -92,7 +90,7 @@ pub async fn run(
                 &gateway.connector,
                 session,
                 &c.deployment,
-                info,
+                inbound.info,
                 upstream,
                 ctx,
                 &mut tally.relayed,

@@ -2,9 +2,10 @@
 
 use super::{attempt, auth, body, forward, Gateway};
 use crate::config::Snapshot;
-use crate::error::{ErrorKind, GatewayError, Printable};
+use crate::error::GatewayError;
+use crate::front::{messages, Front};
 use crate::metrics::Labels;
-use crate::providers::openai;
+use crate::providers::{self, openai};
 use crate::trace;
 use crate::usage::ledger::{Ending, Entry};
 use pingora_core::protocols::http::ServerSession;
@@ -117,14 +118,17 @@ impl Drop for Accounted<'_> {
     }
 }
 
-/// Serves a chat completion and accounts for it.
+/// Serves a chat completion (or, at another front door, a request translated into one) and
+/// accounts for it.
 pub async fn chat_completions(
     gateway: &Gateway,
     session: &mut ServerSession,
     snapshot: &Snapshot,
+    front: Front,
 ) -> Result<forward::Outcome, GatewayError> {
     let trace = trace::Context::from_request(session.req_header());
     let ctx = forward::Context {
+        front,
         traceparent: trace.traceparent(),
         retry_statuses: &snapshot.routing.retry_statuses,
     };
@@ -167,14 +171,32 @@ async fn serve(
     .await;
     seen.body_read = reading.elapsed();
     let body = body?;
-    let info = SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        let r = openai::parse_request(&body, &mut s);
-        if s.capacity() > SCRATCH_KEEP {
-            *s = openai::JsonScratch::default();
+    // At the Messages front door: the request as a chat completion, for upstreams that do not
+    // speak Messages (and for estimates); the client's own bytes for those that do.
+    let mut native_headers = Vec::new();
+    let (info, as_chat) = match ctx.front {
+        Front::Chat => (
+            SCRATCH.with(|s| {
+                let mut s = s.borrow_mut();
+                let r = openai::parse_request(&body, &mut s);
+                if s.capacity() > SCRATCH_KEEP {
+                    *s = openai::JsonScratch::default();
+                }
+                r
+            })?,
+            None,
+        ),
+        Front::Messages => {
+            let (model, stream) = super::messages::peek(&body)?;
+            native_headers = super::messages::passed_headers(session.req_header());
+            let info = openai::ChatRequestInfo {
+                model,
+                stream,
+                include_usage: true,
+            };
+            (info, Some(messages::request_to_chat(&body)))
         }
-        r
-    })?;
+    };
     seen.stream = info.stream;
     let Some(route) = snapshot.route(&info.model) else {
         seen.model = Some(info.model.as_str().into());
@@ -187,24 +209,34 @@ async fn serve(
         format!("{}/*", route.deployments[0].provider.name).into()
     });
     if !key.allows(&info.model) && !key.allows(&route.name) {
-        return Err(GatewayError::new(
-            ErrorKind::PermissionDenied,
-            format!(
-                "This key may not use the model `{}`.",
-                Printable(&info.model)
-            ),
-        )
-        .param("model")
-        .code("model_not_allowed"));
+        return Err(GatewayError::model_not_allowed(&info.model));
     }
-    let body = seen.body.insert(body);
+    let query = session.req_header().uri.query().map(str::to_owned);
+    let (chat, native) = match &as_chat {
+        None => (body.clone(), None),
+        Some(Ok(c)) => (bytes::Bytes::from(c.body.clone()), Some(body.clone())),
+        Some(Err(_)) => (body.clone(), Some(body.clone())),
+    };
+    let chat = seen.body.insert(chat);
+    let inbound = providers::Inbound {
+        front: ctx.front,
+        info: &info,
+        chat: match &as_chat {
+            Some(Err(e)) => Err(e),
+            _ => Ok(chat),
+        },
+        native: native.as_deref().map(|body| providers::Native {
+            body,
+            query: query.as_deref(),
+            headers: &native_headers,
+        }),
+    };
     attempt::run(
         gateway,
         session,
         snapshot,
         &route,
-        &info,
-        body,
+        &inbound,
         ctx,
         &mut seen.tally,
     )

@@ -5,6 +5,7 @@
 use super::respond;
 use crate::config::{Deployment, Provider, Timeouts};
 use crate::error::{ErrorKind, GatewayError};
+use crate::front::{self, Front};
 use crate::providers::openai::{self, ChatRequestInfo};
 use crate::providers::{self, Dialect, StreamTranslator, UpstreamRequest};
 use crate::routing::health::Failure;
@@ -51,6 +52,8 @@ impl Outcome {
 
 /// What every attempt of a request shares: its trace context and which statuses move on.
 pub struct Context<'a> {
+    /// The protocol the client speaks.
+    pub front: Front,
     /// The W3C `traceparent` header value for upstream requests.
     pub traceparent: String,
     pub retry_statuses: &'a [u16],
@@ -109,6 +112,7 @@ pub async fn attempt(
         info.stream,
         upstream.body.len(),
         &ctx.traceparent,
+        &upstream.headers,
     ) {
         Ok(r) => r,
         Err(e) => return Attempt::Final(Err(e)),
@@ -189,7 +193,8 @@ pub async fn attempt(
                 Some(Ok(Ok(Some(chunk)))) => chunk,
             };
             let ttft = started.elapsed();
-            let translator = StreamTranslator::new(dialect, info, &deployment.upstream_model);
+            let translator =
+                StreamTranslator::new(ctx.front, dialect, info, &deployment.upstream_model);
             let outcome = relay(
                 connector,
                 session,
@@ -204,9 +209,17 @@ pub async fn attempt(
             .await;
             Attempt::Committed { outcome, ttft }
         }
-        (false, Dialect::OpenAi) => {
+        (false, dialect @ (Dialect::OpenAi | Dialect::AnthropicPass))
+            if matches!(
+                (ctx.front, dialect),
+                (Front::Chat, Dialect::OpenAi) | (Front::Messages, Dialect::AnthropicPass)
+            ) =>
+        {
             let ttft = started.elapsed();
-            let relay_mode = Relay::Whole { tail: Vec::new() };
+            let relay_mode = Relay::Whole {
+                tail: Vec::new(),
+                anthropic: matches!(dialect, Dialect::AnthropicPass),
+            };
             let outcome = relay(
                 connector, session, up, &peer, provider, &t, relay_mode, None, relayed,
             )
@@ -221,21 +234,28 @@ pub async fn attempt(
             };
             release(connector, up, &peer).await;
             let translating = Instant::now();
-            let (json, usage) =
-                match providers::translate_whole(dialect, &body, &deployment.upstream_model) {
-                    Ok(r) => r,
-                    Err(why) => {
-                        let e = GatewayError::new(
-                            ErrorKind::BadGateway,
-                            format!(
-                                "Provider `{}` sent a response that cannot be translated: {why}.",
-                                provider.name
-                            ),
-                        )
-                        .code("upstream_bad_response");
-                        return failed(e, Failure::Broken);
+            let translated = providers::translate_whole(dialect, &body, &deployment.upstream_model)
+                .and_then(|(json, usage)| match ctx.front {
+                    Front::Chat => Ok((json, usage)),
+                    Front::Messages => {
+                        front::messages::response_from_chat(&json, &deployment.upstream_model)
+                            .map(|json| (json, usage))
                     }
-                };
+                });
+            let (json, usage) = match translated {
+                Ok(r) => r,
+                Err(why) => {
+                    let e = GatewayError::new(
+                        ErrorKind::BadGateway,
+                        format!(
+                            "Provider `{}` sent a response that cannot be translated: {why}.",
+                            provider.name
+                        ),
+                    )
+                    .code("upstream_bad_response");
+                    return failed(e, Failure::Broken);
+                }
+            };
             let own = translating.elapsed();
             let ttft = started.elapsed();
             let json = Bytes::from(json);
@@ -305,6 +325,7 @@ fn request_header(
     stream: bool,
     len: usize,
     traceparent: &str,
+    passed: &[(http::HeaderName, http::HeaderValue)],
 ) -> Result<RequestHeader, GatewayError> {
     let bad = |_| GatewayError::new(ErrorKind::Internal, "cannot build the upstream request");
     let mut req = RequestHeader::build("POST", path.as_bytes(), Some(8 + provider.headers.len()))
@@ -331,6 +352,10 @@ fn request_header(
     .map_err(bad)?;
     req.insert_header("traceparent", traceparent).map_err(bad)?;
     providers::authenticate(provider, &mut req)?;
+    for (name, value) in passed {
+        req.insert_header(name.clone(), value.clone())
+            .map_err(bad)?;
+    }
     for (name, value) in &provider.headers {
         req.insert_header(name.clone(), value.expose().clone())
             .map_err(bad)?;
@@ -471,8 +496,9 @@ async fn read_small_body(up: &mut HttpSession, idle: Duration) -> Option<Bytes> 
 enum Relay {
     /// An SSE stream, event by event (passed through or translated).
     Stream(StreamTranslator),
-    /// An OpenAI body, chunk by chunk as it arrives; the last few KiB are kept for its usage.
-    Whole { tail: Vec<u8> },
+    /// A body passed through chunk by chunk as it arrives (OpenAI's, or Anthropic's to an
+    /// Anthropic client); the last few KiB are kept for its usage.
+    Whole { tail: Vec<u8>, anthropic: bool },
 }
 
 /// How many bytes of a whole response's end are kept to find its `usage`.
@@ -483,7 +509,7 @@ impl Relay {
     fn on_chunk(&mut self, chunk: Bytes) -> Option<Bytes> {
         match self {
             Relay::Stream(t) => t.feed(chunk),
-            Relay::Whole { tail } => {
+            Relay::Whole { tail, .. } => {
                 keep_tail(tail, &chunk);
                 Some(chunk)
             }
@@ -505,7 +531,7 @@ impl Relay {
             ),
         )
         .code("upstream_stream_cut");
-        Some(join(tail, e.sse_event()))
+        Some(join(tail, t.front().error_event(&e)))
     }
 
     /// What to send last when the upstream failed mid-body; `None`: the client can only learn
@@ -539,7 +565,10 @@ impl Relay {
             )
         };
         let err = GatewayError::new(kind, message).code("upstream_stream_cut");
-        Some(join(translator.finish(), err.sse_event()))
+        Some(join(
+            translator.finish(),
+            translator.front().error_event(&err),
+        ))
     }
 
     /// The stream reached its proper end (a whole body always does when it ends).
@@ -555,9 +584,15 @@ impl Relay {
     /// took the last bytes); an OpenAI stream's comes in its own final chunk.
     fn usage(&self) -> Option<Usage> {
         match self {
-            Relay::Stream(StreamTranslator::OpenAi(f)) => f.usage,
-            Relay::Stream(t) => t.usage().filter(|_| t.done()),
-            Relay::Whole { tail } => openai::usage_in_tail(tail),
+            Relay::Stream(t) => t.whole_usage(),
+            Relay::Whole {
+                tail,
+                anthropic: false,
+            } => openai::usage_in_tail(tail),
+            Relay::Whole {
+                tail,
+                anthropic: true,
+            } => providers::anthropic::usage_in_tail(tail),
         }
     }
 }

@@ -6,11 +6,13 @@ pub mod auth;
 pub mod body;
 pub mod chat;
 pub mod forward;
+pub mod messages;
 pub mod models;
 pub mod respond;
 
 use crate::config::Snapshot;
 use crate::error::{ErrorKind, GatewayError};
+use crate::front::Front;
 use crate::server::session as lifecycle;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -29,6 +31,8 @@ const DRAIN_TIME: Duration = Duration::from_secs(2);
 /// What a request asks for, by method and path.
 enum Endpoint {
     Chat,
+    Messages,
+    CountTokens,
     Models,
     Health,
     Ready,
@@ -91,6 +95,8 @@ impl Gateway {
             let req = session.req_header();
             match (req.method.as_str(), req.uri.path()) {
                 ("POST", "/v1/chat/completions" | "/chat/completions") => Endpoint::Chat,
+                ("POST", "/v1/messages") => Endpoint::Messages,
+                ("POST", "/v1/messages/count_tokens") => Endpoint::CountTokens,
                 ("GET", "/v1/models" | "/models") => Endpoint::Models,
                 ("GET" | "HEAD", "/health") => Endpoint::Health,
                 ("GET" | "HEAD", "/ready") => Endpoint::Ready,
@@ -98,6 +104,8 @@ impl Gateway {
                     _,
                     "/v1/chat/completions"
                     | "/chat/completions"
+                    | "/v1/messages"
+                    | "/v1/messages/count_tokens"
                     | "/v1/models"
                     | "/models"
                     | "/health"
@@ -106,10 +114,19 @@ impl Gateway {
                 _ => Endpoint::Unknown,
             }
         };
+        let front = match endpoint {
+            Endpoint::Messages | Endpoint::CountTokens => Front::Messages,
+            _ => Front::Chat,
+        };
         let result = match endpoint {
-            Endpoint::Chat => chat::chat_completions(self, session, snapshot)
+            Endpoint::Chat | Endpoint::Messages => {
+                chat::chat_completions(self, session, snapshot, front)
+                    .await
+                    .map(|o| o.close)
+            }
+            Endpoint::CountTokens => messages::count_tokens(self, session, snapshot)
                 .await
-                .map(|o| o.close),
+                .map(|()| false),
             Endpoint::Models => models::list_models(session, snapshot).await.map(|()| false),
             Endpoint::Health => {
                 respond::write_json(session, 200, Bytes::from_static(b"{\"status\":\"ok\"}")).await;
@@ -149,7 +166,7 @@ impl Gateway {
         match result {
             Ok(close) => close,
             Err(e) => {
-                respond::write_error(session, &e).await;
+                respond::write_error(session, &e, front).await;
                 if e.kind == ErrorKind::PayloadTooLarge {
                     body::discard_rest(session).await;
                     return true;

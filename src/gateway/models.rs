@@ -1,4 +1,5 @@
-//! `GET /v1/models`: the models the caller's key may use, in OpenAI's list format.
+//! `GET /v1/models`: the models the caller's key may use, in one list both OpenAI's and
+//! Anthropic's clients read (each reads its own fields and ignores the other's).
 
 use super::{auth, respond};
 use crate::config::Snapshot;
@@ -10,6 +11,9 @@ use serde::Serialize;
 struct List<'a> {
     object: &'static str,
     data: Vec<Model<'a>>,
+    has_more: bool,
+    first_id: Option<&'a str>,
+    last_id: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -18,6 +22,10 @@ struct Model<'a> {
     object: &'static str,
     created: u64,
     owned_by: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    display_name: &'a str,
+    created_at: &'static str,
 }
 
 pub async fn list_models(
@@ -25,7 +33,7 @@ pub async fn list_models(
     snapshot: &Snapshot,
 ) -> Result<(), GatewayError> {
     let key = auth::authenticate(session.req_header(), snapshot)?;
-    let data = snapshot
+    let data: Vec<Model> = snapshot
         .model_names
         .iter()
         .filter(|name| key.allows(name))
@@ -34,10 +42,16 @@ pub async fn list_models(
             object: "model",
             created: 0,
             owned_by: &snapshot.models[name].deployments[0].provider.name,
+            kind: "model",
+            display_name: name,
+            created_at: "1970-01-01T00:00:00Z",
         })
         .collect();
     let body = serde_json::to_vec(&List {
         object: "list",
+        has_more: false,
+        first_id: data.first().map(|m| m.id),
+        last_id: data.last().map(|m| m.id),
         data,
     })
     .unwrap_or_default();

@@ -1,6 +1,7 @@
 //! Writing answers the gateway makes itself: JSON bodies and OpenAI-format errors.
 
 use crate::error::GatewayError;
+use crate::front::Front;
 use bytes::Bytes;
 use pingora_core::protocols::http::ServerSession;
 use pingora_http::ResponseHeader;
@@ -24,9 +25,9 @@ pub async fn write_json(session: &mut ServerSession, status: u16, body: Bytes) -
         && session.write_response_body(body, true).await.is_ok()
 }
 
-/// Writes an error in OpenAI's format, with `Retry-After` when it has one.
-pub async fn write_error(session: &mut ServerSession, e: &GatewayError) {
-    let body = e.body();
+/// Writes an error in the client's protocol's format, with `Retry-After` when it has one.
+pub async fn write_error(session: &mut ServerSession, e: &GatewayError, front: Front) {
+    let body = front.error_body(e);
     let mut header = json_header(e.status(), body.len());
     if let Some(secs) = e.retry_after {
         let _ = header.insert_header(http::header::RETRY_AFTER, secs);

@@ -13,10 +13,11 @@
 //! - Thinking comes back as `reasoning_content`; signatures are not passed to OpenAI clients.
 
 use super::chat::{self, ChatRequest, Choice, Content, Image, Part, ResponseFormat, Unsupported};
-use crate::error::{ErrorKind, GatewayError, Printable};
+use crate::error::{ErrorKind, GatewayError, Printable, UpstreamBody};
 use crate::stream::chunk::{self, ChunkWriter, Delta};
 use crate::stream::translate::{self, Translated};
 use crate::usage::Usage;
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
@@ -444,6 +445,9 @@ pub fn map_error(
     );
     e.code = Some(super::static_code(&kind_code));
     e.retry_after = retry_after;
+    if parsed.is_some() {
+        e.upstream_body = Some(UpstreamBody::Anthropic(Bytes::copy_from_slice(body)));
+    }
     e
 }
 
@@ -787,3 +791,134 @@ fn fast_delta(data: &[u8]) -> Option<(usize, FastDelta, &[u8])> {
 
 #[cfg(test)]
 mod tests;
+
+// ---------------------------------------------------------------------------------------
+// Pass-through (an Anthropic client to an Anthropic upstream)
+
+/// The client's Messages request for an Anthropic upstream: the same bytes with only the
+/// model replaced. Thinking blocks another backend produced (Junction marks their signature
+/// empty) are removed first: Anthropic would reject them, and their reasoning is not its own.
+pub fn pass_request(body: &[u8], upstream_model: &str) -> Result<Vec<u8>, GatewayError> {
+    let owned;
+    let body = if memchr::memmem::find(body, b"\"signature\":\"\"").is_some() {
+        owned = without_foreign_thinking(body)?;
+        &owned[..]
+    } else {
+        body
+    };
+    #[derive(Deserialize)]
+    struct Model<'a> {
+        #[serde(borrow)]
+        model: &'a serde_json::value::RawValue,
+    }
+    let m: Model<'_> = serde_json::from_slice(body).map_err(|_| {
+        GatewayError::invalid_request("The request body is not a Messages request with a `model`.")
+            .param("model")
+    })?;
+    let raw = m.model.get().as_bytes();
+    let at = raw.as_ptr() as usize - body.as_ptr() as usize;
+    let model = serde_json::to_vec(upstream_model).expect("a string serializes");
+    let mut out = Vec::with_capacity(body.len() + model.len());
+    out.extend_from_slice(&body[..at]);
+    out.extend_from_slice(&model);
+    out.extend_from_slice(&body[at + raw.len()..]);
+    Ok(out)
+}
+
+/// Removes thinking blocks whose signature is empty from the assistant turns.
+fn without_foreign_thinking(body: &[u8]) -> Result<Vec<u8>, GatewayError> {
+    let mut v: Value = serde_json::from_slice(body).map_err(|e| {
+        GatewayError::invalid_request(format!("The request body is not valid JSON: {e}."))
+    })?;
+    if let Some(messages) = v.get_mut("messages").and_then(Value::as_array_mut) {
+        for m in messages {
+            if let Some(blocks) = m.get_mut("content").and_then(Value::as_array_mut) {
+                blocks.retain(|b| {
+                    !(b.get("type").and_then(Value::as_str) == Some("thinking")
+                        && b.get("signature").and_then(Value::as_str) == Some(""))
+                });
+            }
+        }
+    }
+    Ok(serde_json::to_vec(&v).expect("a JSON value serializes"))
+}
+
+/// Watches an Anthropic stream passed through unchanged, for its usage and its end.
+#[derive(Default)]
+pub struct PassThrough {
+    framer: crate::stream::sse::SseFramer,
+    usage: Usage,
+    done: bool,
+}
+
+impl PassThrough {
+    // hot path: every chunk of a passed-through stream.
+    /// The chunk itself, after noting what it tells.
+    pub fn feed(&mut self, chunk: Bytes) -> Option<Bytes> {
+        if !self.done {
+            self.framer.push(chunk.clone());
+            while let Some(event) = self.framer.next_event() {
+                self.observe(&event);
+            }
+        }
+        Some(chunk)
+    }
+
+    pub fn finish(&mut self) -> Option<Bytes> {
+        if let Some(event) = self.framer.finish() {
+            self.observe(&event);
+        }
+        None
+    }
+
+    /// `message_stop` (or an error event) went by.
+    pub fn done(&self) -> bool {
+        self.done
+    }
+
+    pub fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    fn observe(&mut self, event: &[u8]) {
+        let Some(data) = crate::stream::sse::data_of(event) else {
+            return;
+        };
+        if fast_delta(data).is_some() {
+            return;
+        }
+        let Ok(ev) = serde_json::from_slice::<Event<'_>>(data) else {
+            return;
+        };
+        match &*ev.kind {
+            "message_start" => {
+                if let Some(u) = ev.message.and_then(|m| m.usage) {
+                    u.apply(&mut self.usage);
+                }
+            }
+            "message_delta" => {
+                if let Some(u) = ev.usage {
+                    u.apply(&mut self.usage);
+                }
+            }
+            "message_stop" | "error" => self.done = true,
+            _ => {}
+        }
+    }
+}
+
+/// The usage of a whole Messages response, from the end of its body.
+pub fn usage_in_tail(tail: &[u8]) -> Option<Usage> {
+    let at = memchr::memmem::rfind(tail, b"\"usage\"")?;
+    // `"usage"` then `:` then the object; read the object only.
+    let rest = &tail[at + 7..];
+    let colon = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+    if rest[colon] != b':' {
+        return None;
+    }
+    let mut de = serde_json::Deserializer::from_slice(&rest[colon + 1..]);
+    let u = AUsage::deserialize(&mut de).ok()?;
+    let mut usage = Usage::default();
+    u.apply(&mut usage);
+    Some(usage)
+}

@@ -39,6 +39,7 @@ pub fn static_code(provider_code: &str) -> &'static str {
 }
 
 use crate::config::{Provider, ProviderKind};
+use crate::front::{messages::StreamEncoder, Front};
 use crate::usage::Usage;
 use bytes::Bytes;
 use openai::ChatRequestInfo;
@@ -50,6 +51,8 @@ pub enum Dialect {
     OpenAi,
     Anthropic(anthropic::Translation),
     Gemini(gemini::Translation),
+    /// An Anthropic client's request passed through to an Anthropic upstream.
+    AnthropicPass,
 }
 
 /// A request ready for the provider.
@@ -58,22 +61,60 @@ pub struct UpstreamRequest {
     pub path: String,
     pub body: Bytes,
     pub dialect: Dialect,
+    /// Client headers passed on (an Anthropic client's `anthropic-*` headers).
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
-/// Builds the upstream request for a client's chat completion: patched bytes for OpenAI,
-/// a translated body for the others.
+/// What the client sent, in the forms the provider kinds need.
+pub struct Inbound<'a> {
+    pub front: Front,
+    pub info: &'a ChatRequestInfo,
+    /// The request as an OpenAI chat completion (the client's own body at the chat front
+    /// door; a translation at the others, or why it could not be translated).
+    pub chat: Result<&'a [u8], &'a GatewayError>,
+    /// The request in the client's own protocol, for an upstream that speaks it.
+    pub native: Option<Native<'a>>,
+}
+
+/// A request as the client sent it, for a pass-through.
+pub struct Native<'a> {
+    pub body: &'a [u8],
+    /// The query string (`beta=true`), passed on.
+    pub query: Option<&'a str>,
+    pub headers: &'a [(http::HeaderName, http::HeaderValue)],
+}
+
+/// Builds the upstream request: the client's own request passed through when the upstream
+/// speaks its protocol; otherwise from the chat completion: patched bytes for OpenAI, a
+/// translated body for the others.
 pub fn build_request(
     provider: &Provider,
     upstream_model: &str,
-    info: &ChatRequestInfo,
-    body: &[u8],
+    inbound: &Inbound<'_>,
 ) -> Result<UpstreamRequest, GatewayError> {
     let base = &provider.upstream.base_path;
+    if let (Front::Messages, ProviderKind::Anthropic, Some(native)) =
+        (inbound.front, provider.kind, &inbound.native)
+    {
+        let path = match native.query {
+            Some(q) => format!("{base}/messages?{q}"),
+            None => format!("{base}/messages"),
+        };
+        return Ok(UpstreamRequest {
+            path,
+            body: anthropic::pass_request(native.body, upstream_model)?.into(),
+            dialect: Dialect::AnthropicPass,
+            headers: native.headers.to_vec(),
+        });
+    }
+    let info = inbound.info;
+    let body = inbound.chat.map_err(|e| e.clone())?;
     Ok(match provider.kind {
         ProviderKind::OpenAi => UpstreamRequest {
             path: format!("{base}/chat/completions"),
             body: openai::patch_request(body, info, upstream_model)?.into(),
             dialect: Dialect::OpenAi,
+            headers: Vec::new(),
         },
         ProviderKind::Anthropic => {
             let req = chat::ChatRequest::parse(body)?;
@@ -88,6 +129,7 @@ pub fn build_request(
                 path: format!("{base}/messages"),
                 body: body.into(),
                 dialect: Dialect::Anthropic(t),
+                headers: Vec::new(),
             }
         }
         ProviderKind::Gemini => {
@@ -98,6 +140,7 @@ pub fn build_request(
                 path: gemini::path(base, upstream_model, info.stream),
                 body: body.into(),
                 dialect: Dialect::Gemini(t),
+                headers: Vec::new(),
             }
         }
     })
@@ -155,18 +198,28 @@ pub fn map_error(
     }
 }
 
-/// Turns a stream in the upstream's dialect into OpenAI chunks.
+/// Turns a stream in the upstream's dialect into the client's: OpenAI chunks, or Anthropic
+/// events.
 pub enum StreamTranslator {
     /// Passed through; only the usage chunk is looked at.
     OpenAi(openai::StreamFilter),
     Anthropic(anthropic::StreamTranslator),
     Gemini(gemini::StreamTranslator),
+    /// An Anthropic stream passed through to an Anthropic client; only usage is looked at.
+    AnthropicPass(anthropic::PassThrough),
+    /// OpenAI chunks (from any of the above) turned into Anthropic events.
+    ToMessages(Box<(StreamTranslator, StreamEncoder)>),
 }
 
 impl StreamTranslator {
-    pub fn new(dialect: Dialect, info: &ChatRequestInfo, upstream_model: &str) -> Self {
+    pub fn new(
+        front: Front,
+        dialect: Dialect,
+        info: &ChatRequestInfo,
+        upstream_model: &str,
+    ) -> Self {
         let created = now_secs();
-        match dialect {
+        let chat = match dialect {
             Dialect::OpenAi => {
                 StreamTranslator::OpenAi(openai::StreamFilter::new(!info.include_usage))
             }
@@ -179,6 +232,15 @@ impl StreamTranslator {
                 created,
                 gemini::CallIds::new(),
             )),
+            Dialect::AnthropicPass => {
+                return StreamTranslator::AnthropicPass(anthropic::PassThrough::default())
+            }
+        };
+        match front {
+            Front::Chat => chat,
+            Front::Messages => {
+                StreamTranslator::ToMessages(Box::new((chat, StreamEncoder::new(upstream_model))))
+            }
         }
     }
 
@@ -188,6 +250,11 @@ impl StreamTranslator {
             StreamTranslator::OpenAi(f) => f.filter(chunk),
             StreamTranslator::Anthropic(t) => t.feed(chunk),
             StreamTranslator::Gemini(t) => t.feed(chunk),
+            StreamTranslator::AnthropicPass(p) => p.feed(chunk),
+            StreamTranslator::ToMessages(b) => {
+                let (chat, encoder) = &mut **b;
+                chat.feed(chunk).and_then(|c| encoder.feed(c))
+            }
         }
     }
 
@@ -196,6 +263,15 @@ impl StreamTranslator {
             StreamTranslator::OpenAi(f) => f.finish(),
             StreamTranslator::Anthropic(t) => t.finish(),
             StreamTranslator::Gemini(t) => t.finish(),
+            StreamTranslator::AnthropicPass(p) => p.finish(),
+            StreamTranslator::ToMessages(b) => {
+                let (chat, encoder) = &mut **b;
+                let head = chat.finish().and_then(|c| encoder.feed(c));
+                match (head, encoder.finish()) {
+                    (Some(h), Some(t)) => Some([h, t].concat().into()),
+                    (h, t) => h.or(t),
+                }
+            }
         }
     }
 
@@ -205,6 +281,8 @@ impl StreamTranslator {
             StreamTranslator::OpenAi(f) => f.done,
             StreamTranslator::Anthropic(t) => t.done(),
             StreamTranslator::Gemini(t) => t.done(),
+            StreamTranslator::AnthropicPass(p) => p.done(),
+            StreamTranslator::ToMessages(b) => b.0.done(),
         }
     }
 
@@ -213,6 +291,26 @@ impl StreamTranslator {
             StreamTranslator::OpenAi(f) => f.usage,
             StreamTranslator::Anthropic(t) => Some(t.usage()),
             StreamTranslator::Gemini(t) => Some(t.usage()),
+            StreamTranslator::AnthropicPass(p) => Some(p.usage()),
+            StreamTranslator::ToMessages(b) => b.0.usage(),
+        }
+    }
+
+    /// The usage report, once it is whole: an OpenAI stream's comes in its own final chunk;
+    /// the others' only once the upstream ended the stream.
+    pub fn whole_usage(&self) -> Option<Usage> {
+        match self {
+            StreamTranslator::OpenAi(f) => f.usage,
+            StreamTranslator::ToMessages(b) => b.0.whole_usage(),
+            t => t.usage().filter(|_| t.done()),
+        }
+    }
+
+    /// The client's protocol.
+    pub fn front(&self) -> Front {
+        match self {
+            StreamTranslator::AnthropicPass(_) | StreamTranslator::ToMessages(_) => Front::Messages,
+            _ => Front::Chat,
         }
     }
 }
@@ -235,6 +333,10 @@ pub fn translate_whole(
             now_secs(),
             &mut gemini::CallIds::new(),
         ),
+        Dialect::AnthropicPass => Ok((
+            body.to_vec(),
+            anthropic::usage_in_tail(body).unwrap_or_default(),
+        )),
     }
 }
 

@@ -535,7 +535,9 @@ pub fn map_error(
     }
     let mut e = if serde_json::from_slice::<Envelope>(body).is_ok() {
         let mut e = GatewayError::new(crate::error::ErrorKind::Upstream(status), String::new());
-        e.upstream_body = Some(Bytes::copy_from_slice(body));
+        e.upstream_body = Some(crate::error::UpstreamBody::OpenAi(Bytes::copy_from_slice(
+            body,
+        )));
         e
     } else {
         let text = String::from_utf8_lossy(body);

@@ -362,7 +362,7 @@ impl HttpServerApp for Admin {
         }
         session.set_keepalive(Some(60));
         if let Err(e) = self.handle(&mut session).await {
-            respond::write_error(&mut session, &e).await;
+            respond::write_error(&mut session, &e, crate::front::Front::Chat).await;
         }
         lifecycle::finish(session, false).await
     }

@@ -181,6 +181,43 @@ impl Completion {
                 self.add_message(d);
             }
         }
+        // What Anthropic clients were sent: events of a stream, or a whole message.
+        match str_at(v, "type") {
+            Some("content_block_delta") => {
+                if let Some(d) = v.get("delta") {
+                    for key in ["text", "thinking", "partial_json"] {
+                        self.text.push_str(str_at(d, key).unwrap_or(""));
+                    }
+                }
+            }
+            Some("content_block_start") => {
+                if let Some(b) = v.get("content_block") {
+                    self.add_block(b);
+                }
+            }
+            Some("message") => {
+                for b in items(v, "content") {
+                    self.add_block(b);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// An Anthropic content block: its text, or a tool call's name and input.
+    fn add_block(&mut self, b: &Value) {
+        for key in ["text", "thinking"] {
+            self.text.push_str(str_at(b, key).unwrap_or(""));
+        }
+        if str_at(b, "type") == Some("tool_use") {
+            self.calls += 1;
+            self.text.push_str(str_at(b, "name").unwrap_or(""));
+            match b.get("input") {
+                Some(Value::Object(o)) if o.is_empty() => {}
+                Some(input) => self.text.push_str(&input.to_string()),
+                None => {}
+            }
+        }
     }
 
     /// Output tokens of what was relayed: SSE events of a stream, or a whole JSON body.

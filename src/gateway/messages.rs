@@ -1,0 +1,121 @@
+//! The Anthropic Messages front door's own steps: what routing needs from the body, which
+//! client headers go to an Anthropic upstream, `count_tokens`.
+
+use super::{auth, body, respond, Gateway};
+use crate::config::Snapshot;
+use crate::error::GatewayError;
+use crate::usage::estimate::{prompt_tokens, Tokenizer};
+use pingora_core::protocols::http::ServerSession;
+use pingora_http::RequestHeader;
+use serde::Deserialize;
+use std::borrow::Cow;
+
+/// The model and whether to stream, from a Messages request body.
+pub fn peek(body: &[u8]) -> Result<(String, bool), GatewayError> {
+    #[derive(Deserialize)]
+    struct Peek<'a> {
+        #[serde(borrow)]
+        model: Option<Cow<'a, str>>,
+        #[serde(default)]
+        stream: Option<bool>,
+    }
+    let p: Peek<'_> = serde_json::from_slice(body).map_err(|e| {
+        GatewayError::invalid_request(format!("The request body is not valid JSON: {e}."))
+    })?;
+    let model = p
+        .model
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| GatewayError::invalid_request("model: Field required").param("model"))?;
+    Ok((model.into_owned(), p.stream.unwrap_or(false)))
+}
+
+/// The client's `anthropic-*` headers (version, betas), passed on to an Anthropic upstream
+/// together with the body they describe.
+pub fn passed_headers(req: &RequestHeader) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    req.headers
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with("anthropic-"))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect()
+}
+
+/// `POST /v1/messages/count_tokens`: the prompt's tokens, counted with the tokenizer of the
+/// model it would be routed to (OpenAI's exactly; others' approximately, as estimates are).
+pub async fn count_tokens(
+    _gateway: &Gateway,
+    session: &mut ServerSession,
+    snapshot: &Snapshot,
+) -> Result<(), GatewayError> {
+    let key = auth::authenticate(session.req_header(), snapshot)?;
+    let body = body::read_body(
+        session,
+        snapshot.server.max_body_bytes,
+        snapshot.server.body_timeout,
+    )
+    .await?;
+    let n = count(&body, snapshot, key)?;
+    let out = format!("{{\"input_tokens\":{n}}}");
+    respond::write_json(session, 200, out.into()).await;
+    Ok(())
+}
+
+fn count(
+    body: &[u8],
+    snapshot: &Snapshot,
+    key: &crate::config::ClientKey,
+) -> Result<u64, GatewayError> {
+    let (model, _) = peek(body)?;
+    let route = snapshot
+        .route(&model)
+        .ok_or_else(|| GatewayError::model_not_found(&model))?;
+    if !key.allows(&model) && !key.allows(&route.name) {
+        return Err(GatewayError::model_not_allowed(&model));
+    }
+    // A count request carries no `max_tokens`; the translation wants one.
+    let mut v: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        GatewayError::invalid_request(format!("The request body is not valid JSON: {e}."))
+    })?;
+    if let Some(o) = v.as_object_mut() {
+        o.entry("max_tokens").or_insert(1.into());
+    }
+    let with_max = serde_json::to_vec(&v).expect("a JSON value serializes");
+    let chat = crate::front::messages::request_to_chat(&with_max)?;
+    let t = Tokenizer::for_model(&route.deployments[0].upstream_model);
+    prompt_tokens(&chat.body, t)
+        .ok_or_else(|| GatewayError::invalid_request("The request has no messages to count."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peek_reads_model_and_stream_and_refuses_the_rest() {
+        assert_eq!(
+            peek(br#"{"model":"claude-sonnet-4-5","max_tokens":5,"messages":[],"stream":true}"#)
+                .unwrap(),
+            ("claude-sonnet-4-5".to_string(), true)
+        );
+        assert_eq!(
+            peek(br#"{"model":"m","messages":[]}"#).unwrap(),
+            ("m".to_string(), false)
+        );
+        let e = peek(br#"{"messages":[]}"#).unwrap_err();
+        assert_eq!((e.status(), e.param), (400, Some("model")));
+        assert_eq!(peek(b"{not json").unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn only_anthropic_headers_are_passed() {
+        let mut r = RequestHeader::build("POST", b"/v1/messages", None).unwrap();
+        r.insert_header("anthropic-version", "2023-06-01").unwrap();
+        r.insert_header("anthropic-beta", "interleaved-thinking-2025-05-14")
+            .unwrap();
+        r.insert_header("x-api-key", "sk-client").unwrap();
+        r.insert_header("authorization", "Bearer sk-client")
+            .unwrap();
+        let passed = passed_headers(&r);
+        let names: Vec<&str> = passed.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["anthropic-version", "anthropic-beta"]);
+    }
+}

@@ -1,0 +1,267 @@
+//! The Anthropic Messages front door (`/v1/messages`): passed through byte for byte to an
+//! Anthropic upstream (only the model replaced), translated for the others.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/providers/");
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{FIXTURES}{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// One request as the upstream received it.
+#[derive(Debug, Clone)]
+struct Received {
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+    fn request_line(&self) -> &str {
+        self.head.lines().next().unwrap_or("")
+    }
+}
+
+/// An upstream that records each request and answers with fixed bytes (a real capture),
+/// the body sent in several writes.
+async fn recording_upstream(
+    status: u16,
+    content_type: &'static str,
+    answer: Vec<u8>,
+) -> (std::net::SocketAddr, Arc<Mutex<Vec<Received>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let log = log.clone();
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i;
+                        }
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < head_end + 4 + len {
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body = buf[head_end + 4..head_end + 4 + len].to_vec();
+                    buf.drain(..head_end + 4 + len);
+                    log.lock().unwrap().push(Received { head, body });
+                    let header = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
+                        answer.len()
+                    );
+                    if conn.write_all(header.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    for piece in answer.chunks(97) {
+                        if conn.write_all(piece).await.is_err() {
+                            return;
+                        }
+                        let _ = conn.flush().await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+fn gateway_for(upstream: std::net::SocketAddr) -> Proc {
+    start_gateway(&format!(
+        r#"
+[server]
+listen = "{{listen}}"
+
+[[keys]]
+name = "all"
+sha256 = "{hash}"
+
+[providers.claude]
+kind = "anthropic"
+base_url = "http://{upstream}/v1"
+api_key = "${{JUNCTION_TEST_PROVIDER_KEY}}"
+
+[models.sonnet]
+provider = "claude"
+model = "claude-upstream-x"
+aliases = ["claude-sonnet-4-5"]
+"#,
+        hash = sha256_hex(ALL_KEY.as_bytes()),
+    ))
+}
+
+/// A Claude Code-like request: system blocks with cache_control, a thinking block with its
+/// signature, tool use, a field no translation knows, odd spacing.
+fn claude_code_request(stream: bool) -> String {
+    format!(
+        r#"{{"model": "claude-sonnet-4-5","max_tokens":32000,"stream":{stream},
+ "system":[{{"type":"text","text":"You are Claude Code.","cache_control":{{"type":"ephemeral"}}}}],
+ "messages":[{{"role":"user","content":[{{"type":"text","text":"List the files."}}]}},
+  {{"role":"assistant","content":[{{"type":"thinking","thinking":"I should call ls.","signature":"EqQBCkgIARABGAIiQJ+sig=="}},
+   {{"type":"tool_use","id":"toolu_01","name":"Bash","input":{{"command":"ls"}}}}]}},
+  {{"role":"user","content":[{{"type":"tool_result","tool_use_id":"toolu_01","content":"a.rs\nb.rs","cache_control":{{"type":"ephemeral"}}}}]}}],
+ "tools":[{{"name":"Bash","description":"Run a command","input_schema":{{"type":"object","properties":{{"command":{{"type":"string"}}}}}}}}],
+ "thinking":{{"type":"enabled","budget_tokens":10000}},
+ "metadata":{{"user_id":"user_abc_session_1"}},
+ "context_management":{{"edits":[]}}}}"#
+    )
+}
+
+async fn post_messages(
+    gw: &Proc,
+    query: &str,
+    body: &str,
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let r = reqwest::Client::new()
+        .post(gw.url(&format!("/v1/messages{query}")))
+        .header("x-api-key", ALL_KEY)
+        .header("anthropic-version", "2023-06-01")
+        .header(
+            "anthropic-beta",
+            "interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14",
+        )
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, headers, r.bytes().await.unwrap().to_vec())
+}
+
+#[tokio::test]
+async fn a_stream_to_an_anthropic_upstream_passes_through_byte_for_byte() {
+    let capture = fixture("anthropic_stream_thinking.sse");
+    let (up, seen) = recording_upstream(200, "text/event-stream", capture.clone()).await;
+    let gw = gateway_for(up);
+    let request = claude_code_request(true);
+    let (status, headers, body) = post_messages(&gw, "?beta=true", &request).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers["content-type"], "text/event-stream");
+    assert!(body == capture, "the stream came back changed");
+
+    let got = seen.lock().unwrap()[0].clone();
+    assert_eq!(got.request_line(), "POST /v1/messages?beta=true HTTP/1.1");
+    let expected = request.replacen(
+        r#""model": "claude-sonnet-4-5""#,
+        r#""model": "claude-upstream-x""#,
+        1,
+    );
+    assert!(expected != request);
+    assert_eq!(String::from_utf8_lossy(&got.body), expected);
+    assert_eq!(
+        got.header("anthropic-version").as_deref(),
+        Some("2023-06-01")
+    );
+    assert_eq!(
+        got.header("anthropic-beta").as_deref(),
+        Some("interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14")
+    );
+    assert_eq!(got.header("x-api-key").as_deref(), Some(PROVIDER_KEY));
+    assert_eq!(got.header("authorization"), None);
+}
+
+#[tokio::test]
+async fn a_whole_answer_and_an_error_pass_through_unchanged() {
+    let capture = fixture("anthropic_message_tool_use.json");
+    let (up, seen) = recording_upstream(200, "application/json", capture.clone()).await;
+    let gw = gateway_for(up);
+    let (status, _, body) = post_messages(&gw, "", &claude_code_request(false)).await;
+    assert_eq!(status, 200);
+    assert!(body == capture, "the answer came back changed");
+    assert_eq!(
+        seen.lock().unwrap()[0].request_line(),
+        "POST /v1/messages HTTP/1.1"
+    );
+
+    let error = fixture("anthropic_error_overloaded_529.json");
+    let (up, _) = recording_upstream(529, "application/json", error.clone()).await;
+    let gw = gateway_for(up);
+    let (status, _, body) = post_messages(&gw, "", &claude_code_request(true)).await;
+    assert!(status == 529 || status == 503, "{status}");
+    assert!(body == error, "{}", String::from_utf8_lossy(&body));
+}
+
+#[tokio::test]
+async fn thinking_another_backend_produced_is_not_replayed_to_anthropic() {
+    let capture = fixture("anthropic_message.json");
+    let (up, seen) = recording_upstream(200, "application/json", capture).await;
+    let gw = gateway_for(up);
+    // A thinking block Junction made from another backend's reasoning: no signature.
+    let request = claude_code_request(false).replace(
+        r#""signature":"EqQBCkgIARABGAIiQJ+sig==""#,
+        r#""signature":"""#,
+    );
+    let (status, _, _) = post_messages(&gw, "", &request).await;
+    assert_eq!(status, 200);
+    let sent: Value = serde_json::from_slice(&seen.lock().unwrap()[0].body).unwrap();
+    let assistant = &sent["messages"][1]["content"];
+    assert_eq!(assistant.as_array().unwrap().len(), 1, "{assistant}");
+    assert_eq!(assistant[0]["type"], "tool_use");
+    assert_eq!(sent["model"], "claude-upstream-x");
+}
+
+#[tokio::test]
+async fn errors_at_the_messages_door_are_in_anthropic_format() {
+    let (up, _) = recording_upstream(200, "application/json", b"{}".to_vec()).await;
+    let gw = gateway_for(up);
+    let r = reqwest::Client::new()
+        .post(gw.url("/v1/messages"))
+        .header("x-api-key", "sk-wrong")
+        .body(claude_code_request(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "authentication_error");
+
+    let (status, _, body) =
+        post_messages(&gw, "", r#"{"model":"nope","max_tokens":1,"messages":[]}"#).await;
+    assert_eq!(status, 404);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["type"], "not_found_error");
+
+    let (status, _, body) = post_messages(&gw, "", "{broken").await;
+    assert_eq!(status, 400);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+}
