@@ -61,9 +61,7 @@ pub fn translate_request(
         match m.role.as_str() {
             "system" | "developer" => {
                 if let Some(c) = &m.content {
-                    for text in text_pieces(c) {
-                        system.push(json!({"type": "text", "text": text}));
-                    }
+                    system.extend(text_blocks(c));
                 }
             }
             "user" => {
@@ -251,17 +249,32 @@ pub fn translate_request(
     Ok((bytes, translation))
 }
 
-fn text_pieces(c: &Content) -> Vec<String> {
+/// The text parts of a content as text blocks, with their cache marks.
+fn text_blocks(c: &Content) -> Vec<Value> {
     match c {
-        Content::Text(t) => vec![t.clone()],
+        Content::Text(t) => vec![json!({"type": "text", "text": t})],
         Content::Parts(parts) => parts
             .iter()
             .filter_map(|p| match p {
-                Part::Text { text } => Some(text.clone()),
+                Part::Text {
+                    text,
+                    cache_control,
+                } => Some(with_cache_mark(
+                    json!({"type": "text", "text": text}),
+                    cache_control,
+                )),
                 _ => None,
             })
             .collect(),
     }
+}
+
+/// A block with the part's `cache_control`, when it had one.
+fn with_cache_mark(mut block: Value, cache_control: &Option<Value>) -> Value {
+    if let (Some(cc), Some(o)) = (cache_control, block.as_object_mut()) {
+        o.insert("cache_control".into(), cc.clone());
+    }
+    block
 }
 
 fn user_blocks(c: &Content, policy: Unsupported) -> Result<Vec<Value>, GatewayError> {
@@ -272,8 +285,17 @@ fn user_blocks(c: &Content, policy: Unsupported) -> Result<Vec<Value>, GatewayEr
     let mut blocks = Vec::with_capacity(parts.len());
     for p in parts {
         match p {
-            Part::Text { text } => blocks.push(json!({"type": "text", "text": text})),
-            Part::ImageUrl { image_url } => {
+            Part::Text {
+                text,
+                cache_control,
+            } => blocks.push(with_cache_mark(
+                json!({"type": "text", "text": text}),
+                cache_control,
+            )),
+            Part::ImageUrl {
+                image_url,
+                cache_control,
+            } => {
                 let (kind, source) = match image_url.parse()? {
                     Image::Inline { mime, data } => (
                         if mime == "application/pdf" {
@@ -292,7 +314,10 @@ fn user_blocks(c: &Content, policy: Unsupported) -> Result<Vec<Value>, GatewayEr
                         json!({"type": "url", "url": url}),
                     ),
                 };
-                blocks.push(json!({"type": kind, "source": source}));
+                blocks.push(with_cache_mark(
+                    json!({"type": kind, "source": source}),
+                    cache_control,
+                ));
             }
             Part::Other => policy.apply(
                 KIND,

@@ -219,7 +219,7 @@ impl Content {
             Content::Parts(parts) => parts
                 .iter()
                 .filter_map(|p| match p {
-                    Part::Text { text } => Some(text.as_str()),
+                    Part::Text { text, .. } => Some(text.as_str()),
                     _ => None,
                 })
                 .collect::<Vec<_>>()
@@ -233,9 +233,15 @@ impl Content {
 pub enum Part {
     Text {
         text: String,
+        /// Anthropic-style prompt caching marks (sent by agents through OpenAI-compatible
+        /// routers); kept for Anthropic upstreams, left out for the others.
+        #[serde(default)]
+        cache_control: Option<Value>,
     },
     ImageUrl {
         image_url: ImageUrl,
+        #[serde(default)]
+        cache_control: Option<Value>,
     },
     /// Audio, files and anything newer.
     #[serde(other)]

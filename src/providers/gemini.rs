@@ -274,8 +274,8 @@ fn user_parts(c: &Content, policy: Unsupported) -> Result<Vec<Value>, GatewayErr
     let mut out = Vec::with_capacity(parts.len());
     for p in parts {
         match p {
-            Part::Text { text } => out.push(json!({"text": text})),
-            Part::ImageUrl { image_url } => out.push(match image_url.parse()? {
+            Part::Text { text, .. } => out.push(json!({"text": text})),
+            Part::ImageUrl { image_url, .. } => out.push(match image_url.parse()? {
                 Image::Inline { mime, data } => {
                     json!({"inlineData": {"mimeType": mime, "data": data}})
                 }

@@ -335,3 +335,36 @@ fn error_bodies_map_to_statuses_the_client_can_act_on() {
     );
     assert_eq!((e.status(), e.retry_after), (429, Some(9)));
 }
+
+#[test]
+fn cache_marks_on_content_parts_reach_anthropic_blocks() {
+    // What OpenAI-compatible agents (Cline, Roo, opencode) send for prompt caching.
+    let cc = serde_json::json!({"type": "ephemeral"});
+    let got = translate(serde_json::json!({
+        "model": "public",
+        "max_completion_tokens": 900,
+        "messages": [
+            {"role": "developer", "content": [
+                {"type": "text", "text": "You are an agent.", "cache_control": cc},
+                {"type": "text", "text": "Uncached."}
+            ]},
+            {"role": "user", "content": [
+                {"type": "text", "text": "Long context", "cache_control": cc},
+                {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}, "cache_control": cc}
+            ]}
+        ]
+    }))
+    .unwrap();
+    assert_eq!(got["max_tokens"], 900);
+    assert_eq!(
+        got["system"],
+        serde_json::json!([
+            {"type": "text", "text": "You are an agent.", "cache_control": cc},
+            {"type": "text", "text": "Uncached."}
+        ])
+    );
+    let blocks = &got["messages"][0]["content"];
+    assert_eq!(blocks[0]["cache_control"], cc);
+    assert_eq!(blocks[1]["type"], "image");
+    assert_eq!(blocks[1]["cache_control"], cc);
+}
