@@ -265,3 +265,69 @@ async fn errors_at_the_messages_door_are_in_anthropic_format() {
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["error"]["type"], "invalid_request_error");
 }
+
+#[tokio::test]
+async fn a_session_stays_on_one_deployment_of_a_weighted_model() {
+    let mock = start_mock();
+    let m = mock.addr;
+    let gw = start_gateway(&format!(
+        r#"
+[server]
+listen = "{{listen}}"
+
+[[keys]]
+name = "all"
+sha256 = "{hash}"
+
+[providers.mock]
+kind = "openai"
+base_url = "http://{m}/v1"
+
+[models.shared]
+strategy = "weighted"
+[[models.shared.deployments]]
+provider = "mock"
+model = "gpt-a"
+[[models.shared.deployments]]
+provider = "mock"
+model = "gpt-b"
+"#,
+        hash = sha256_hex(ALL_KEY.as_bytes()),
+    ));
+    let ask = |user: String, header: Option<String>| {
+        let gw_url = gw.url("/v1/messages");
+        async move {
+            let body = format!(
+                r#"{{"model":"shared","max_tokens":10,"messages":[{{"role":"user","content":"hi"}}],"metadata":{{"user_id":"{user}"}}}}"#
+            );
+            let mut r = reqwest::Client::new()
+                .post(gw_url)
+                .header("x-api-key", ALL_KEY)
+                .body(body);
+            if let Some(h) = header {
+                r = r.header("x-claude-code-session-id", h);
+            }
+            let v: Value = r.send().await.unwrap().json().await.unwrap();
+            v["model"].as_str().unwrap().to_string()
+        }
+    };
+    // One session: one deployment, every turn.
+    let first = ask("session-x".into(), None).await;
+    for _ in 0..20 {
+        assert_eq!(ask("session-x".into(), None).await, first);
+    }
+    // Many sessions: both deployments serve some.
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..40 {
+        seen.insert(ask(format!("user-{i}"), None).await);
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    // The session header outranks the body's user id.
+    let by_header = ask("user-0".into(), Some("claude-session-1".into())).await;
+    for i in 1..20 {
+        assert_eq!(
+            ask(format!("user-{i}"), Some("claude-session-1".into())).await,
+            by_header
+        );
+    }
+}

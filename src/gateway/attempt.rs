@@ -36,7 +36,7 @@ pub async fn run(
     tally: &mut Tally,
 ) -> Result<Outcome, GatewayError> {
     let settings = &snapshot.routing;
-    let candidates = routing::candidates(route, snapshot, &gateway.health);
+    let candidates = routing::candidates(route, snapshot, &gateway.health, inbound.info.session);
     let deadline = route.deployments[0]
         .timeouts
         .total

@@ -187,17 +187,28 @@ async fn serve(
             None,
         ),
         Front::Messages => {
-            let (model, stream) = super::messages::peek(&body)?;
+            let peeked = super::messages::peek(&body)?;
             native_headers = super::messages::passed_headers(session.req_header());
             let info = openai::ChatRequestInfo {
-                model,
-                stream,
+                model: peeked.model,
+                stream: peeked.stream,
                 include_usage: true,
+                session: peeked.session,
             };
             (info, Some(messages::request_to_chat(&body)))
         }
     };
     seen.stream = info.stream;
+    let mut info = info;
+    // A session header (Claude Code sends one) outranks what the body says.
+    if let Some(id) = session
+        .req_header()
+        .headers
+        .get("x-claude-code-session-id")
+        .filter(|v| !v.is_empty())
+    {
+        info.session = Some(crate::routing::fnv1a(id.as_bytes()));
+    }
     let Some(route) = snapshot.route(&info.model) else {
         seen.model = Some(info.model.as_str().into());
         return Err(GatewayError::model_not_found(&info.model));

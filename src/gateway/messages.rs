@@ -10,14 +10,30 @@ use pingora_http::RequestHeader;
 use serde::Deserialize;
 use std::borrow::Cow;
 
-/// The model and whether to stream, from a Messages request body.
-pub fn peek(body: &[u8]) -> Result<(String, bool), GatewayError> {
+/// What routing needs of a Messages request body: the model, whether to stream, and the
+/// session (`metadata.user_id`, which Claude Code makes per session).
+#[derive(Debug)]
+pub struct Peeked {
+    pub model: String,
+    pub stream: bool,
+    pub session: Option<u64>,
+}
+
+/// Reads [`Peeked`] from a Messages request body.
+pub fn peek(body: &[u8]) -> Result<Peeked, GatewayError> {
+    #[derive(Deserialize)]
+    struct Metadata<'a> {
+        #[serde(borrow, default)]
+        user_id: Option<Cow<'a, str>>,
+    }
     #[derive(Deserialize)]
     struct Peek<'a> {
         #[serde(borrow)]
         model: Option<Cow<'a, str>>,
         #[serde(default)]
         stream: Option<bool>,
+        #[serde(borrow, default)]
+        metadata: Option<Metadata<'a>>,
     }
     let p: Peek<'_> = serde_json::from_slice(body).map_err(|e| {
         GatewayError::invalid_request(format!("The request body is not valid JSON: {e}."))
@@ -26,7 +42,15 @@ pub fn peek(body: &[u8]) -> Result<(String, bool), GatewayError> {
         .model
         .filter(|m| !m.is_empty())
         .ok_or_else(|| GatewayError::invalid_request("model: Field required").param("model"))?;
-    Ok((model.into_owned(), p.stream.unwrap_or(false)))
+    Ok(Peeked {
+        model: model.into_owned(),
+        stream: p.stream.unwrap_or(false),
+        session: p
+            .metadata
+            .and_then(|m| m.user_id)
+            .filter(|u| !u.is_empty())
+            .map(|u| crate::routing::fnv1a(u.as_bytes())),
+    })
 }
 
 /// The client's `anthropic-*` headers (version, betas), passed on to an Anthropic upstream
@@ -64,7 +88,7 @@ fn count(
     snapshot: &Snapshot,
     key: &crate::config::ClientKey,
 ) -> Result<u64, GatewayError> {
-    let (model, _) = peek(body)?;
+    let model = peek(body)?.model;
     let route = snapshot
         .route(&model)
         .ok_or_else(|| GatewayError::model_not_found(&model))?;
@@ -91,15 +115,12 @@ mod tests {
 
     #[test]
     fn peek_reads_model_and_stream_and_refuses_the_rest() {
-        assert_eq!(
-            peek(br#"{"model":"claude-sonnet-4-5","max_tokens":5,"messages":[],"stream":true}"#)
-                .unwrap(),
-            ("claude-sonnet-4-5".to_string(), true)
-        );
-        assert_eq!(
-            peek(br#"{"model":"m","messages":[]}"#).unwrap(),
-            ("m".to_string(), false)
-        );
+        let p = peek(br#"{"model":"claude-sonnet-4-5","max_tokens":5,"messages":[],"stream":true,"metadata":{"user_id":"u1"}}"#)
+            .unwrap();
+        assert_eq!((p.model.as_str(), p.stream), ("claude-sonnet-4-5", true));
+        assert_eq!(p.session, Some(crate::routing::fnv1a(b"u1")));
+        let p = peek(br#"{"model":"m","messages":[]}"#).unwrap();
+        assert_eq!((p.model.as_str(), p.stream, p.session), ("m", false, None));
         let e = peek(br#"{"messages":[]}"#).unwrap_err();
         assert_eq!((e.status(), e.param), (400, Some("model")));
         assert_eq!(peek(b"{not json").unwrap_err().status(), 400);

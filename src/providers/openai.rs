@@ -17,6 +17,9 @@ pub struct ChatRequestInfo {
     pub stream: bool,
     /// The client asked for the usage chunk (`stream_options.include_usage`).
     pub include_usage: bool,
+    /// The session the request belongs to (`prompt_cache_key`, or a session header), for
+    /// deployment affinity.
+    pub session: Option<u64>,
 }
 
 /// Reusable buffers for parsing request bodies (simd-json parses in place, into a tape).
@@ -156,10 +159,16 @@ pub fn parse_request(
                 .unwrap_or(false),
         },
     };
+    let session = obj.get("prompt_cache_key").and_then(|v| {
+        v.as_str()
+            .filter(|k| !k.is_empty())
+            .map(|k| crate::routing::fnv1a(k.as_bytes()))
+    });
     Ok(ChatRequestInfo {
         model,
         stream,
         include_usage,
+        session,
     })
 }
 

@@ -14,8 +14,16 @@ pub struct Candidate {
 }
 
 /// The deployments of `route` in its strategy's order, then those of its fallback models
-/// (each in its own order), each deployment once.
-pub fn candidates(route: &ModelRoute, snapshot: &Snapshot, health: &Health) -> Vec<Candidate> {
+/// (each in its own order), each deployment once. With a session (`affinity`), the order of
+/// the strategies that would pick at random or by load is the session's own, so that a
+/// session stays on one deployment (its prompt cache and reasoning blobs stay valid) and
+/// moves only when that deployment cannot take it.
+pub fn candidates(
+    route: &ModelRoute,
+    snapshot: &Snapshot,
+    health: &Health,
+    affinity: Option<u64>,
+) -> Vec<Candidate> {
     let mut out: Vec<Candidate> = Vec::new();
     let mut seen_models: Vec<&str> = Vec::new();
     let mut queue: Vec<&ModelRoute> = vec![route];
@@ -27,7 +35,7 @@ pub fn candidates(route: &ModelRoute, snapshot: &Snapshot, health: &Health) -> V
             continue;
         }
         seen_models.push(&r.name);
-        for d in order(r, health) {
+        for d in order(r, health, affinity) {
             if !out.iter().any(|c| c.deployment.id == d.id) {
                 out.push(Candidate {
                     health: health.get(&d.id),
@@ -46,9 +54,56 @@ pub fn candidates(route: &ModelRoute, snapshot: &Snapshot, health: &Health) -> V
 
 /// One model's deployments in the order its strategy gives; deployments that cannot take a
 /// request now (breaker open, rate-limit cooldown) go last.
-fn order<'a>(route: &'a ModelRoute, health: &Health) -> Vec<&'a Deployment> {
+fn order<'a>(route: &'a ModelRoute, health: &Health, affinity: Option<u64>) -> Vec<&'a Deployment> {
     let ds = &route.deployments;
-    let mut ordered: Vec<&Deployment> = match route.strategy {
+    let mut ordered: Vec<&Deployment> = match (route.strategy, affinity) {
+        (Strategy::Priority | Strategy::Cost, _) | (_, None) => strategy_order(route, health),
+        (_, Some(session)) => session_order(ds, session),
+    };
+    // Stable: the strategy's order holds within the available and the unavailable. Cached:
+    // each deployment's health is looked up once, not once per comparison.
+    ordered.sort_by_cached_key(|d| {
+        let h = health.get(&d.id);
+        h.state() == health::BreakerState::Open || h.cooldown_left().is_some()
+    });
+    ordered
+}
+
+/// A session's own order of deployments: weighted rendezvous hashing, so each session's
+/// first choice follows the weights, stays put while the set of deployments does, and only
+/// the sessions of a removed deployment move.
+fn session_order(ds: &[Deployment], session: u64) -> Vec<&Deployment> {
+    let mut scored: Vec<(f64, &Deployment)> = ds
+        .iter()
+        .map(|d| {
+            let h = mix(session ^ fnv1a(d.id.as_bytes()));
+            // A uniform in (0, 1]; -ln(u)/w is exponential with rate w: the smallest wins
+            // with probability w / Σw.
+            let u = ((h >> 11) + 1) as f64 / (1u64 << 53) as f64;
+            (-u.ln() / d.weight.max(1) as f64, d)
+        })
+        .collect();
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+    scored.into_iter().map(|(_, d)| d).collect()
+}
+
+/// A session key (a header or body field the client sends) as a number.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// splitmix64's finalizer: spreads close inputs apart.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn strategy_order<'a>(route: &'a ModelRoute, health: &Health) -> Vec<&'a Deployment> {
+    let ds = &route.deployments;
+    match route.strategy {
         Strategy::Priority => ds.iter().collect(),
         Strategy::Weighted => weighted_order(ds, &mut fastrand::Rng::new()),
         Strategy::LeastInFlight => {
@@ -65,14 +120,7 @@ fn order<'a>(route: &'a ModelRoute, health: &Health) -> Vec<&'a Deployment> {
             v.sort_by_key(|d| d.price.map_or(u64::MAX, |p| p.typical_cost()));
             v
         }
-    };
-    // Stable: the strategy's order holds within the available and the unavailable. Cached:
-    // each deployment's health is looked up once, not once per comparison.
-    ordered.sort_by_cached_key(|d| {
-        let h = health.get(&d.id);
-        h.state() == health::BreakerState::Open || h.cooldown_left().is_some()
-    });
-    ordered
+    }
 }
 
 /// Weighted random order without replacement: the first pick follows the weights exactly.
@@ -325,10 +373,58 @@ price = { input = 0.5, output = 1.5 }
     }
 
     #[test]
+    fn a_session_stays_on_its_deployment_and_sessions_follow_the_weights() {
+        let s = snapshot();
+        let health = Health::default();
+        let r = s.route("m").unwrap();
+        let first = |session: u64| {
+            candidates(&r, &s, &health, Some(session))[0]
+                .deployment
+                .id
+                .clone()
+        };
+        // The same session, the same deployment, every time.
+        let pinned = first(fnv1a(b"session-1"));
+        for _ in 0..100 {
+            assert_eq!(first(fnv1a(b"session-1")), pinned);
+        }
+        // Across sessions, first choices follow the weights (3:1).
+        let n = 4000;
+        let on_a = (0..n)
+            .filter(|i| &*first(fnv1a(format!("session-{i}").as_bytes())) == "a/m")
+            .count();
+        let share = on_a as f64 / n as f64;
+        assert!((share - 0.75).abs() < 0.04, "share of a: {share}");
+    }
+
+    #[test]
+    fn a_session_moves_only_when_its_deployment_cannot_take_it() {
+        let s = snapshot();
+        let health = Health::default();
+        let r = s.route("m").unwrap();
+        let session = (0..)
+            .map(|i: u32| fnv1a(format!("s{i}").as_bytes()))
+            .find(|&k| &*candidates(&r, &s, &health, Some(k))[0].deployment.id == "a/m")
+            .unwrap();
+        let settings = s.breaker;
+        let a = health.get(&"a/m".into());
+        for _ in 0..settings.consecutive_failures.max(1) {
+            let ticket = a.try_acquire();
+            if let Some(t) = ticket {
+                health.failure(&t, health::Failure::Broken, None, &settings);
+            }
+        }
+        assert_eq!(a.state(), health::BreakerState::Open);
+        let c = candidates(&r, &s, &health, Some(session));
+        assert_eq!(&*c[0].deployment.id, "b/m");
+        assert_eq!(&*c[1].deployment.id, "a/m");
+    }
+
+    #[test]
     fn fallbacks_follow_each_deployment_once_without_looping() {
         let s = snapshot();
         let health = Health::default();
-        let c = candidates(&s.route("m").unwrap(), &s, &health);
+        let c = candidates(&s.route("m").unwrap(), &s, &health, None);
         let ids: Vec<&str> = c.iter().map(|c| &*c.deployment.id).collect();
         assert_eq!(ids.len(), 3);
         assert_eq!(ids[2], "b/other");
@@ -359,10 +455,10 @@ provider = "b"
     fn least_inflight_prefers_the_idle_deployment() {
         let s = two_way("least_inflight");
         let health = Health::default();
-        let first = candidates(&s.route("m").unwrap(), &s, &health);
+        let first = candidates(&s.route("m").unwrap(), &s, &health, None);
         assert_eq!(&*first[0].deployment.id, "a/m");
         let _busy = first[0].health.try_acquire().unwrap();
-        let next = candidates(&s.route("m").unwrap(), &s, &health);
+        let next = candidates(&s.route("m").unwrap(), &s, &health, None);
         assert_eq!(&*next[0].deployment.id, "b/m");
     }
 
@@ -370,7 +466,7 @@ provider = "b"
     fn latency_prefers_the_lower_ttft_estimate() {
         let s = two_way("latency");
         let health = Health::default();
-        let c = candidates(&s.route("m").unwrap(), &s, &health);
+        let c = candidates(&s.route("m").unwrap(), &s, &health, None);
         for cand in &c {
             let t = cand.health.try_acquire().unwrap();
             let ms = if &*cand.deployment.id == "a/m" {
@@ -382,7 +478,7 @@ provider = "b"
         }
         // With two deployments, both are always the two choices: the faster wins every time.
         for _ in 0..50 {
-            let c = candidates(&s.route("m").unwrap(), &s, &health);
+            let c = candidates(&s.route("m").unwrap(), &s, &health, None);
             assert_eq!(&*c[0].deployment.id, "b/m");
         }
     }
@@ -391,7 +487,7 @@ provider = "b"
     fn cost_puts_the_cheapest_first_and_unhealthy_last() {
         let s = snapshot();
         let health = Health::default();
-        let c = candidates(&s.route("cheap").unwrap(), &s, &health);
+        let c = candidates(&s.route("cheap").unwrap(), &s, &health, None);
         assert_eq!(&*c[0].deployment.id, "b/cheap");
         assert_eq!(
             c[0].deployment.price,
@@ -411,7 +507,7 @@ provider = "b"
             &s.breaker,
         );
         drop(t);
-        let c = candidates(&s.route("cheap").unwrap(), &s, &health);
+        let c = candidates(&s.route("cheap").unwrap(), &s, &health, None);
         assert_eq!(&*c[0].deployment.id, "a/cheap");
     }
 }

@@ -20,7 +20,8 @@ fn parses_model_stream_and_usage_flag() {
         ChatRequestInfo {
             model: "m".into(),
             stream: true,
-            include_usage: true
+            include_usage: true,
+            session: None,
         }
     );
     let i = info(r#"{"messages":[{}],"model":"m"}"#);
