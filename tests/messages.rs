@@ -331,3 +331,122 @@ model = "gpt-b"
         );
     }
 }
+
+fn keepalive_config(mock: &Proc) -> String {
+    let m = mock.addr;
+    format!(
+        r#"
+[server]
+listen = "{{listen}}"
+stream_keepalive_ms = 200
+
+[[keys]]
+name = "all"
+sha256 = "{hash}"
+
+[providers.thinking]
+kind = "openai"
+base_url = "http://{m}/v1"
+headers = {{ "x-mock-ttft-ms" = "1100" }}
+
+[providers.dead-slow]
+kind = "openai"
+base_url = "http://{m}/v1"
+headers = {{ "x-mock-ttft-ms" = "5000" }}
+timeouts = {{ ttft_ms = 900 }}
+
+[providers.fine]
+kind = "openai"
+base_url = "http://{m}/v1"
+
+[models.slow-start]
+provider = "thinking"
+
+[models.fails-over]
+[[models.fails-over.deployments]]
+provider = "dead-slow"
+priority = 0
+[[models.fails-over.deployments]]
+provider = "fine"
+priority = 1
+
+[models.never-starts]
+provider = "dead-slow"
+"#,
+        hash = sha256_hex(ALL_KEY.as_bytes()),
+    )
+}
+
+async fn stream_text(gw: &Proc, path: &str, model: &str) -> (u16, String) {
+    let body = if path == "/v1/messages" {
+        format!(
+            r#"{{"model":"{model}","max_tokens":10,"stream":true,"messages":[{{"role":"user","content":"hi"}}]}}"#
+        )
+    } else {
+        chat_body(model, true)
+    };
+    let r = reqwest::Client::new()
+        .post(gw.url(path))
+        .header("x-api-key", ALL_KEY)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_stream_waiting_for_its_first_token_keeps_the_client_alive() {
+    let mock = start_mock();
+    let gw = start_gateway(&keepalive_config(&mock));
+    let (status, text) = stream_text(&gw, "/v1/chat/completions", "slow-start").await;
+    assert_eq!(status, 200);
+    let first_data = text.find("data: ").unwrap();
+    let pings = text[..first_data].matches(": keep-alive\n\n").count();
+    assert!(
+        pings >= 3,
+        "{pings} keep-alives before the first token: {text}"
+    );
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+
+    let (status, text) = stream_text(&gw, "/v1/messages", "slow-start").await;
+    assert_eq!(status, 200);
+    let start = text.find("event: message_start").unwrap();
+    let pings = text[..start]
+        .matches("event: ping\ndata: {\"type\": \"ping\"}\n\n")
+        .count();
+    assert!(pings >= 3, "{pings} pings before message_start: {text}");
+    assert!(
+        text.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn after_keep_alives_a_dead_deployment_still_fails_over_or_ends_with_an_error_event() {
+    let mock = start_mock();
+    let gw = start_gateway(&keepalive_config(&mock));
+    // The first deployment sends nothing within its TTFT deadline (after keep-alives went
+    // out); the second answers, in the same response.
+    let (status, text) = stream_text(&gw, "/v1/chat/completions", "fails-over").await;
+    assert_eq!(status, 200);
+    assert!(text.starts_with(": keep-alive\n\n"), "{text}");
+    let data = sse_data(&text);
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"), "{text}");
+    assert!(!text.contains("\"error\""), "{text}");
+
+    // No deployment starts: the stream ends with an error event in the client's protocol.
+    let (status, text) = stream_text(&gw, "/v1/chat/completions", "never-starts").await;
+    assert_eq!(status, 200);
+    let last: Value = serde_json::from_str(sse_data(&text).last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "upstream_timeout", "{text}");
+
+    let (status, text) = stream_text(&gw, "/v1/messages", "never-starts").await;
+    assert_eq!(status, 200);
+    assert!(text.contains("event: ping"), "{text}");
+    let tail = text.rsplit("event: ").next().unwrap();
+    assert!(tail.starts_with("error\ndata: "), "{text}");
+    let v: Value = serde_json::from_str(tail.trim_start_matches("error\ndata: ").trim()).unwrap();
+    assert_eq!(v["error"]["type"], "timeout_error", "{v}");
+}

@@ -152,6 +152,10 @@ pub struct ServerSection {
     pub keepalive_secs: u64,
     /// Longest time a client may take to send its request body, in ms. Default 30000.
     pub body_timeout_ms: u64,
+    /// While a stream waits for its first token, a keep-alive (an SSE comment; Anthropic's
+    /// `ping` event at `/v1/messages`) goes to the client this often, in ms; 0: never.
+    /// Default 15000.
+    pub stream_keepalive_ms: u64,
     /// Idle upstream connections kept per worker pool. Default 128.
     pub upstream_pool_size: usize,
     /// On SIGTERM (and after a binary upgrade), the longest wait for requests in flight to
@@ -171,6 +175,7 @@ impl Default for ServerSection {
             h2c: true,
             keepalive_secs: 60,
             body_timeout_ms: 30_000,
+            stream_keepalive_ms: 15_000,
             upstream_pool_size: 128,
             shutdown_grace_secs: 60,
             upgrade_sock: "/tmp/junction_upgrade.sock".into(),

@@ -334,6 +334,8 @@ pub struct ServerSettings {
     pub h2c: bool,
     pub keepalive_secs: u64,
     pub body_timeout: Duration,
+    /// How often a stream waiting for its first token sends the client a keep-alive.
+    pub stream_keepalive: Option<Duration>,
     pub upstream_pool_size: usize,
     pub shutdown_grace: Duration,
     pub upgrade_sock: String,
@@ -607,6 +609,8 @@ impl Validator<'_> {
             h2c: f.server.h2c,
             keepalive_secs: f.server.keepalive_secs,
             body_timeout: Duration::from_millis(f.server.body_timeout_ms),
+            stream_keepalive: (f.server.stream_keepalive_ms > 0)
+                .then(|| Duration::from_millis(f.server.stream_keepalive_ms)),
             upstream_pool_size: f.server.upstream_pool_size,
             shutdown_grace: Duration::from_secs(f.server.shutdown_grace_secs),
             upgrade_sock: f.server.upgrade_sock.clone(),

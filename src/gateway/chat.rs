@@ -129,6 +129,7 @@ pub async fn chat_completions(
     let trace = trace::Context::from_request(session.req_header());
     let ctx = forward::Context {
         front,
+        keepalive: snapshot.server.stream_keepalive,
         traceparent: trace.traceparent(),
         retry_statuses: &snapshot.routing.retry_statuses,
     };

@@ -54,6 +54,8 @@ impl Outcome {
 pub struct Context<'a> {
     /// The protocol the client speaks.
     pub front: Front,
+    /// How often a stream waiting for its first token sends the client a keep-alive.
+    pub keepalive: Option<Duration>,
     /// The W3C `traceparent` header value for upstream requests.
     pub traceparent: String,
     pub retry_statuses: &'a [u16],
@@ -158,8 +160,7 @@ pub async fn attempt(
     match (info.stream, upstream.dialect) {
         (true, dialect) => {
             let deadline = tokio::time::Instant::from_std(started + t.ttft());
-            let first = tokio::time::timeout_at(deadline, up.read_response_body());
-            let first = match or_client_gone(session, first).await {
+            let first = match first_chunk(session, &mut up, deadline, ctx).await {
                 None => return client_gone(),
                 Some(Err(_)) => {
                     let e = GatewayError::new(
@@ -405,6 +406,62 @@ async fn send(
     unreachable!("the loop returns on its second pass")
 }
 
+/// Waits for a stream's first chunk until `deadline` (`None`: the client left first). Every
+/// keep-alive period of the wait, the client gets a keep-alive (the SSE header first, once):
+/// clients and proxies that give up on a silent connection keep waiting. Nothing else is
+/// written, so another deployment may still be tried if this one fails.
+async fn first_chunk(
+    session: &mut ServerSession,
+    up: &mut HttpSession,
+    deadline: tokio::time::Instant,
+    ctx: &Context<'_>,
+) -> Option<Result<pingora_error::Result<Option<Bytes>>, tokio::time::error::Elapsed>> {
+    let read = tokio::time::timeout_at(deadline, up.read_response_body());
+    let Some(every) = ctx.keepalive else {
+        return or_client_gone(session, read).await;
+    };
+    tokio::pin!(read);
+    loop {
+        match or_client_gone(session, tokio::time::timeout(every, &mut read)).await? {
+            Ok(r) => return Some(r),
+            Err(_) => {
+                if !keep_alive(session, ctx.front).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Sends a stream's keep-alive (and its header, the first time); false if the client is gone.
+async fn keep_alive(session: &mut ServerSession, front: Front) -> bool {
+    if !respond::header_sent(session)
+        && session
+            .write_response_header(Box::new(sse_header()))
+            .await
+            .is_err()
+    {
+        return false;
+    }
+    let ping: &'static [u8] = match front {
+        Front::Chat => b": keep-alive\n\n",
+        Front::Messages => b"event: ping\ndata: {\"type\": \"ping\"}\n\n",
+    };
+    session
+        .write_response_body(Bytes::from_static(ping), false)
+        .await
+        .is_ok()
+}
+
+fn sse_header() -> ResponseHeader {
+    let mut header = ResponseHeader::build(200, Some(5)).expect("valid status");
+    let _ = header.insert_header(http::header::CONTENT_TYPE, "text/event-stream");
+    let _ = header.insert_header(http::header::CACHE_CONTROL, "no-cache");
+    let _ = header.insert_header(http::header::TRANSFER_ENCODING, "chunked");
+    let _ = header.insert_header("x-accel-buffering", "no");
+    header
+}
+
 /// Runs `fut` unless the client disconnects first (then `None`).
 async fn or_client_gone<T>(session: &mut ServerSession, fut: impl Future<Output = T>) -> Option<T> {
     tokio::select! {
@@ -600,14 +657,10 @@ impl Relay {
 /// The response header for the client: SSE for streams; for whole bodies, the upstream's
 /// content type and length (chunked when it gave none).
 fn client_header(up: &HttpSession, stream: bool) -> ResponseHeader {
-    let mut header = ResponseHeader::build(200, Some(5)).expect("valid status");
     if stream {
-        let _ = header.insert_header(http::header::CONTENT_TYPE, "text/event-stream");
-        let _ = header.insert_header(http::header::CACHE_CONTROL, "no-cache");
-        let _ = header.insert_header(http::header::TRANSFER_ENCODING, "chunked");
-        let _ = header.insert_header("x-accel-buffering", "no");
-        return header;
+        return sse_header();
     }
+    let mut header = ResponseHeader::build(200, Some(5)).expect("valid status");
     let upstream = up.response_header();
     let content_type = upstream
         .and_then(|h| h.headers.get(http::header::CONTENT_TYPE).cloned())
@@ -647,13 +700,16 @@ async fn relay(
         ending: Ending::ClientAborted,
         own: Duration::ZERO,
     };
-    let header = client_header(&up, matches!(relay, Relay::Stream(_)));
-    if session
-        .write_response_header(Box::new(header))
-        .await
-        .is_err()
-    {
-        return outcome;
+    // A stream's header may have gone out already, with keep-alives while it waited.
+    if !respond::header_sent(session) {
+        let header = client_header(&up, matches!(relay, Relay::Stream(_)));
+        if session
+            .write_response_header(Box::new(header))
+            .await
+            .is_err()
+        {
+            return outcome;
+        }
     }
     up.set_read_timeout(Some(t.idle));
     let mut pending = first;

@@ -25,8 +25,23 @@ pub async fn write_json(session: &mut ServerSession, status: u16, body: Bytes) -
         && session.write_response_body(body, true).await.is_ok()
 }
 
+/// The final response header is out (an interim `100 Continue` does not count).
+pub fn header_sent(session: &ServerSession) -> bool {
+    session
+        .response_written()
+        .is_some_and(|h| h.status.as_u16() >= 200)
+}
+
 /// Writes an error in the client's protocol's format, with `Retry-After` when it has one.
 pub async fn write_error(session: &mut ServerSession, e: &GatewayError, front: Front) {
+    // A stream that sent keep-alives while it waited has its header out: the error ends
+    // the stream as an event.
+    if header_sent(session) {
+        let _ = session
+            .write_response_body(front.error_event(e), true)
+            .await;
+        return;
+    }
     let body = front.error_body(e);
     let mut header = json_header(e.status(), body.len());
     if let Some(secs) = e.retry_after {
