@@ -320,7 +320,8 @@ criterion_group!(
     translate_requests,
     accounting,
     estimate,
-    messages
+    messages,
+    responses
 );
 criterion_main!(benches);
 
@@ -398,6 +399,90 @@ fn messages(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(whole.len() as u64));
     g.bench_function("response_from_chat", |b| {
         b.iter(|| messages::response_from_chat(black_box(&whole), "claude-sonnet-4-5").unwrap())
+    });
+    g.finish();
+}
+
+/// A Codex-like Responses request of about `turns` tool round trips: long instructions, a
+/// developer message, function and custom (apply_patch) tools and a namespace, reasoning
+/// items with encrypted content, calls and their outputs.
+fn codex_request(turns: usize) -> Vec<u8> {
+    use serde_json::json;
+    let schema = json!({"type": "object", "properties": {"command": {"type": "array", "items": {"type": "string"}}, "workdir": {"type": "string"}, "timeout_ms": {"type": "number"}}, "required": ["command"], "additionalProperties": false});
+    let mut tools: Vec<_> = (0..6)
+        .map(|i| json!({"type": "function", "name": format!("tool_{i}"), "description": "Runs a shell command and returns its output. ".repeat(6), "strict": false, "parameters": schema}))
+        .collect();
+    tools.push(json!({"type": "custom", "name": "apply_patch", "description": "Use the `apply_patch` tool to edit files.", "format": {"type": "grammar", "syntax": "lark", "definition": "start: begin_patch hunk+ end_patch\nbegin_patch: \"*** Begin Patch\" LF\n".repeat(10)}}));
+    tools.push(json!({"type": "namespace", "name": "mcp_github", "description": "GitHub", "tools": [
+        {"type": "function", "name": "get_issue", "parameters": {"type": "object", "properties": {"n": {"type": "integer"}}}},
+        {"type": "function", "name": "list_prs", "parameters": {"type": "object", "properties": {}}}
+    ]}));
+    tools.push(json!({"type": "web_search"}));
+    let mut input = vec![
+        json!({"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "<permissions instructions>sandbox: workspace-write</permissions instructions>"}]}),
+        json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "<environment_context><cwd>/repo</cwd></environment_context>"}]}),
+        json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Fix the failing test in src/lib.rs."}]}),
+    ];
+    for i in 0..turns {
+        let id = format!("call_{i:024}");
+        input.push(json!({"type": "reasoning", "id": format!("rs_{i}"), "summary": [{"type": "summary_text", "text": "I should look at the file first."}], "encrypted_content": "gAAAAABo".repeat(64)}));
+        input.push(json!({"type": "function_call", "call_id": id, "name": "tool_0", "arguments": "{\"command\":[\"cat\",\"src/lib.rs\"]}"}));
+        input.push(json!({"type": "function_call_output", "call_id": id, "output": "fn main() {\n    println!(\"hello\");\n}\n".repeat(20)}));
+    }
+    json!({
+        "model": "gpt-5-codex",
+        "instructions": "You are Codex, based on GPT-5. You are running as a coding agent in the Codex CLI. ".repeat(100),
+        "input": input,
+        "tools": tools,
+        "tool_choice": "auto",
+        "parallel_tool_calls": false,
+        "reasoning": {"effort": "medium", "summary": "auto"},
+        "store": false,
+        "stream": true,
+        "include": ["reasoning.encrypted_content"],
+        "prompt_cache_key": "0199a7c3-session"
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// The OpenAI Responses front door: request translation, the chunk stream encoder and the
+/// whole-response translation.
+fn responses(c: &mut Criterion) {
+    use junction::front::responses;
+    let mut g = c.benchmark_group("responses");
+    let body = codex_request(20);
+    let context = responses::request_to_chat(&body).unwrap().context;
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    g.bench_function("request_to_chat", |b| {
+        b.iter(|| responses::request_to_chat(black_box(&body)).unwrap())
+    });
+    for (name, file) in [
+        ("stream_encoder", "openai_stream_usage.sse"),
+        (
+            "stream_encoder_tool_calls",
+            "openai_stream_tool_calls_parallel.sse",
+        ),
+    ] {
+        let events = events_of(file);
+        g.throughput(Throughput::Elements(events.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut e = responses::StreamEncoder::new("gpt-5-codex", context.clone());
+                let mut n = 0;
+                for ev in &events {
+                    n += e.feed(ev.clone()).map_or(0, |b| b.len());
+                }
+                black_box(n)
+            })
+        });
+    }
+    let whole = fixture("openai_chat_completion.json");
+    g.throughput(Throughput::Bytes(whole.len() as u64));
+    g.bench_function("response_from_chat", |b| {
+        b.iter(|| {
+            responses::response_from_chat(black_box(&whole), "gpt-5-codex", &context).unwrap()
+        })
     });
     g.finish();
 }

@@ -4,6 +4,7 @@
 //! them natively.
 
 pub mod messages;
+pub mod responses;
 
 use crate::error::{ErrorKind, GatewayError, UpstreamBody};
 use bytes::Bytes;
@@ -16,13 +17,15 @@ pub enum Front {
     Chat,
     /// Anthropic `POST /v1/messages`.
     Messages,
+    /// OpenAI `POST /v1/responses` (stateless).
+    Responses,
 }
 
 impl Front {
     /// An error body in this protocol's format.
     pub fn error_body(self, e: &GatewayError) -> Bytes {
         match self {
-            Front::Chat => e.body(),
+            Front::Chat | Front::Responses => e.body(),
             Front::Messages => anthropic_error_body(e),
         }
     }
@@ -39,7 +42,27 @@ impl Front {
                 out.extend_from_slice(b"\n\n");
                 out.into()
             }
+            // Before any event of the response (a stream that only sent keep-alives).
+            Front::Responses => responses::StreamEncoder::new("", responses::Context::default())
+                .failed_event(responses_code(e), &e.message_or_code()),
         }
+    }
+
+    /// A keep-alive for a stream that waits for its first token.
+    pub fn keep_alive(self) -> &'static [u8] {
+        match self {
+            Front::Chat | Front::Responses => b": keep-alive\n\n",
+            Front::Messages => b"event: ping\ndata: {\"type\": \"ping\"}\n\n",
+        }
+    }
+}
+
+/// The machine-readable `response.failed` code for an error.
+pub fn responses_code(e: &GatewayError) -> &'static str {
+    match e.status() {
+        429 => "rate_limit_exceeded",
+        400..=499 => "invalid_prompt",
+        _ => "server_error",
     }
 }
 

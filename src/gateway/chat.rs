@@ -127,9 +127,10 @@ pub async fn chat_completions(
     front: Front,
 ) -> Result<forward::Outcome, GatewayError> {
     let trace = trace::Context::from_request(session.req_header());
-    let ctx = forward::Context {
+    let mut ctx = forward::Context {
         front,
         keepalive: snapshot.server.stream_keepalive,
+        responses: None,
         traceparent: trace.traceparent(),
         retry_statuses: &snapshot.routing.retry_statuses,
     };
@@ -149,7 +150,7 @@ pub async fn chat_completions(
         } else {
             crate::usage::KEEP_FOR_ESTIMATE
         });
-    let result = serve(gateway, session, snapshot, &ctx, &mut accounted.seen).await;
+    let result = serve(gateway, session, snapshot, &mut ctx, &mut accounted.seen).await;
     accounted.finish(Some(&result));
     result
 }
@@ -158,7 +159,7 @@ async fn serve(
     gateway: &Gateway,
     session: &mut ServerSession,
     snapshot: &Snapshot,
-    ctx: &forward::Context<'_>,
+    ctx: &mut forward::Context<'_>,
     seen: &mut Seen,
 ) -> Result<forward::Outcome, GatewayError> {
     let key = auth::authenticate(session.req_header(), snapshot)?;
@@ -196,7 +197,21 @@ async fn serve(
                 include_usage: true,
                 session: peeked.session,
             };
-            (info, Some(messages::request_to_chat(&body)))
+            (info, Some(messages::request_to_chat(&body).map(|c| c.body)))
+        }
+        Front::Responses => {
+            let c = crate::front::responses::request_to_chat(&body)?;
+            let session = SCRATCH
+                .with(|s| openai::parse_request(&c.body, &mut s.borrow_mut()))?
+                .session;
+            let info = openai::ChatRequestInfo {
+                model: c.model,
+                stream: c.stream,
+                include_usage: true,
+                session,
+            };
+            ctx.responses = Some(c.context);
+            (info, Some(Ok(c.body)))
         }
     };
     seen.stream = info.stream;
@@ -226,7 +241,10 @@ async fn serve(
     let query = session.req_header().uri.query().map(str::to_owned);
     let (chat, native) = match &as_chat {
         None => (body.clone(), None),
-        Some(Ok(c)) => (bytes::Bytes::from(c.body.clone()), Some(body.clone())),
+        Some(Ok(c)) => (
+            bytes::Bytes::from(c.clone()),
+            (ctx.front == Front::Messages).then(|| body.clone()),
+        ),
         Some(Err(_)) => (body.clone(), Some(body.clone())),
     };
     let chat = seen.body.insert(chat);

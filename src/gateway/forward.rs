@@ -56,6 +56,8 @@ pub struct Context<'a> {
     pub front: Front,
     /// How often a stream waiting for its first token sends the client a keep-alive.
     pub keepalive: Option<Duration>,
+    /// At the Responses front door: what the answer's translation needs of the request.
+    pub responses: Option<front::responses::Context>,
     /// The W3C `traceparent` header value for upstream requests.
     pub traceparent: String,
     pub retry_statuses: &'a [u16],
@@ -194,8 +196,13 @@ pub async fn attempt(
                 Some(Ok(Ok(Some(chunk)))) => chunk,
             };
             let ttft = started.elapsed();
-            let translator =
-                StreamTranslator::new(ctx.front, dialect, info, &deployment.upstream_model);
+            let translator = StreamTranslator::new(
+                ctx.front,
+                dialect,
+                info,
+                &deployment.upstream_model,
+                ctx.responses.as_ref(),
+            );
             let outcome = relay(
                 connector,
                 session,
@@ -238,6 +245,12 @@ pub async fn attempt(
             let translated = providers::translate_whole(dialect, &body, &deployment.upstream_model)
                 .and_then(|(json, usage)| match ctx.front {
                     Front::Chat => Ok((json, usage)),
+                    Front::Responses => front::responses::response_from_chat(
+                        &json,
+                        &deployment.upstream_model,
+                        &ctx.responses.clone().unwrap_or_default(),
+                    )
+                    .map(|json| (json, usage)),
                     Front::Messages => {
                         front::messages::response_from_chat(&json, &deployment.upstream_model)
                             .map(|json| (json, usage))
@@ -443,12 +456,8 @@ async fn keep_alive(session: &mut ServerSession, front: Front) -> bool {
     {
         return false;
     }
-    let ping: &'static [u8] = match front {
-        Front::Chat => b": keep-alive\n\n",
-        Front::Messages => b"event: ping\ndata: {\"type\": \"ping\"}\n\n",
-    };
     session
-        .write_response_body(Bytes::from_static(ping), false)
+        .write_response_body(Bytes::from_static(front.keep_alive()), false)
         .await
         .is_ok()
 }
@@ -588,7 +597,7 @@ impl Relay {
             ),
         )
         .code("upstream_stream_cut");
-        Some(join(tail, t.front().error_event(&e)))
+        Some(join(tail, t.error_event(&e)))
     }
 
     /// What to send last when the upstream failed mid-body; `None`: the client can only learn
@@ -622,10 +631,7 @@ impl Relay {
             )
         };
         let err = GatewayError::new(kind, message).code("upstream_stream_cut");
-        Some(join(
-            translator.finish(),
-            translator.front().error_event(&err),
-        ))
+        Some(join(translator.finish(), translator.error_event(&err)))
     }
 
     /// The stream reached its proper end (a whole body always does when it ends).

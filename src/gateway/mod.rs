@@ -33,6 +33,7 @@ enum Endpoint {
     Chat,
     Messages,
     CountTokens,
+    Responses,
     Models,
     Health,
     Ready,
@@ -96,6 +97,7 @@ impl Gateway {
             match (req.method.as_str(), req.uri.path()) {
                 ("POST", "/v1/chat/completions" | "/chat/completions") => Endpoint::Chat,
                 ("POST", "/v1/messages") => Endpoint::Messages,
+                ("POST", "/v1/responses" | "/responses") => Endpoint::Responses,
                 ("POST", "/v1/messages/count_tokens") => Endpoint::CountTokens,
                 ("GET", "/v1/models" | "/models") => Endpoint::Models,
                 ("GET" | "HEAD", "/health") => Endpoint::Health,
@@ -106,6 +108,8 @@ impl Gateway {
                     | "/chat/completions"
                     | "/v1/messages"
                     | "/v1/messages/count_tokens"
+                    | "/v1/responses"
+                    | "/responses"
                     | "/v1/models"
                     | "/models"
                     | "/health"
@@ -116,10 +120,11 @@ impl Gateway {
         };
         let front = match endpoint {
             Endpoint::Messages | Endpoint::CountTokens => Front::Messages,
+            Endpoint::Responses => Front::Responses,
             _ => Front::Chat,
         };
         let result = match endpoint {
-            Endpoint::Chat | Endpoint::Messages => {
+            Endpoint::Chat | Endpoint::Messages | Endpoint::Responses => {
                 chat::chat_completions(self, session, snapshot, front)
                     .await
                     .map(|o| o.close)

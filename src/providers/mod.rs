@@ -39,7 +39,7 @@ pub fn static_code(provider_code: &str) -> &'static str {
 }
 
 use crate::config::{Provider, ProviderKind};
-use crate::front::{messages::StreamEncoder, Front};
+use crate::front::{messages::StreamEncoder, responses, Front};
 use crate::usage::Usage;
 use bytes::Bytes;
 use openai::ChatRequestInfo;
@@ -209,6 +209,8 @@ pub enum StreamTranslator {
     AnthropicPass(anthropic::PassThrough),
     /// OpenAI chunks (from any of the above) turned into Anthropic events.
     ToMessages(Box<(StreamTranslator, StreamEncoder)>),
+    /// OpenAI chunks (from any of the above) turned into Responses events.
+    ToResponses(Box<(StreamTranslator, responses::StreamEncoder)>),
 }
 
 impl StreamTranslator {
@@ -217,6 +219,7 @@ impl StreamTranslator {
         dialect: Dialect,
         info: &ChatRequestInfo,
         upstream_model: &str,
+        responses: Option<&responses::Context>,
     ) -> Self {
         let created = now_secs();
         let chat = match dialect {
@@ -241,6 +244,13 @@ impl StreamTranslator {
             Front::Messages => {
                 StreamTranslator::ToMessages(Box::new((chat, StreamEncoder::new(upstream_model))))
             }
+            Front::Responses => StreamTranslator::ToResponses(Box::new((
+                chat,
+                responses::StreamEncoder::new(
+                    upstream_model,
+                    responses.cloned().unwrap_or_default(),
+                ),
+            ))),
         }
     }
 
@@ -252,6 +262,10 @@ impl StreamTranslator {
             StreamTranslator::Gemini(t) => t.feed(chunk),
             StreamTranslator::AnthropicPass(p) => p.feed(chunk),
             StreamTranslator::ToMessages(b) => {
+                let (chat, encoder) = &mut **b;
+                chat.feed(chunk).and_then(|c| encoder.feed(c))
+            }
+            StreamTranslator::ToResponses(b) => {
                 let (chat, encoder) = &mut **b;
                 chat.feed(chunk).and_then(|c| encoder.feed(c))
             }
@@ -267,10 +281,12 @@ impl StreamTranslator {
             StreamTranslator::ToMessages(b) => {
                 let (chat, encoder) = &mut **b;
                 let head = chat.finish().and_then(|c| encoder.feed(c));
-                match (head, encoder.finish()) {
-                    (Some(h), Some(t)) => Some([h, t].concat().into()),
-                    (h, t) => h.or(t),
-                }
+                join(head, encoder.finish())
+            }
+            StreamTranslator::ToResponses(b) => {
+                let (chat, encoder) = &mut **b;
+                let head = chat.finish().and_then(|c| encoder.feed(c));
+                join(head, encoder.finish())
             }
         }
     }
@@ -283,6 +299,7 @@ impl StreamTranslator {
             StreamTranslator::Gemini(t) => t.done(),
             StreamTranslator::AnthropicPass(p) => p.done(),
             StreamTranslator::ToMessages(b) => b.0.done(),
+            StreamTranslator::ToResponses(b) => b.0.done(),
         }
     }
 
@@ -293,6 +310,7 @@ impl StreamTranslator {
             StreamTranslator::Gemini(t) => Some(t.usage()),
             StreamTranslator::AnthropicPass(p) => Some(p.usage()),
             StreamTranslator::ToMessages(b) => b.0.usage(),
+            StreamTranslator::ToResponses(b) => b.0.usage(),
         }
     }
 
@@ -302,15 +320,21 @@ impl StreamTranslator {
         match self {
             StreamTranslator::OpenAi(f) => f.usage,
             StreamTranslator::ToMessages(b) => b.0.whole_usage(),
+            StreamTranslator::ToResponses(b) => b.0.whole_usage(),
             t => t.usage().filter(|_| t.done()),
         }
     }
 
-    /// The client's protocol.
-    pub fn front(&self) -> Front {
+    /// The event that ends the client's stream with an error, in its protocol.
+    pub fn error_event(&mut self, e: &GatewayError) -> Bytes {
         match self {
-            StreamTranslator::AnthropicPass(_) | StreamTranslator::ToMessages(_) => Front::Messages,
-            _ => Front::Chat,
+            StreamTranslator::AnthropicPass(_) | StreamTranslator::ToMessages(_) => {
+                Front::Messages.error_event(e)
+            }
+            StreamTranslator::ToResponses(b) => {
+                b.1.failed_event(crate::front::responses_code(e), &e.message_or_code())
+            }
+            _ => Front::Chat.error_event(e),
         }
     }
 }
@@ -337,6 +361,13 @@ pub fn translate_whole(
             body.to_vec(),
             anthropic::usage_in_tail(body).unwrap_or_default(),
         )),
+    }
+}
+
+fn join(head: Option<Bytes>, tail: Option<Bytes>) -> Option<Bytes> {
+    match (head, tail) {
+        (Some(h), Some(t)) => Some([h, t].concat().into()),
+        (h, t) => h.or(t),
     }
 }
 

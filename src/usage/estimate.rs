@@ -200,7 +200,44 @@ impl Completion {
                     self.add_block(b);
                 }
             }
+            // What Responses clients were sent: events of a stream (the deltas; the `.done`
+            // events and the final response repeat them), or a whole response.
+            Some(
+                "response.output_text.delta"
+                | "response.function_call_arguments.delta"
+                | "response.custom_tool_call_input.delta"
+                | "response.reasoning_summary_text.delta",
+            ) => self.text.push_str(str_at(v, "delta").unwrap_or("")),
+            Some("response.output_item.added") => {
+                if let Some(item) = v.get("item") {
+                    self.add_item_name(item);
+                }
+            }
+            _ if str_at(v, "object") == Some("response") => {
+                for item in items(v, "output") {
+                    self.add_item_name(item);
+                    for key in ["arguments", "input"] {
+                        self.text.push_str(str_at(item, key).unwrap_or(""));
+                    }
+                    for part in items(item, "content").chain(items(item, "summary")) {
+                        for key in ["text", "refusal"] {
+                            self.text.push_str(str_at(part, key).unwrap_or(""));
+                        }
+                    }
+                }
+            }
             _ => {}
+        }
+    }
+
+    /// A Responses output item that calls a tool: one call, and its name.
+    fn add_item_name(&mut self, item: &Value) {
+        if matches!(
+            str_at(item, "type"),
+            Some("function_call" | "custom_tool_call")
+        ) {
+            self.calls += 1;
+            self.text.push_str(str_at(item, "name").unwrap_or(""));
         }
     }
 
@@ -360,5 +397,31 @@ mod tests {
         // A prefix that is not JSON any more: its message text still counts.
         let prefix = &whole[..whole.len() - 10];
         assert_eq!(Completion::tokens(prefix, false, prefix.len(), t), 2);
+    }
+
+    #[test]
+    fn completion_reads_what_anthropic_and_responses_clients_were_sent() {
+        let t = Tokenizer::O200k;
+        let anthropic = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"content\":[]}}\n\n\
+            event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}\n\n\
+            event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"ls\",\"input\":{}}}\n\n\
+            event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{}\"}}\n\n";
+        assert_eq!(Completion::text(anthropic.as_bytes(), true), "Hellols{}");
+        assert_eq!(
+            Completion::tokens(anthropic.as_bytes(), true, anthropic.len(), t),
+            t.count("Hellols{}") + PER_TOOL_CALL
+        );
+        let message = br#"{"type":"message","content":[{"type":"thinking","thinking":"Hm."},{"type":"text","text":"Hi"},{"type":"tool_use","name":"ls","input":{"a":1}}]}"#;
+        assert_eq!(Completion::text(message, false), "Hm.Hils{\"a\":1}");
+
+        // Responses: deltas count once (the `.done` events and the final response repeat them).
+        let responses = "event: response.output_item.added\ndata: {\"type\":\"response.output_item.added\",\"item\":{\"type\":\"function_call\",\"name\":\"ls\",\"arguments\":\"\"}}\n\n\
+            event: response.function_call_arguments.delta\ndata: {\"type\":\"response.function_call_arguments.delta\",\"delta\":\"{}\"}\n\n\
+            event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hello\"}\n\n\
+            event: response.output_text.done\ndata: {\"type\":\"response.output_text.done\",\"text\":\"Hello\"}\n\n\
+            event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"object\":\"response\",\"output\":[{\"type\":\"message\",\"content\":[{\"type\":\"output_text\",\"text\":\"Hello\"}]}]}}\n\n";
+        assert_eq!(Completion::text(responses.as_bytes(), true), "ls{}Hello");
+        let whole = br#"{"object":"response","output":[{"type":"reasoning","summary":[{"type":"summary_text","text":"Hm."}]},{"type":"message","content":[{"type":"output_text","text":"Hi"}]},{"type":"function_call","name":"ls","arguments":"{}"}]}"#;
+        assert_eq!(Completion::text(whole, false), "Hm.Hils{}");
     }
 }
