@@ -290,10 +290,17 @@ fn push_turn(i: usize, turn: Value, out: &mut Vec<Value>) -> Result<(), GatewayE
     let user = match turn.get("role").and_then(Value::as_str) {
         Some("user") => true,
         Some("assistant") => false,
+        // Mid-conversation system messages (Claude Code's `mid-conversation-system` beta):
+        // a system message in place.
+        Some("system") => {
+            let text = system_text(turn.remove("content").unwrap_or(Value::Null))?;
+            out.push(json!({"role": "system", "content": text}));
+            return Ok(());
+        }
         Some(other) => {
             return Err(invalid(
                 format!(
-                    "`messages[{i}].role` must be `user` or `assistant`, not `{}`.",
+                    "`messages[{i}].role` must be `user`, `assistant` or `system`, not `{}`.",
                     Printable(other)
                 ),
                 "messages",

@@ -916,7 +916,7 @@ fn bad_requests_are_400s_that_say_why() {
         (r#"{"model":"m","max_tokens":1,"messages":{"role":"user"}}"#.into(), Some("messages"), "must be an array"),
         (r#"{"model":"m","max_tokens":1,"messages":[]}"#.into(), Some("messages"), "at least one"),
         (r#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":7}]}"#.into(), Some("messages"), "messages[0].content"),
-        (format!(r#"{{"model":"m","max_tokens":1,"messages":[{{"role":"{huge}","content":"a"}}]}}"#), Some("messages"), "`user` or `assistant`"),
+        (format!(r#"{{"model":"m","max_tokens":1,"messages":[{{"role":"{huge}","content":"a"}}]}}"#), Some("messages"), "`user`, `assistant` or `system`"),
         (r#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":"a"},{"role":"assistant","content":[{"type":"tool_use","name":"f"}]}]}"#.into(), Some("messages"), "messages[1].content"),
         (r#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":[{"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBER"}}]}]}"#.into(), Some("messages"), "`text` source"),
         (r#"{"model":"m","max_tokens":1,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"file","file_id":"f"}}]}]}"#.into(), Some("messages"), "image sources"),
@@ -1017,4 +1017,37 @@ fn reasoning_cache_and_odd_completions() {
     assert_eq!(got["usage"]["output_tokens"], 0);
     assert!(response_from_chat(b"{\"choices\":[]}", MODEL).is_err());
     assert!(response_from_chat(b"<html>", MODEL).is_err());
+}
+
+#[test]
+fn a_real_claude_code_request_translates_with_its_mid_conversation_system_message() {
+    let body = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/agents/claude_code_2.1.197_messages_request.json"
+    ))
+    .unwrap();
+    let original: Value = serde_json::from_slice(&body).unwrap();
+    let chat = request_to_chat(&body).unwrap();
+    assert!(chat.stream);
+    let v: Value = serde_json::from_slice(&chat.body).unwrap();
+    let roles: Vec<&str> = v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    // The top-level system prompt first, then the turns in place (the second is a system one).
+    assert_eq!(roles, ["system", "user", "system"]);
+    assert_eq!(
+        v["messages"][2]["content"],
+        original["messages"][1]["content"]
+    );
+    assert_eq!(
+        v["tools"].as_array().unwrap().len(),
+        original["tools"].as_array().unwrap().len()
+    );
+    assert_eq!(v["reasoning_effort"], "medium");
+    assert_eq!(v["stream_options"]["include_usage"], true);
+    let text = String::from_utf8_lossy(&chat.body);
+    assert!(!text.contains("cache_control") && !text.contains("context_management"));
 }
