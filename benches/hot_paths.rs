@@ -321,7 +321,8 @@ criterion_group!(
     accounting,
     estimate,
     messages,
-    responses
+    responses,
+    gemini_front
 );
 criterion_main!(benches);
 
@@ -483,6 +484,76 @@ fn responses(c: &mut Criterion) {
         b.iter(|| {
             responses::response_from_chat(black_box(&whole), "gpt-5-codex", &context).unwrap()
         })
+    });
+    g.finish();
+}
+
+/// A Gemini CLI-like `generateContent` request of about `turns` tool round trips: a long
+/// system instruction, a dozen function declarations (OpenAPI schemas), thoughts with
+/// signatures, calls and their responses.
+fn gemini_cli_request(turns: usize) -> Vec<u8> {
+    use serde_json::json;
+    let schema = json!({"type": "OBJECT", "properties": {"file_path": {"type": "STRING", "description": "The absolute path"}, "limit": {"type": "NUMBER"}}, "required": ["file_path"]});
+    let declarations: Vec<_> = (0..12)
+        .map(|i| json!({"name": format!("tool_{i}"), "description": "Reads a file from the local filesystem. ".repeat(8), "parameters": schema}))
+        .collect();
+    let mut contents =
+        vec![json!({"role": "user", "parts": [{"text": "Fix the failing test in src/lib.rs."}]})];
+    for i in 0..turns {
+        let id = format!("fc-{i}");
+        contents.push(json!({"role": "model", "parts": [
+            {"text": "I should look at the file first. ".repeat(4), "thought": true},
+            {"text": "Let me read the file."},
+            {"functionCall": {"id": id, "name": "tool_0", "args": {"file_path": "/repo/src/lib.rs"}}, "thoughtSignature": "EuYBCkQYAiJAQ7ZOmBu5pa8U03x".repeat(8)}
+        ]}));
+        contents.push(json!({"role": "user", "parts": [
+            {"functionResponse": {"id": id, "name": "tool_0", "response": {"output": "fn main() {\n    println!(\"hello\");\n}\n".repeat(20)}}}
+        ]}));
+    }
+    json!({
+        "systemInstruction": {"parts": [{"text": "You are an interactive CLI agent. ".repeat(200)}]},
+        "contents": contents,
+        "tools": [{"functionDeclarations": declarations}],
+        "generationConfig": {"temperature": 0, "topP": 1, "thinkingConfig": {"includeThoughts": true, "thinkingBudget": 8192}}
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// The Gemini front door: request translation, the chunk stream encoder and the
+/// whole-response translation.
+fn gemini_front(c: &mut Criterion) {
+    use junction::front::gemini as front;
+    let mut g = c.benchmark_group("gemini_front");
+    let body = gemini_cli_request(20);
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    g.bench_function("request_to_chat", |b| {
+        b.iter(|| front::request_to_chat(black_box(&body), "gemini-2.5-pro", true).unwrap())
+    });
+    for (name, file) in [
+        ("stream_encoder", "openai_stream_usage.sse"),
+        (
+            "stream_encoder_tool_calls",
+            "openai_stream_tool_calls_parallel.sse",
+        ),
+    ] {
+        let events = events_of(file);
+        g.throughput(Throughput::Elements(events.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let mut e = front::StreamEncoder::new("gemini-2.5-pro");
+                let mut n = 0;
+                for ev in &events {
+                    n += e.feed(ev.clone()).map_or(0, |b| b.len());
+                }
+                black_box(n)
+            })
+        });
+    }
+    let whole = fixture("openai_chat_completion.json");
+    g.throughput(Throughput::Bytes(whole.len() as u64));
+    g.bench_function("response_from_chat", |b| {
+        b.iter(|| front::response_from_chat(black_box(&whole), "gemini-2.5-pro").unwrap())
     });
     g.finish();
 }

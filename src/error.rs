@@ -96,6 +96,7 @@ pub struct GatewayError {
 pub enum UpstreamBody {
     OpenAi(Bytes),
     Anthropic(Bytes),
+    Gemini(Bytes),
 }
 
 impl GatewayError {

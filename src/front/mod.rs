@@ -20,6 +20,8 @@ pub enum Front {
     Messages,
     /// OpenAI `POST /v1/responses` (stateless).
     Responses,
+    /// Gemini `POST /v1beta/models/{model}:generateContent` (and its stream).
+    Gemini,
 }
 
 impl Front {
@@ -28,6 +30,10 @@ impl Front {
         match self {
             Front::Chat | Front::Responses => e.body(),
             Front::Messages => anthropic_error_body(e),
+            Front::Gemini => match &e.upstream_body {
+                Some(UpstreamBody::Gemini(b)) => b.clone(),
+                _ => gemini::error_body(e.status(), &e.message_or_code()),
+            },
         }
     }
 
@@ -46,13 +52,21 @@ impl Front {
             // Before any event of the response (a stream that only sent keep-alives).
             Front::Responses => responses::StreamEncoder::new("", responses::Context::default())
                 .failed_event(responses_code(e), &e.message_or_code()),
+            Front::Gemini => {
+                let body = Front::Gemini.error_body(e);
+                let mut out = Vec::with_capacity(body.len() + 10);
+                out.extend_from_slice(b"data: ");
+                out.extend_from_slice(&body);
+                out.extend_from_slice(b"\r\n\r\n");
+                out.into()
+            }
         }
     }
 
     /// A keep-alive for a stream that waits for its first token.
     pub fn keep_alive(self) -> &'static [u8] {
         match self {
-            Front::Chat | Front::Responses => b": keep-alive\n\n",
+            Front::Chat | Front::Responses | Front::Gemini => b": keep-alive\n\n",
             Front::Messages => b"event: ping\ndata: {\"type\": \"ping\"}\n\n",
         }
     }
@@ -90,7 +104,7 @@ pub fn anthropic_error_type(e: &GatewayError) -> &'static str {
 fn anthropic_error_body(e: &GatewayError) -> Bytes {
     let message = match &e.upstream_body {
         Some(UpstreamBody::Anthropic(b)) => return b.clone(),
-        Some(UpstreamBody::OpenAi(_)) => e.message_or_code(),
+        Some(UpstreamBody::OpenAi(_) | UpstreamBody::Gemini(_)) => e.message_or_code(),
         None => e.message.clone(),
     };
     let body = serde_json::json!({

@@ -5,7 +5,8 @@ use crate::config::{hash_key, ClientKey, Snapshot};
 use crate::error::GatewayError;
 use pingora_http::RequestHeader;
 
-/// The presented key, if any. `Authorization: Bearer` wins over `x-api-key`.
+/// The presented key, if any: `Authorization: Bearer`, else `x-api-key` (Anthropic's
+/// clients), `x-goog-api-key` or a `key` query parameter (Gemini's).
 pub fn presented_key(req: &RequestHeader) -> Option<&[u8]> {
     if let Some(v) = req.headers.get(http::header::AUTHORIZATION) {
         let v = v.as_bytes();
@@ -16,10 +17,21 @@ pub fn presented_key(req: &RequestHeader) -> Option<&[u8]> {
             }
         }
     }
-    req.headers
-        .get("x-api-key")
-        .map(|v| v.as_bytes().trim_ascii())
-        .filter(|k| !k.is_empty())
+    ["x-api-key", "x-goog-api-key"]
+        .iter()
+        .find_map(|name| {
+            req.headers
+                .get(*name)
+                .map(|v| v.as_bytes().trim_ascii())
+                .filter(|k| !k.is_empty())
+        })
+        .or_else(|| {
+            req.uri.query()?.split('&').find_map(|pair| {
+                pair.strip_prefix("key=")
+                    .filter(|k| !k.is_empty())
+                    .map(str::as_bytes)
+            })
+        })
 }
 
 /// Finds the client key of this request: 401 when it is missing or unknown.
@@ -59,6 +71,19 @@ mod tests {
             presented_key(&req(&[("x-api-key", "sk-2")])),
             Some(&b"sk-2"[..])
         );
+        assert_eq!(
+            presented_key(&req(&[("x-goog-api-key", "sk-3")])),
+            Some(&b"sk-3"[..])
+        );
+        let mut r = RequestHeader::build(
+            "POST",
+            b"/v1beta/models/m:generateContent?alt=sse&key=sk-4",
+            None,
+        )
+        .unwrap();
+        assert_eq!(presented_key(&r), Some(&b"sk-4"[..]));
+        r.insert_header("x-api-key", "sk-5").unwrap();
+        assert_eq!(presented_key(&r), Some(&b"sk-5"[..]));
         assert_eq!(presented_key(&req(&[("authorization", "Basic abc")])), None);
         assert_eq!(presented_key(&req(&[("authorization", "Bearer ")])), None);
         assert_eq!(presented_key(&req(&[])), None);

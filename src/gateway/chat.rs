@@ -199,6 +199,18 @@ async fn serve(
             };
             (info, Some(messages::request_to_chat(&body).map(|c| c.body)))
         }
+        Front::Gemini => {
+            let (model, method) = super::gemini::route(session.req_header().uri.path())
+                .ok_or_else(|| GatewayError::invalid_request("Unknown Gemini method."))?;
+            let info = openai::ChatRequestInfo {
+                model: model.to_string(),
+                stream: method == super::gemini::Method::Stream,
+                include_usage: true,
+                session: None,
+            };
+            let chat = crate::front::gemini::request_to_chat(&body, &info.model, info.stream);
+            (info, Some(chat.map(|c| c.body)))
+        }
         Front::Responses => {
             let c = crate::front::responses::request_to_chat(&body)?;
             let session = SCRATCH
@@ -243,7 +255,7 @@ async fn serve(
         None => (body.clone(), None),
         Some(Ok(c)) => (
             bytes::Bytes::from(c.clone()),
-            (ctx.front == Front::Messages).then(|| body.clone()),
+            matches!(ctx.front, Front::Messages | Front::Gemini).then(|| body.clone()),
         ),
         Some(Err(_)) => (body.clone(), Some(body.clone())),
     };

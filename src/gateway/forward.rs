@@ -217,16 +217,18 @@ pub async fn attempt(
             .await;
             Attempt::Committed { outcome, ttft }
         }
-        (false, dialect @ (Dialect::OpenAi | Dialect::AnthropicPass))
+        (false, dialect @ (Dialect::OpenAi | Dialect::AnthropicPass | Dialect::GeminiPass))
             if matches!(
                 (ctx.front, dialect),
-                (Front::Chat, Dialect::OpenAi) | (Front::Messages, Dialect::AnthropicPass)
+                (Front::Chat, Dialect::OpenAi)
+                    | (Front::Messages, Dialect::AnthropicPass)
+                    | (Front::Gemini, Dialect::GeminiPass)
             ) =>
         {
             let ttft = started.elapsed();
             let relay_mode = Relay::Whole {
                 tail: Vec::new(),
-                anthropic: matches!(dialect, Dialect::AnthropicPass),
+                wire: dialect,
             };
             let outcome = relay(
                 connector, session, up, &peer, provider, &t, relay_mode, None, relayed,
@@ -245,6 +247,10 @@ pub async fn attempt(
             let translated = providers::translate_whole(dialect, &body, &deployment.upstream_model)
                 .and_then(|(json, usage)| match ctx.front {
                     Front::Chat => Ok((json, usage)),
+                    Front::Gemini => {
+                        front::gemini::response_from_chat(&json, &deployment.upstream_model)
+                            .map(|json| (json, usage))
+                    }
                     Front::Responses => front::responses::response_from_chat(
                         &json,
                         &deployment.upstream_model,
@@ -564,7 +570,7 @@ enum Relay {
     Stream(StreamTranslator),
     /// A body passed through chunk by chunk as it arrives (OpenAI's, or Anthropic's to an
     /// Anthropic client); the last few KiB are kept for its usage.
-    Whole { tail: Vec<u8>, anthropic: bool },
+    Whole { tail: Vec<u8>, wire: Dialect },
 }
 
 /// How many bytes of a whole response's end are kept to find its `usage`.
@@ -648,14 +654,11 @@ impl Relay {
     fn usage(&self) -> Option<Usage> {
         match self {
             Relay::Stream(t) => t.whole_usage(),
-            Relay::Whole {
-                tail,
-                anthropic: false,
-            } => openai::usage_in_tail(tail),
-            Relay::Whole {
-                tail,
-                anthropic: true,
-            } => providers::anthropic::usage_in_tail(tail),
+            Relay::Whole { tail, wire } => match wire {
+                Dialect::AnthropicPass => providers::anthropic::usage_in_tail(tail),
+                Dialect::GeminiPass => providers::gemini::usage_in_tail(tail),
+                _ => openai::usage_in_tail(tail),
+            },
         }
     }
 }

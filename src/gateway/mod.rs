@@ -6,6 +6,7 @@ pub mod auth;
 pub mod body;
 pub mod chat;
 pub mod forward;
+pub mod gemini;
 pub mod messages;
 pub mod models;
 pub mod respond;
@@ -34,6 +35,8 @@ enum Endpoint {
     Messages,
     CountTokens,
     Responses,
+    Gemini,
+    GeminiCountTokens,
     Models,
     Health,
     Ready,
@@ -98,6 +101,12 @@ impl Gateway {
                 ("POST", "/v1/chat/completions" | "/chat/completions") => Endpoint::Chat,
                 ("POST", "/v1/messages") => Endpoint::Messages,
                 ("POST", "/v1/responses" | "/responses") => Endpoint::Responses,
+                ("POST", path) if gemini::route(path).is_some() => {
+                    match gemini::route(path).map(|(_, m)| m) {
+                        Some(gemini::Method::CountTokens) => Endpoint::GeminiCountTokens,
+                        _ => Endpoint::Gemini,
+                    }
+                }
                 ("POST", "/v1/messages/count_tokens") => Endpoint::CountTokens,
                 ("GET", "/v1/models" | "/models") => Endpoint::Models,
                 ("GET" | "HEAD", "/health") => Endpoint::Health,
@@ -121,15 +130,19 @@ impl Gateway {
         let front = match endpoint {
             Endpoint::Messages | Endpoint::CountTokens => Front::Messages,
             Endpoint::Responses => Front::Responses,
+            Endpoint::Gemini | Endpoint::GeminiCountTokens => Front::Gemini,
             _ => Front::Chat,
         };
         let result = match endpoint {
-            Endpoint::Chat | Endpoint::Messages | Endpoint::Responses => {
+            Endpoint::Chat | Endpoint::Messages | Endpoint::Responses | Endpoint::Gemini => {
                 chat::chat_completions(self, session, snapshot, front)
                     .await
                     .map(|o| o.close)
             }
             Endpoint::CountTokens => messages::count_tokens(self, session, snapshot)
+                .await
+                .map(|()| false),
+            Endpoint::GeminiCountTokens => gemini::count_tokens(self, session, snapshot)
                 .await
                 .map(|()| false),
             Endpoint::Models => models::list_models(session, snapshot).await.map(|()| false),

@@ -18,6 +18,7 @@ use crate::error::{ErrorKind, GatewayError, Printable};
 use crate::stream::chunk::{self, ChunkWriter, Delta};
 use crate::stream::translate::{self, Translated};
 use crate::usage::Usage;
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
@@ -544,7 +545,24 @@ pub fn map_error(
     );
     e.code = Some(super::static_code(status_name));
     e.retry_after = retry_after;
+    if err.is_object() {
+        e.upstream_body = Some(crate::error::UpstreamBody::Gemini(Bytes::copy_from_slice(
+            body,
+        )));
+    }
     e
+}
+
+/// The usage of a whole `generateContent` response, from the end of its body.
+pub fn usage_in_tail(tail: &[u8]) -> Option<Usage> {
+    let at = memchr::memmem::rfind(tail, b"\"usageMetadata\"")?;
+    let rest = &tail[at + 15..];
+    let colon = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+    if rest[colon] != b':' {
+        return None;
+    }
+    let mut de = serde_json::Deserializer::from_slice(&rest[colon + 1..]);
+    GUsage::deserialize(&mut de).ok().map(Usage::from)
 }
 
 /// Translates one Gemini SSE stream into OpenAI chunks, event by event. Gemini sends no

@@ -53,6 +53,8 @@ pub enum Dialect {
     Gemini(gemini::Translation),
     /// An Anthropic client's request passed through to an Anthropic upstream.
     AnthropicPass,
+    /// A Gemini client's request passed through to a Gemini upstream.
+    GeminiPass,
 }
 
 /// A request ready for the provider.
@@ -93,6 +95,17 @@ pub fn build_request(
     inbound: &Inbound<'_>,
 ) -> Result<UpstreamRequest, GatewayError> {
     let base = &provider.upstream.base_path;
+    if let (Front::Gemini, ProviderKind::Gemini, Some(native)) =
+        (inbound.front, provider.kind, &inbound.native)
+    {
+        // The model is in the path: the body goes as the client sent it, byte for byte.
+        return Ok(UpstreamRequest {
+            path: gemini::path(base, upstream_model, inbound.info.stream),
+            body: Bytes::copy_from_slice(native.body),
+            dialect: Dialect::GeminiPass,
+            headers: Vec::new(),
+        });
+    }
     if let (Front::Messages, ProviderKind::Anthropic, Some(native)) =
         (inbound.front, provider.kind, &inbound.native)
     {
@@ -211,6 +224,11 @@ pub enum StreamTranslator {
     ToMessages(Box<(StreamTranslator, StreamEncoder)>),
     /// OpenAI chunks (from any of the above) turned into Responses events.
     ToResponses(Box<(StreamTranslator, responses::StreamEncoder)>),
+    /// A Gemini stream passed through to a Gemini client; a translation of it runs aside
+    /// (its output dropped) for the usage and the end.
+    GeminiPass(Box<gemini::StreamTranslator>),
+    /// OpenAI chunks (from any of the above) turned into Gemini events.
+    ToGemini(Box<(StreamTranslator, crate::front::gemini::StreamEncoder)>),
 }
 
 impl StreamTranslator {
@@ -238,12 +256,24 @@ impl StreamTranslator {
             Dialect::AnthropicPass => {
                 return StreamTranslator::AnthropicPass(anthropic::PassThrough::default())
             }
+            Dialect::GeminiPass => {
+                return StreamTranslator::GeminiPass(Box::new(gemini::StreamTranslator::new(
+                    gemini::Translation::default(),
+                    upstream_model,
+                    created,
+                    gemini::CallIds::new(),
+                )))
+            }
         };
         match front {
             Front::Chat => chat,
             Front::Messages => {
                 StreamTranslator::ToMessages(Box::new((chat, StreamEncoder::new(upstream_model))))
             }
+            Front::Gemini => StreamTranslator::ToGemini(Box::new((
+                chat,
+                crate::front::gemini::StreamEncoder::new(upstream_model),
+            ))),
             Front::Responses => StreamTranslator::ToResponses(Box::new((
                 chat,
                 responses::StreamEncoder::new(
@@ -269,6 +299,14 @@ impl StreamTranslator {
                 let (chat, encoder) = &mut **b;
                 chat.feed(chunk).and_then(|c| encoder.feed(c))
             }
+            StreamTranslator::GeminiPass(t) => {
+                let _ = t.feed(chunk.clone());
+                Some(chunk)
+            }
+            StreamTranslator::ToGemini(b) => {
+                let (chat, encoder) = &mut **b;
+                chat.feed(chunk).and_then(|c| encoder.feed(c))
+            }
         }
     }
 
@@ -288,6 +326,15 @@ impl StreamTranslator {
                 let head = chat.finish().and_then(|c| encoder.feed(c));
                 join(head, encoder.finish())
             }
+            StreamTranslator::GeminiPass(t) => {
+                let _ = t.finish();
+                None
+            }
+            StreamTranslator::ToGemini(b) => {
+                let (chat, encoder) = &mut **b;
+                let head = chat.finish().and_then(|c| encoder.feed(c));
+                join(head, encoder.finish())
+            }
         }
     }
 
@@ -300,6 +347,8 @@ impl StreamTranslator {
             StreamTranslator::AnthropicPass(p) => p.done(),
             StreamTranslator::ToMessages(b) => b.0.done(),
             StreamTranslator::ToResponses(b) => b.0.done(),
+            StreamTranslator::GeminiPass(t) => t.done(),
+            StreamTranslator::ToGemini(b) => b.0.done(),
         }
     }
 
@@ -311,6 +360,8 @@ impl StreamTranslator {
             StreamTranslator::AnthropicPass(p) => Some(p.usage()),
             StreamTranslator::ToMessages(b) => b.0.usage(),
             StreamTranslator::ToResponses(b) => b.0.usage(),
+            StreamTranslator::GeminiPass(t) => Some(t.usage()),
+            StreamTranslator::ToGemini(b) => b.0.usage(),
         }
     }
 
@@ -321,6 +372,7 @@ impl StreamTranslator {
             StreamTranslator::OpenAi(f) => f.usage,
             StreamTranslator::ToMessages(b) => b.0.whole_usage(),
             StreamTranslator::ToResponses(b) => b.0.whole_usage(),
+            StreamTranslator::ToGemini(b) => b.0.whole_usage(),
             t => t.usage().filter(|_| t.done()),
         }
     }
@@ -333,6 +385,9 @@ impl StreamTranslator {
             }
             StreamTranslator::ToResponses(b) => {
                 b.1.failed_event(crate::front::responses_code(e), &e.message_or_code())
+            }
+            StreamTranslator::GeminiPass(_) | StreamTranslator::ToGemini(_) => {
+                Front::Gemini.error_event(e)
             }
             _ => Front::Chat.error_event(e),
         }
@@ -360,6 +415,10 @@ pub fn translate_whole(
         Dialect::AnthropicPass => Ok((
             body.to_vec(),
             anthropic::usage_in_tail(body).unwrap_or_default(),
+        )),
+        Dialect::GeminiPass => Ok((
+            body.to_vec(),
+            gemini::usage_in_tail(body).unwrap_or_default(),
         )),
     }
 }

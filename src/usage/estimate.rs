@@ -181,6 +181,24 @@ impl Completion {
                 self.add_message(d);
             }
         }
+        // What Gemini clients were sent: each event is a (partial) response.
+        for candidate in items(v, "candidates") {
+            for part in candidate
+                .get("content")
+                .map(|c| items(c, "parts"))
+                .into_iter()
+                .flatten()
+            {
+                self.text.push_str(str_at(part, "text").unwrap_or(""));
+                if let Some(call) = part.get("functionCall") {
+                    self.calls += 1;
+                    self.text.push_str(str_at(call, "name").unwrap_or(""));
+                    if let Some(args) = call.get("args") {
+                        self.text.push_str(&args.to_string());
+                    }
+                }
+            }
+        }
         // What Anthropic clients were sent: events of a stream, or a whole message.
         match str_at(v, "type") {
             Some("content_block_delta") => {
@@ -423,5 +441,10 @@ mod tests {
         assert_eq!(Completion::text(responses.as_bytes(), true), "ls{}Hello");
         let whole = br#"{"object":"response","output":[{"type":"reasoning","summary":[{"type":"summary_text","text":"Hm."}]},{"type":"message","content":[{"type":"output_text","text":"Hi"}]},{"type":"function_call","name":"ls","arguments":"{}"}]}"#;
         assert_eq!(Completion::text(whole, false), "Hm.Hils{}");
+
+        // Gemini: every event is a partial response.
+        let gemini = "data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"Hel\"}]}}]}\r\n\r\n\
+            data: {\"candidates\":[{\"content\":{\"role\":\"model\",\"parts\":[{\"text\":\"lo\"},{\"functionCall\":{\"name\":\"ls\",\"args\":{}}}]}}]}\r\n\r\n";
+        assert_eq!(Completion::text(gemini.as_bytes(), true), "Hellols{}");
     }
 }

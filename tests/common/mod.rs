@@ -6,7 +6,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const ALL_KEY: &str = "sk-test-all-models";
 pub const LIMITED_KEY: &str = "sk-test-limited";
@@ -277,4 +279,100 @@ pub fn sse_data(body: &str) -> Vec<String> {
         })
         .map(str::to_string)
         .collect()
+}
+
+const PROVIDER_FIXTURES: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/providers/");
+
+/// A real provider capture from the shared fixtures.
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{PROVIDER_FIXTURES}{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// One request as the upstream received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    }
+    pub fn request_line(&self) -> &str {
+        self.head.lines().next().unwrap_or("")
+    }
+}
+
+/// An upstream that records each request and answers with fixed bytes (a real capture),
+/// the body sent in several writes.
+pub async fn recording_upstream(
+    status: u16,
+    content_type: &'static str,
+    answer: Vec<u8>,
+) -> (std::net::SocketAddr, Arc<Mutex<Vec<Received>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let log = log.clone();
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i;
+                        }
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < head_end + 4 + len {
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let body = buf[head_end + 4..head_end + 4 + len].to_vec();
+                    buf.drain(..head_end + 4 + len);
+                    log.lock().unwrap().push(Received { head, body });
+                    let header = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
+                        answer.len()
+                    );
+                    if conn.write_all(header.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    for piece in answer.chunks(97) {
+                        if conn.write_all(piece).await.is_err() {
+                            return;
+                        }
+                        let _ = conn.flush().await;
+                    }
+                }
+            });
+        }
+    });
+    (addr, seen)
 }
