@@ -354,3 +354,35 @@ async fn after_keep_alives_a_dead_deployment_still_fails_over_or_ends_with_an_er
     let v: Value = serde_json::from_str(tail.trim_start_matches("error\ndata: ").trim()).unwrap();
     assert_eq!(v["error"]["type"], "timeout_error", "{v}");
 }
+
+#[tokio::test]
+async fn max_tokens_above_the_models_limit_is_clamped_on_the_way_through() {
+    let capture = fixture("anthropic_message.json");
+    let (up, seen) = recording_upstream(200, "application/json", capture).await;
+    let gw = start_gateway(&format!(
+        r#"
+[server]
+listen = "{{listen}}"
+
+[[keys]]
+name = "all"
+sha256 = "{hash}"
+
+[providers.claude]
+kind = "anthropic"
+base_url = "http://{up}/v1"
+
+[models.small]
+provider = "claude"
+model = "claude-small"
+max_output_tokens = 8192
+"#,
+        hash = sha256_hex(ALL_KEY.as_bytes()),
+    ));
+    let request = claude_code_request(false).replacen("claude-sonnet-4-5", "small", 1);
+    let (status, _, _) = post_messages(&gw, "", &request).await;
+    assert_eq!(status, 200);
+    let sent: Value = serde_json::from_slice(&seen.lock().unwrap()[0].body).unwrap();
+    assert_eq!(sent["max_tokens"], 8192);
+    assert_eq!(sent["model"], "claude-small");
+}

@@ -278,6 +278,9 @@ pub struct ModelEntry {
     /// Overrides of the provider timeouts for this model.
     #[serde(default)]
     pub timeouts: TimeoutsSection,
+    /// The most output tokens the (inline) deployment's model allows; a request asking for
+    /// more is clamped to it.
+    pub max_output_tokens: Option<u64>,
 }
 
 /// `[[models.NAME.deployments]]`: one place a model is served.
@@ -296,6 +299,9 @@ pub struct DeploymentEntry {
     /// USD per million tokens.
     #[serde(default)]
     pub price: Option<PriceEntry>,
+    /// The most output tokens this deployment's model allows; requests are clamped to it.
+    #[serde(default)]
+    pub max_output_tokens: Option<u64>,
 }
 
 /// Prices in USD per million tokens.

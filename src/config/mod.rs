@@ -149,6 +149,8 @@ pub struct Deployment {
     pub price: Option<Price>,
     /// The provider's timeouts with the model's overrides.
     pub timeouts: Timeouts,
+    /// The most output tokens the model allows: a request asking for more is clamped.
+    pub max_output_tokens: Option<u64>,
 }
 
 /// Prices in micro-dollars per million tokens (exact integers).
@@ -386,6 +388,7 @@ impl Snapshot {
                 priority: 0,
                 price: self.prices.lookup(upstream_model),
                 timeouts: provider.timeouts,
+                max_output_tokens: None,
             }],
             fallbacks: Vec::new(),
         }))
@@ -928,6 +931,7 @@ impl Validator<'_> {
                 weight: None,
                 priority: None,
                 price: None,
+                max_output_tokens: m.max_output_tokens,
             });
             let entries: Vec<&file::DeploymentEntry> = match (&inline, m.deployments.is_empty()) {
                 (Some(d), true) => vec![d],
@@ -973,6 +977,7 @@ impl Validator<'_> {
                     priority: d.priority.unwrap_or(0),
                     price,
                     timeouts: p.timeouts.overridden_by(&m.timeouts),
+                    max_output_tokens: d.max_output_tokens.or(m.max_output_tokens),
                 });
             }
             if deployments.is_empty() {

@@ -78,11 +78,7 @@ pub async fn run(
             };
             // Re-translated for each candidate's provider kind; a request the provider kind
             // cannot take is the client's to fix.
-            let upstream = providers::build_request(
-                &c.deployment.provider,
-                &c.deployment.upstream_model,
-                inbound,
-            )?;
+            let upstream = providers::build_request(&c.deployment, inbound)?;
             tally.attempts += 1;
             tally.deployment = Some(c.deployment.clone());
             let started = Instant::now();

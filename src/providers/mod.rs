@@ -90,18 +90,26 @@ pub struct Native<'a> {
 /// speaks its protocol; otherwise from the chat completion: patched bytes for OpenAI, a
 /// translated body for the others.
 pub fn build_request(
-    provider: &Provider,
-    upstream_model: &str,
+    deployment: &crate::config::Deployment,
     inbound: &Inbound<'_>,
 ) -> Result<UpstreamRequest, GatewayError> {
+    let provider = &*deployment.provider;
+    let upstream_model = &*deployment.upstream_model;
+    let limit = deployment.max_output_tokens;
     let base = &provider.upstream.base_path;
     if let (Front::Gemini, ProviderKind::Gemini, Some(native)) =
         (inbound.front, provider.kind, &inbound.native)
     {
-        // The model is in the path: the body goes as the client sent it, byte for byte.
+        // The model is in the path: the body goes as the client sent it, byte for byte (unless
+        // it asks for more output than the model allows).
+        let body = clamp_output(
+            native.body,
+            limit,
+            &[&["generationConfig", "maxOutputTokens"]],
+        );
         return Ok(UpstreamRequest {
             path: gemini::path(base, upstream_model, inbound.info.stream),
-            body: Bytes::copy_from_slice(native.body),
+            body: Bytes::from(body.into_owned()),
             dialect: Dialect::GeminiPass,
             headers: Vec::new(),
         });
@@ -113,15 +121,17 @@ pub fn build_request(
             Some(q) => format!("{base}/messages?{q}"),
             None => format!("{base}/messages"),
         };
+        let body = clamp_output(native.body, limit, &[&["max_tokens"]]);
         return Ok(UpstreamRequest {
             path,
-            body: anthropic::pass_request(native.body, upstream_model)?.into(),
+            body: anthropic::pass_request(&body, upstream_model)?.into(),
             dialect: Dialect::AnthropicPass,
             headers: native.headers.to_vec(),
         });
     }
     let info = inbound.info;
     let body = inbound.chat.map_err(|e| e.clone())?;
+    let body = &*clamp_output(body, limit, &[&["max_tokens"], &["max_completion_tokens"]]);
     Ok(match provider.kind {
         ProviderKind::OpenAi => UpstreamRequest {
             path: format!("{base}/chat/completions"),
@@ -157,6 +167,44 @@ pub fn build_request(
             }
         }
     })
+}
+
+/// The body with each output limit at `paths` lowered to `limit` where it asks for more
+/// (the target model would refuse it); the same bytes when nothing needs lowering.
+pub fn clamp_output<'a>(
+    body: &'a [u8],
+    limit: Option<u64>,
+    paths: &[&[&str]],
+) -> std::borrow::Cow<'a, [u8]> {
+    use std::borrow::Cow;
+    let Some(limit) = limit else {
+        return Cow::Borrowed(body);
+    };
+    let named = |p: &&[&str]| {
+        p.last()
+            .is_some_and(|k| memchr::memmem::find(body, k.as_bytes()).is_some())
+    };
+    if !paths.iter().any(named) {
+        return Cow::Borrowed(body);
+    }
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Cow::Borrowed(body);
+    };
+    let mut changed = false;
+    for path in paths {
+        let mut at = Some(&mut v);
+        for key in *path {
+            at = at.and_then(|x| x.get_mut(*key));
+        }
+        if let Some(n) = at.filter(|n| n.as_u64().is_some_and(|n| n > limit)) {
+            *n = limit.into();
+            changed = true;
+        }
+    }
+    if !changed {
+        return Cow::Borrowed(body);
+    }
+    Cow::Owned(serde_json::to_vec(&v).expect("a JSON value serializes"))
 }
 
 /// Puts the provider's key where its API expects it.
@@ -434,4 +482,36 @@ fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod clamp_tests {
+    use super::clamp_output;
+
+    #[test]
+    fn only_limits_above_the_models_are_lowered() {
+        let paths: &[&[&str]] = &[&["max_tokens"], &["max_completion_tokens"]];
+        let body = br#"{"model":"m", "max_tokens": 32000,"messages":[]}"#;
+        let out = clamp_output(body, Some(8192), paths);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["max_tokens"], 8192);
+        assert_eq!(v["model"], "m");
+        // Within the limit, or no limit: the very same bytes.
+        assert!(matches!(
+            clamp_output(body, Some(64000), paths),
+            std::borrow::Cow::Borrowed(b) if b == body
+        ));
+        assert!(matches!(
+            clamp_output(body, None, paths),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        let nested = br#"{"contents":[],"generationConfig":{"maxOutputTokens":65536}}"#;
+        let out = clamp_output(
+            nested,
+            Some(1000),
+            &[&["generationConfig", "maxOutputTokens"]],
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["generationConfig"]["maxOutputTokens"], 1000);
+    }
 }
