@@ -248,6 +248,10 @@ pub struct ProviderEntry {
     pub default_max_tokens: Option<u64>,
     /// Anthropic: the `anthropic-version` header. Default `2023-06-01`.
     pub anthropic_version: Option<String>,
+    /// OpenAI kind: the provider also serves the Responses API (`{base_url}/responses`), so
+    /// Responses requests pass through instead of being translated. Default false.
+    #[serde(default)]
+    pub responses: bool,
     /// Active health checks: an unbilled `GET {base_url}{health_check_path}` every this many
     /// ms; a failed check counts as a failure of each of the provider's deployments.
     /// Default: off.

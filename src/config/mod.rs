@@ -131,6 +131,8 @@ pub struct Provider {
     pub default_max_tokens: u64,
     /// Anthropic only.
     pub anthropic_version: HeaderValue,
+    /// OpenAI kind: serves the Responses API too (Responses requests pass through).
+    pub responses: bool,
     /// Active health checks: (interval, path under the base URL).
     pub health_check: Option<(Duration, String)>,
 }
@@ -806,6 +808,7 @@ impl Validator<'_> {
             unsupported,
             default_max_tokens: p.default_max_tokens.unwrap_or(4096),
             anthropic_version,
+            responses: p.responses && kind == Some(ProviderKind::OpenAi),
             health_check: p.health_check_ms.map(|ms| {
                 let path = p
                     .health_check_path

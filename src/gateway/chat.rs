@@ -255,7 +255,8 @@ async fn serve(
         None => (body.clone(), None),
         Some(Ok(c)) => (
             bytes::Bytes::from(c.clone()),
-            matches!(ctx.front, Front::Messages | Front::Gemini).then(|| body.clone()),
+            // Every front door but chat's can pass through to an upstream that speaks it.
+            (ctx.front != Front::Chat).then(|| body.clone()),
         ),
         Some(Err(_)) => (body.clone(), Some(body.clone())),
     };

@@ -217,13 +217,19 @@ pub async fn attempt(
             .await;
             Attempt::Committed { outcome, ttft }
         }
-        (false, dialect @ (Dialect::OpenAi | Dialect::AnthropicPass | Dialect::GeminiPass))
-            if matches!(
-                (ctx.front, dialect),
-                (Front::Chat, Dialect::OpenAi)
-                    | (Front::Messages, Dialect::AnthropicPass)
-                    | (Front::Gemini, Dialect::GeminiPass)
-            ) =>
+        (
+            false,
+            dialect @ (Dialect::OpenAi
+            | Dialect::AnthropicPass
+            | Dialect::GeminiPass
+            | Dialect::ResponsesPass),
+        ) if matches!(
+            (ctx.front, dialect),
+            (Front::Chat, Dialect::OpenAi)
+                | (Front::Messages, Dialect::AnthropicPass)
+                | (Front::Gemini, Dialect::GeminiPass)
+                | (Front::Responses, Dialect::ResponsesPass)
+        ) =>
         {
             let ttft = started.elapsed();
             let relay_mode = Relay::Whole {
@@ -657,6 +663,7 @@ impl Relay {
             Relay::Whole { tail, wire } => match wire {
                 Dialect::AnthropicPass => providers::anthropic::usage_in_tail(tail),
                 Dialect::GeminiPass => providers::gemini::usage_in_tail(tail),
+                Dialect::ResponsesPass => openai::responses_usage_in_tail(tail),
                 _ => openai::usage_in_tail(tail),
             },
         }

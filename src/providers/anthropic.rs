@@ -831,23 +831,7 @@ pub fn pass_request(body: &[u8], upstream_model: &str) -> Result<Vec<u8>, Gatewa
     } else {
         body
     };
-    #[derive(Deserialize)]
-    struct Model<'a> {
-        #[serde(borrow)]
-        model: &'a serde_json::value::RawValue,
-    }
-    let m: Model<'_> = serde_json::from_slice(body).map_err(|_| {
-        GatewayError::invalid_request("The request body is not a Messages request with a `model`.")
-            .param("model")
-    })?;
-    let raw = m.model.get().as_bytes();
-    let at = raw.as_ptr() as usize - body.as_ptr() as usize;
-    let model = serde_json::to_vec(upstream_model).expect("a string serializes");
-    let mut out = Vec::with_capacity(body.len() + model.len());
-    out.extend_from_slice(&body[..at]);
-    out.extend_from_slice(&model);
-    out.extend_from_slice(&body[at + raw.len()..]);
-    Ok(out)
+    super::splice_model(body, upstream_model)
 }
 
 /// Removes thinking blocks whose signature is empty from the assistant turns.

@@ -55,6 +55,8 @@ pub enum Dialect {
     AnthropicPass,
     /// A Gemini client's request passed through to a Gemini upstream.
     GeminiPass,
+    /// A Responses client's request passed through to a provider serving the Responses API.
+    ResponsesPass,
 }
 
 /// A request ready for the provider.
@@ -114,6 +116,17 @@ pub fn build_request(
             headers: Vec::new(),
         });
     }
+    if let (Front::Responses, true, Some(native)) =
+        (inbound.front, provider.responses, &inbound.native)
+    {
+        let body = clamp_output(native.body, limit, &[&["max_output_tokens"]]);
+        return Ok(UpstreamRequest {
+            path: format!("{base}/responses"),
+            body: splice_model(&body, upstream_model)?.into(),
+            dialect: Dialect::ResponsesPass,
+            headers: Vec::new(),
+        });
+    }
     if let (Front::Messages, ProviderKind::Anthropic, Some(native)) =
         (inbound.front, provider.kind, &inbound.native)
     {
@@ -167,6 +180,27 @@ pub fn build_request(
             }
         }
     })
+}
+
+/// A JSON request body with its top-level `model` value replaced, every other byte as it was.
+pub fn splice_model(body: &[u8], model: &str) -> Result<Vec<u8>, GatewayError> {
+    #[derive(serde::Deserialize)]
+    struct Model<'a> {
+        #[serde(borrow)]
+        model: &'a serde_json::value::RawValue,
+    }
+    let m: Model<'_> = serde_json::from_slice(body).map_err(|_| {
+        GatewayError::invalid_request("The request body is not a JSON object with a `model`.")
+            .param("model")
+    })?;
+    let raw = m.model.get().as_bytes();
+    let at = raw.as_ptr() as usize - body.as_ptr() as usize;
+    let model = serde_json::to_vec(model).expect("a string serializes");
+    let mut out = Vec::with_capacity(body.len() + model.len());
+    out.extend_from_slice(&body[..at]);
+    out.extend_from_slice(&model);
+    out.extend_from_slice(&body[at + raw.len()..]);
+    Ok(out)
 }
 
 /// The body with each output limit at `paths` lowered to `limit` where it asks for more
@@ -272,6 +306,8 @@ pub enum StreamTranslator {
     ToMessages(Box<(StreamTranslator, StreamEncoder)>),
     /// OpenAI chunks (from any of the above) turned into Responses events.
     ToResponses(Box<(StreamTranslator, responses::StreamEncoder)>),
+    /// A Responses stream passed through to a Responses client; only its end is read.
+    ResponsesPass(openai::ResponsesPass),
     /// A Gemini stream passed through to a Gemini client; a translation of it runs aside
     /// (its output dropped) for the usage and the end.
     GeminiPass(Box<gemini::StreamTranslator>),
@@ -303,6 +339,9 @@ impl StreamTranslator {
             )),
             Dialect::AnthropicPass => {
                 return StreamTranslator::AnthropicPass(anthropic::PassThrough::default())
+            }
+            Dialect::ResponsesPass => {
+                return StreamTranslator::ResponsesPass(openai::ResponsesPass::default())
             }
             Dialect::GeminiPass => {
                 return StreamTranslator::GeminiPass(Box::new(gemini::StreamTranslator::new(
@@ -351,6 +390,7 @@ impl StreamTranslator {
                 let _ = t.feed(chunk.clone());
                 Some(chunk)
             }
+            StreamTranslator::ResponsesPass(p) => p.feed(chunk),
             StreamTranslator::ToGemini(b) => {
                 let (chat, encoder) = &mut **b;
                 chat.feed(chunk).and_then(|c| encoder.feed(c))
@@ -378,6 +418,7 @@ impl StreamTranslator {
                 let _ = t.finish();
                 None
             }
+            StreamTranslator::ResponsesPass(p) => p.finish(),
             StreamTranslator::ToGemini(b) => {
                 let (chat, encoder) = &mut **b;
                 let head = chat.finish().and_then(|c| encoder.feed(c));
@@ -396,6 +437,7 @@ impl StreamTranslator {
             StreamTranslator::ToMessages(b) => b.0.done(),
             StreamTranslator::ToResponses(b) => b.0.done(),
             StreamTranslator::GeminiPass(t) => t.done(),
+            StreamTranslator::ResponsesPass(p) => p.done(),
             StreamTranslator::ToGemini(b) => b.0.done(),
         }
     }
@@ -409,6 +451,7 @@ impl StreamTranslator {
             StreamTranslator::ToMessages(b) => b.0.usage(),
             StreamTranslator::ToResponses(b) => b.0.usage(),
             StreamTranslator::GeminiPass(t) => Some(t.usage()),
+            StreamTranslator::ResponsesPass(p) => p.usage(),
             StreamTranslator::ToGemini(b) => b.0.usage(),
         }
     }
@@ -437,6 +480,7 @@ impl StreamTranslator {
             StreamTranslator::GeminiPass(_) | StreamTranslator::ToGemini(_) => {
                 Front::Gemini.error_event(e)
             }
+            StreamTranslator::ResponsesPass(_) => Front::Responses.error_event(e),
             _ => Front::Chat.error_event(e),
         }
     }
@@ -467,6 +511,10 @@ pub fn translate_whole(
         Dialect::GeminiPass => Ok((
             body.to_vec(),
             gemini::usage_in_tail(body).unwrap_or_default(),
+        )),
+        Dialect::ResponsesPass => Ok((
+            body.to_vec(),
+            openai::responses_usage_in_tail(body).unwrap_or_default(),
         )),
     }
 }

@@ -565,3 +565,119 @@ pub fn map_error(
 
 #[cfg(test)]
 mod tests;
+
+// ---------------------------------------------------------------------------------------
+// Responses API pass-through (a Responses client to a provider that serves it)
+
+/// Usage as the Responses API reports it.
+#[derive(Deserialize, Default)]
+struct ResponsesUsage {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+    #[serde(default)]
+    input_tokens_details: Option<crate::usage::PromptDetails>,
+    #[serde(default)]
+    output_tokens_details: Option<crate::usage::CompletionDetails>,
+}
+
+impl From<ResponsesUsage> for Usage {
+    fn from(u: ResponsesUsage) -> Usage {
+        Usage {
+            input_tokens: u.input_tokens,
+            output_tokens: u.output_tokens,
+            cached_input_tokens: u
+                .input_tokens_details
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
+            cache_write_tokens: 0,
+            reasoning_tokens: u
+                .output_tokens_details
+                .and_then(|d| d.reasoning_tokens)
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// The usage of a whole Responses `response` object, from the end of its body.
+pub fn responses_usage_in_tail(tail: &[u8]) -> Option<Usage> {
+    let at = memchr::memmem::rfind(tail, b"\"usage\"")?;
+    let colon = skip_ws(tail, at + 7);
+    if tail.get(colon) != Some(&b':') {
+        return None;
+    }
+    let start = skip_ws(tail, colon + 1);
+    let end = value_end(tail, start)?;
+    serde_json::from_slice::<ResponsesUsage>(&tail[start..end])
+        .ok()
+        .map(Usage::from)
+}
+
+/// Watches a Responses event stream passed through unchanged, for its usage and its end.
+#[derive(Default)]
+pub struct ResponsesPass {
+    framer: crate::stream::sse::SseFramer,
+    usage: Option<Usage>,
+    done: bool,
+}
+
+impl ResponsesPass {
+    // hot path: every chunk of a passed-through stream.
+    /// The chunk itself, after noting what it tells. Only the final events are parsed.
+    pub fn feed(&mut self, chunk: Bytes) -> Option<Bytes> {
+        if !self.done {
+            self.framer.push(chunk.clone());
+            while let Some(event) = self.framer.next_event() {
+                self.observe(&event);
+            }
+        }
+        Some(chunk)
+    }
+
+    pub fn finish(&mut self) -> Option<Bytes> {
+        if let Some(event) = self.framer.finish() {
+            self.observe(&event);
+        }
+        None
+    }
+
+    /// `response.completed`, `.incomplete` or `.failed` went by.
+    pub fn done(&self) -> bool {
+        self.done
+    }
+
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    fn observe(&mut self, event: &[u8]) {
+        let Some(data) = crate::stream::sse::data_of(event) else {
+            return;
+        };
+        let head = &data[..data.len().min(64)];
+        let last = [
+            &b"\"response.completed\""[..],
+            b"\"response.incomplete\"",
+            b"\"response.failed\"",
+        ];
+        if !last.iter().any(|t| memchr::memmem::find(head, t).is_some()) {
+            return;
+        }
+        self.done = true;
+        #[derive(Deserialize)]
+        struct Final {
+            response: Option<Inner>,
+        }
+        #[derive(Deserialize)]
+        struct Inner {
+            usage: Option<ResponsesUsage>,
+        }
+        if let Ok(Final {
+            response: Some(Inner { usage: Some(u) }),
+        }) = serde_json::from_slice::<Final>(data)
+        {
+            self.usage = Some(u.into());
+        }
+    }
+}

@@ -338,3 +338,30 @@ fn a_long_number_followed_by_junk_is_refused() {
         assert_eq!(e.code, Some("invalid_json"), "{tail}");
     }
 }
+
+#[test]
+fn a_passed_through_responses_stream_gives_its_usage_at_the_end() {
+    let events = "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"usage\":null}}\n\n\
+        event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"usage\"}\n\n\
+        event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":2,\"response\":{\"usage\":{\"input_tokens\":120,\"input_tokens_details\":{\"cached_tokens\":100},\"output_tokens\":7,\"output_tokens_details\":{\"reasoning_tokens\":3},\"total_tokens\":127}}}\n\n";
+    let mut p = ResponsesPass::default();
+    // Split anywhere: the chunks come back as they were, and the end is seen once whole.
+    for piece in events.as_bytes().chunks(37) {
+        let b = bytes::Bytes::copy_from_slice(piece);
+        assert_eq!(p.feed(b.clone()), Some(b));
+    }
+    assert!(p.done());
+    let u = p.usage().unwrap();
+    assert_eq!(
+        (
+            u.input_tokens,
+            u.cached_input_tokens,
+            u.output_tokens,
+            u.reasoning_tokens
+        ),
+        (120, 100, 7, 3)
+    );
+    let whole = br#"{"id":"r","object":"response","output":[],"usage":{"input_tokens":5,"output_tokens":1,"total_tokens":6}}"#;
+    let u = responses_usage_in_tail(whole).unwrap();
+    assert_eq!((u.input_tokens, u.output_tokens), (5, 1));
+}
