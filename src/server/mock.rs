@@ -433,6 +433,45 @@ fn extras(wire: Wire, body: &[u8]) -> (Option<String>, bool, usize) {
     (tool, thinking, images)
 }
 
+/// The signature the mock gives Gemini function calls (Gemini 3 sends one with each; base64,
+/// as Google's SDKs require).
+const THOUGHT_SIGNATURE: &str = "bW9jay10aG91Z2h0LXNpZ25hdHVyZQ==";
+
+/// Why a request that replays a signature the mock never made would be refused, as Anthropic
+/// ("Invalid `signature` in `thinking` block") and Gemini ("Corrupted thought signature.")
+/// refuse them: the proof that a gateway never sends one backend's signature to another.
+fn foreign_signature(wire: Wire, body: &[u8]) -> Option<&'static str> {
+    let has = |needle: &[u8]| memchr::memmem::find(body, needle).is_some();
+    match wire {
+        Wire::Anthropic if has(b"\"thinking\"") => {
+            let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+            let blocks = v["messages"]
+                .as_array()?
+                .iter()
+                .filter_map(|m| m["content"].as_array());
+            blocks
+                .flatten()
+                .any(|b| b["type"] == "thinking" && b["signature"] != "mock-signature")
+                .then_some("messages: Invalid `signature` in `thinking` block")
+        }
+        Wire::Gemini if has(b"thoughtSignature") => {
+            let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+            let parts = v["contents"]
+                .as_array()?
+                .iter()
+                .filter_map(|c| c["parts"].as_array());
+            parts
+                .flatten()
+                .any(|p| {
+                    p.get("thoughtSignature")
+                        .is_some_and(|s| s != THOUGHT_SIGNATURE)
+                })
+                .then_some("Corrupted thought signature.")
+        }
+        _ => None,
+    }
+}
+
 fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
@@ -578,6 +617,17 @@ impl Mock {
         }
         if controls.stall_ms > 0 {
             tokio::time::sleep(Duration::from_millis(controls.stall_ms)).await;
+        }
+        // Like the real providers: a thinking signature the mock did not make is refused.
+        if let Some(why) = foreign_signature(wire, &body) {
+            return respond(
+                session,
+                400,
+                "application/json",
+                error_body(wire, 400, why),
+                None,
+            )
+            .await;
         }
         let mut scratch = body.clone();
         let shape: RequestShape = match simd_json::serde::from_slice(&mut scratch) {
@@ -833,9 +883,10 @@ fn whole_answer(a: &Answer, chunks: u64) -> Vec<u8> {
                 parts.push(serde_json::json!({"text": THOUGHT, "thought": true}));
             }
             match &a.tool {
-                Some(tool) => parts.push(
-                    serde_json::json!({"functionCall": {"name": tool, "args": {"city": "Paris"}}}),
-                ),
+                Some(tool) => parts.push(serde_json::json!({
+                    "functionCall": {"name": tool, "args": {"city": "Paris"}},
+                    "thoughtSignature": THOUGHT_SIGNATURE,
+                })),
                 None => parts.push(serde_json::json!({"text": text})),
             }
             let thoughts = if a.thinking { 3 } else { 0 };
@@ -990,7 +1041,7 @@ data: {{"type":"message_start","message":{{"id":"{}","type":"message","role":"as
             match &a.tool {
                 Some(tool) => out.push(event(
                     format!(
-                        r#"{{"functionCall": {{"name": {},"args": {{"city": "Paris"}}}}}}"#,
+                        r#"{{"functionCall": {{"name": {},"args": {{"city": "Paris"}}}},"thoughtSignature": "{THOUGHT_SIGNATURE}"}}"#,
                         json_str(tool)
                     ),
                     true,
@@ -1132,5 +1183,19 @@ mod tests {
             serde_json::from_slice::<serde_json::Value>(&whole_answer(&a, 4)).unwrap();
             serde_json::from_slice::<serde_json::Value>(&error_body(wire, 429, "x")).unwrap();
         }
+    }
+
+    #[test]
+    fn signatures_the_mock_did_not_make_are_refused() {
+        let ok = br#"{"messages":[{"role":"assistant","content":[{"type":"thinking","thinking":"t","signature":"mock-signature"}]}]}"#;
+        let forged = br#"{"messages":[{"role":"assistant","content":[{"type":"thinking","thinking":"t","signature":""}]}]}"#;
+        assert_eq!(foreign_signature(Wire::Anthropic, ok), None);
+        assert!(foreign_signature(Wire::Anthropic, forged).is_some());
+        let ok = format!(
+            r#"{{"contents":[{{"role":"model","parts":[{{"functionCall":{{"name":"f","args":{{}}}},"thoughtSignature":"{THOUGHT_SIGNATURE}"}}]}}]}}"#
+        );
+        let forged = br#"{"contents":[{"role":"model","parts":[{"functionCall":{"name":"f","args":{}},"thoughtSignature":"c2lnbmVk"}]}]}"#;
+        assert_eq!(foreign_signature(Wire::Gemini, ok.as_bytes()), None);
+        assert!(foreign_signature(Wire::Gemini, forged).is_some());
     }
 }
