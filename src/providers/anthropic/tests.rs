@@ -368,3 +368,23 @@ fn cache_marks_on_content_parts_reach_anthropic_blocks() {
     assert_eq!(blocks[1]["type"], "image");
     assert_eq!(blocks[1]["cache_control"], cc);
 }
+
+#[test]
+fn reasoning_replayed_by_openai_compatible_agents_is_accepted_and_not_forwarded() {
+    // DeepSeek-style `reasoning_content` and OpenRouter-style `reasoning` on assistant turns:
+    // accepted; Anthropic cannot take reasoning without its own signature, so it is left out.
+    let got = translate(serde_json::json!({
+        "model": "public",
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "Hello.", "reasoning_content": "They greet.", "reasoning": "They greet."},
+            {"role": "user", "content": "again"}
+        ]
+    }))
+    .unwrap();
+    assert_eq!(
+        got["messages"][1]["content"],
+        serde_json::json!([{"type": "text", "text": "Hello."}])
+    );
+    assert!(!got.to_string().contains("They greet."));
+}
