@@ -308,9 +308,8 @@ pub enum StreamTranslator {
     ToResponses(Box<(StreamTranslator, responses::StreamEncoder)>),
     /// A Responses stream passed through to a Responses client; only its end is read.
     ResponsesPass(openai::ResponsesPass),
-    /// A Gemini stream passed through to a Gemini client; a translation of it runs aside
-    /// (its output dropped) for the usage and the end.
-    GeminiPass(Box<gemini::StreamTranslator>),
+    /// A Gemini stream passed through to a Gemini client; only usage and the end are read.
+    GeminiPass(gemini::PassThrough),
     /// OpenAI chunks (from any of the above) turned into Gemini events.
     ToGemini(Box<(StreamTranslator, crate::front::gemini::StreamEncoder)>),
 }
@@ -343,14 +342,7 @@ impl StreamTranslator {
             Dialect::ResponsesPass => {
                 return StreamTranslator::ResponsesPass(openai::ResponsesPass::default())
             }
-            Dialect::GeminiPass => {
-                return StreamTranslator::GeminiPass(Box::new(gemini::StreamTranslator::new(
-                    gemini::Translation::default(),
-                    upstream_model,
-                    created,
-                    gemini::CallIds::new(),
-                )))
-            }
+            Dialect::GeminiPass => return StreamTranslator::GeminiPass(Default::default()),
         };
         match front {
             Front::Chat => chat,
@@ -386,10 +378,7 @@ impl StreamTranslator {
                 let (chat, encoder) = &mut **b;
                 chat.feed(chunk).and_then(|c| encoder.feed(c))
             }
-            StreamTranslator::GeminiPass(t) => {
-                let _ = t.feed(chunk.clone());
-                Some(chunk)
-            }
+            StreamTranslator::GeminiPass(p) => p.feed(chunk),
             StreamTranslator::ResponsesPass(p) => p.feed(chunk),
             StreamTranslator::ToGemini(b) => {
                 let (chat, encoder) = &mut **b;
@@ -414,10 +403,7 @@ impl StreamTranslator {
                 let head = chat.finish().and_then(|c| encoder.feed(c));
                 join(head, encoder.finish())
             }
-            StreamTranslator::GeminiPass(t) => {
-                let _ = t.finish();
-                None
-            }
+            StreamTranslator::GeminiPass(p) => p.finish(),
             StreamTranslator::ResponsesPass(p) => p.finish(),
             StreamTranslator::ToGemini(b) => {
                 let (chat, encoder) = &mut **b;

@@ -287,3 +287,28 @@ fn error_bodies_map_to_statuses_the_client_can_act_on() {
     assert_eq!(e.status(), 400);
     assert!(e.message.contains("bad schema"));
 }
+
+#[test]
+fn a_passed_through_stream_is_unchanged_and_reads_the_translators_usage() {
+    for name in fixtures("gemini_stream", ".sse") {
+        let bytes = fixture(&name);
+        let mut full = StreamTranslator::new(
+            Translation::default(),
+            "gemini-x",
+            CREATED,
+            CallIds::with_seed(1),
+        );
+        let mut pass = PassThrough::default();
+        let mut out = Vec::new();
+        for piece in bytes.chunks(61) {
+            let b = Bytes::copy_from_slice(piece);
+            let _ = full.feed(b.clone());
+            out.extend_from_slice(&pass.feed(b).unwrap());
+        }
+        let _ = full.finish();
+        pass.finish();
+        assert_eq!(out, bytes, "{name}");
+        assert_eq!(pass.usage(), full.usage(), "{name}");
+        assert!(pass.done(), "{name}");
+    }
+}
