@@ -276,6 +276,15 @@ priority = 1
 
 [models.never-starts]
 provider = "dead-slow"
+
+[providers.goes-quiet]
+kind = "openai"
+base_url = "http://{m}/v1"
+headers = {{ "x-mock-chunk-delay-ms" = "3000", "x-mock-chunks" = "3" }}
+timeouts = {{ idle_ms = 300 }}
+
+[models.goes-quiet]
+provider = "goes-quiet"
 "#,
         hash = sha256_hex(ALL_KEY.as_bytes()),
     )
@@ -385,4 +394,66 @@ max_output_tokens = 8192
     let sent: Value = serde_json::from_slice(&seen.lock().unwrap()[0].body).unwrap();
     assert_eq!(sent["max_tokens"], 8192);
     assert_eq!(sent["model"], "claude-small");
+}
+
+#[tokio::test]
+async fn an_upstream_gone_quiet_mid_stream_ends_with_each_protocols_error_event() {
+    let mock = start_mock();
+    let gw = start_gateway(&keepalive_config(&mock));
+    let client = reqwest::Client::new();
+    let send = |path: &str, body: String| {
+        client
+            .post(gw.url(path))
+            .header("x-api-key", ALL_KEY)
+            .body(body)
+            .send()
+    };
+    // Anthropic: an `error` event after the stream began.
+    let r = send(
+        "/v1/messages",
+        r#"{"model":"goes-quiet","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"hi"}]}"#.into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.starts_with("event: message_start"), "{text}");
+    let tail = text.rsplit("event: ").next().unwrap();
+    assert!(tail.starts_with("error\ndata: "), "{text}");
+    let v: Value = serde_json::from_str(tail.trim_start_matches("error\ndata: ").trim()).unwrap();
+    assert_eq!(v["error"]["type"], "timeout_error", "{v}");
+
+    // Responses: response.failed, in sequence, as the last event.
+    let r = send(
+        "/v1/responses",
+        r#"{"model":"goes-quiet","input":"hi","stream":true,"store":false}"#.into(),
+    )
+    .await
+    .unwrap();
+    let text = r.text().await.unwrap();
+    let data = sse_data(&text);
+    let last: Value = serde_json::from_str(data.last().unwrap()).unwrap();
+    assert_eq!(last["type"], "response.failed", "{text}");
+    assert_eq!(last["response"]["error"]["code"], "server_error");
+    let numbers: Vec<u64> = data
+        .iter()
+        .map(|d| {
+            serde_json::from_str::<Value>(d).unwrap()["sequence_number"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(numbers, (0..numbers.len() as u64).collect::<Vec<_>>());
+
+    // Gemini: a Google status object as the last event.
+    let r = send(
+        "/v1beta/models/goes-quiet:streamGenerateContent?alt=sse",
+        r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#.into(),
+    )
+    .await
+    .unwrap();
+    let text = r.text().await.unwrap();
+    let last: Value = serde_json::from_str(sse_data(&text).last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], 504, "{text}");
+    assert_eq!(last["error"]["status"], "DEADLINE_EXCEEDED");
 }
