@@ -30,16 +30,16 @@
 //!   event carries `finishReason` and `usageMetadata`, sent at `[DONE]` (after the usage
 //!   chunk). No `thoughtSignature` is ever sent: no Gemini backend signed these answers.
 
+use super::chat::{
+    arguments_object, content_text, error_message, invalid, join_line, json_str, literal,
+    reasoning_text, request_object, text_in, unescaped, usage_of, Chunk, ToolCallDelta,
+};
 use crate::error::{ErrorKind, GatewayError, Printable};
 use crate::stream::translate::{EventLoop, Events};
-use crate::usage::{OpenAiUsage, Usage};
+use crate::usage::Usage;
 use bytes::Bytes;
-use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use serde::de::IgnoredAny;
 use serde_json::{json, Map, Value};
-use std::borrow::Cow;
-use std::marker::PhantomData;
 
 /// A Gemini request, turned into a chat completion request.
 #[derive(Debug)]
@@ -53,24 +53,9 @@ pub struct ToChat {
 // ---------------------------------------------------------------------------------------
 // Request
 
-fn invalid(message: impl Into<String>, param: &'static str) -> GatewayError {
-    GatewayError::invalid_request(message).param(param)
-}
-
 /// Translates a Gemini `generateContent` body for `model` into a chat completion request.
 pub fn request_to_chat(body: &[u8], model: &str, stream: bool) -> Result<ToChat, GatewayError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        GatewayError::invalid_request(format!(
-            "The request body is not valid JSON: {}",
-            Printable(&e.to_string())
-        ))
-        .code("invalid_json")
-    })?;
-    let Value::Object(mut req) = v else {
-        return Err(GatewayError::invalid_request(
-            "The request body must be a JSON object.",
-        ));
-    };
+    let mut req = request_object(body)?;
     let contents = match req.remove("contents") {
         None | Some(Value::Null) => return Err(invalid("Missing field `contents`.", "contents")),
         Some(Value::Array(c)) if c.is_empty() => {
@@ -137,17 +122,6 @@ pub fn request_to_chat(body: &[u8], model: &str, stream: bool) -> Result<ToChat,
     let body = serde_json::to_vec(&Value::Object(out))
         .map_err(|e| GatewayError::new(ErrorKind::Internal, e.to_string()))?;
     Ok(ToChat { body, dropped })
-}
-
-/// Appends `piece` to `acc`, with a line break between non-empty pieces.
-fn join_line(acc: &mut String, piece: &str) {
-    if piece.is_empty() {
-        return;
-    }
-    if !acc.is_empty() {
-        acc.push('\n');
-    }
-    acc.push_str(piece);
 }
 
 /// The system instruction as one string: a string, or the texts of a content's parts.
@@ -761,11 +735,6 @@ fn usage_metadata(u: &Usage) -> Value {
     Value::Object(m)
 }
 
-/// A non-empty string.
-fn text_in(v: &Value) -> Option<&str> {
-    v.as_str().filter(|s| !s.is_empty())
-}
-
 /// The `responseId` for a chat completion id (a random one when there is none).
 fn response_id(chat_id: Option<&str>) -> String {
     match chat_id.filter(|id| !id.is_empty()) {
@@ -785,33 +754,18 @@ pub fn response_from_chat(body: &[u8], model: &str) -> Result<Vec<u8>, String> {
     let choice = v["choices"].get(0).ok_or("no `choices`")?;
     let message = &choice["message"];
     let mut parts = Vec::new();
-    if let Some(r) = text_in(&message["reasoning_content"]).or(text_in(&message["reasoning"])) {
+    if let Some(r) = reasoning_text(message) {
         parts.push(json!({"text": r, "thought": true}));
     }
-    let text = match &message["content"] {
-        // Some backends answer with content parts.
-        Value::Array(ps) => {
-            let mut text = String::new();
-            for p in ps {
-                join_line(&mut text, p["text"].as_str().unwrap_or(""));
-            }
-            text
-        }
-        c => text_in(c)
-            .or(text_in(&message["refusal"]))
-            .unwrap_or("")
-            .to_string(),
-    };
+    let text = content_text(&message["content"])
+        .or_else(|| text_in(&message["refusal"]).map(str::to_string))
+        .unwrap_or_default();
     if !text.is_empty() {
         parts.push(json!({"text": text}));
     }
     for call in message["tool_calls"].as_array().into_iter().flatten() {
         let f = &call["function"];
-        let args = f["arguments"]
-            .as_str()
-            .and_then(|a| serde_json::from_str::<Value>(a).ok())
-            .filter(Value::is_object)
-            .unwrap_or_else(|| json!({}));
+        let args = arguments_object(f);
         let id = text_in(&call["id"]).map_or_else(call_id, str::to_string);
         parts.push(json!({"functionCall": {
             "id": id,
@@ -832,8 +786,8 @@ pub fn response_from_chat(body: &[u8], model: &str) -> Result<Vec<u8>, String> {
         }]),
     );
     if v["usage"].is_object() {
-        if let Ok(u) = serde_json::from_value::<OpenAiUsage>(v["usage"].clone()) {
-            out.insert("usageMetadata".into(), usage_metadata(&u.into()));
+        if let Some(u) = usage_of(&v) {
+            out.insert("usageMetadata".into(), usage_metadata(&u));
         }
     }
     out.insert("modelVersion".into(), model.into());
@@ -876,10 +830,7 @@ pub fn error_body(status: u16, message: &str) -> Bytes {
 
 /// The HTTP status and message for an OpenAI error object (or a bare message).
 fn error_of(error: &Value) -> (u16, &str) {
-    let message = error["message"]
-        .as_str()
-        .or(error.as_str())
-        .unwrap_or("The upstream reported an error.");
+    let message = error_message(error);
     let kind = error["type"].as_str().unwrap_or("");
     let code = error["code"].as_str().unwrap_or("");
     let status = match (kind, code) {
@@ -902,102 +853,6 @@ fn error_of(error: &Value) -> (u16, &str) {
 
 // ---------------------------------------------------------------------------------------
 // Streams
-
-/// A `chat.completion.chunk`, as far as it is read. Text stays raw JSON string literals:
-/// never unescaped and escaped again.
-#[derive(Deserialize)]
-struct Chunk<'a> {
-    #[serde(default, borrow)]
-    id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    choices: First<ChunkChoice<'a>>,
-    #[serde(default)]
-    usage: Option<OpenAiUsage>,
-    /// An in-band error (OpenAI's, or the gateway's own when the upstream failed).
-    #[serde(default)]
-    error: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct ChunkChoice<'a> {
-    #[serde(default, borrow)]
-    delta: Option<ChunkDelta<'a>>,
-    #[serde(default, borrow)]
-    finish_reason: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct ChunkDelta<'a> {
-    #[serde(default, borrow)]
-    content: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    refusal: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    reasoning_content: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    reasoning: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    tool_calls: Option<Vec<ToolCallDelta<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct ToolCallDelta<'a> {
-    #[serde(default)]
-    index: Option<u32>,
-    #[serde(default, borrow)]
-    id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    function: Option<FunctionDelta<'a>>,
-}
-
-#[derive(Deserialize)]
-struct FunctionDelta<'a> {
-    #[serde(default, borrow)]
-    name: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    arguments: Option<Cow<'a, str>>,
-}
-
-/// The first element of a JSON array; the others are skipped (no `Vec` per chunk).
-struct First<T>(Option<T>);
-
-impl<T> Default for First<T> {
-    fn default() -> Self {
-        First(None)
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for First<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct FirstVisitor<T>(PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for FirstVisitor<T> {
-            type Value = First<T>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an array")
-            }
-            fn visit_unit<E>(self) -> Result<First<T>, E> {
-                Ok(First(None))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<First<T>, A::Error> {
-                let first = seq.next_element()?;
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(First(first))
-            }
-        }
-        d.deserialize_any(FirstVisitor(PhantomData))
-    }
-}
-
-/// The literal (quotes included) of a non-empty JSON string.
-fn literal(raw: Option<&RawValue>) -> Option<&[u8]> {
-    let s = raw?.get();
-    (s.len() > 2 && s.starts_with('"')).then_some(s.as_bytes())
-}
-
-fn json_str(out: &mut Vec<u8>, s: &str) {
-    // Writing a &str to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
-}
 
 const EVENT_HEAD: &[u8] = b"data: {\"candidates\":[{\"content\":{\"parts\":[";
 const PARTS_END: &[u8] = b"],\"role\":\"model\"}";
@@ -1076,7 +931,8 @@ impl Events for Encoder {
             self.end_stream(out);
             return true;
         }
-        let chunk: Chunk<'_> = match serde_json::from_slice(data) {
+        let chunk = serde_json::from_slice::<Chunk<'_>>(data).and_then(arguments_are_strings);
+        let chunk = match chunk {
             Ok(c) => c,
             // The unterminated last event of a cut stream: the caller reports the cut.
             Err(_) if at_end => return false,
@@ -1188,20 +1044,8 @@ impl Encoder {
             tracing::warn!(index, "tool call fragment after the call was sent");
             return;
         }
-        if c.id.is_empty() {
-            if let Some(id) = call.id {
-                c.id = id.into_owned();
-            }
-        }
-        if let Some(f) = call.function {
-            if c.name.is_empty() {
-                if let Some(name) = f.name {
-                    c.name = name.into_owned();
-                }
-            }
-            if let Some(arguments) = f.arguments {
-                c.arguments.push_str(&arguments);
-            }
+        if let Some(arguments) = call.fill(&mut c.id, &mut c.name).and_then(unescaped) {
+            c.arguments.push_str(&arguments);
         }
     }
 
@@ -1277,6 +1121,21 @@ impl Encoder {
         let reason = self.finish_reason.unwrap_or("STOP");
         self.write_event(out, Some(reason));
     }
+}
+
+/// The chunk, or an error when a tool call's `arguments` are not a string (the chunk is then
+/// not one this door can read).
+fn arguments_are_strings(chunk: Chunk<'_>) -> Result<Chunk<'_>, serde_json::Error> {
+    let calls = chunk.choices.0.as_ref().and_then(|c| c.delta.as_ref());
+    let calls = calls.and_then(|d| d.tool_calls.as_deref()).unwrap_or(&[]);
+    let functions = calls.iter().filter_map(|c| c.function.as_ref());
+    if functions
+        .filter_map(|f| f.arguments)
+        .any(|a| !a.get().starts_with('"'))
+    {
+        return Err(serde::de::Error::custom("`arguments` is not a string"));
+    }
+    Ok(chunk)
 }
 
 /// A Google error object event.

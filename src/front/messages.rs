@@ -31,17 +31,16 @@
 //!   Text, thinking or `finish_reason` close the open call and send the held ones; fragments
 //!   for a call closed that way (only a broken upstream sends them) are dropped, with a warning.
 
+use super::chat::{
+    arguments_object, content_text, error_message, finish_of, invalid, join_line, json_str,
+    literal, reasoning_text, request_object, text_in, usage_of, Chunk, ToolCallDelta,
+};
 use crate::error::{ErrorKind, GatewayError, Printable};
 use crate::stream::translate::{EventLoop, Events};
-use crate::usage::{OpenAiUsage, Usage};
+use crate::usage::Usage;
 use bytes::Bytes;
-use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
-use std::borrow::Cow;
 use std::io::Write;
-use std::marker::PhantomData;
 
 /// An Anthropic Messages request, turned into an OpenAI chat completion request.
 #[derive(Debug)]
@@ -57,24 +56,9 @@ pub struct ToChat {
 // ---------------------------------------------------------------------------------------
 // Request
 
-fn invalid(message: impl Into<String>, param: &'static str) -> GatewayError {
-    GatewayError::invalid_request(message).param(param)
-}
-
 /// Translates an Anthropic Messages request body into an OpenAI chat completion request.
 pub fn request_to_chat(body: &[u8]) -> Result<ToChat, GatewayError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        GatewayError::invalid_request(format!(
-            "The request body is not valid JSON: {}",
-            Printable(&e.to_string())
-        ))
-        .code("invalid_json")
-    })?;
-    let Value::Object(mut req) = v else {
-        return Err(GatewayError::invalid_request(
-            "The request body must be a JSON object.",
-        ));
-    };
+    let mut req = request_object(body)?;
     let model = match req.remove("model") {
         Some(Value::String(m)) if !m.is_empty() => m,
         None | Some(Value::Null) => return Err(invalid("Missing field `model`.", "model")),
@@ -172,17 +156,6 @@ pub fn request_to_chat(body: &[u8]) -> Result<ToChat, GatewayError> {
         stream,
         dropped,
     })
-}
-
-/// Appends `piece` to `acc`, with a line break between non-empty pieces.
-fn join_line(acc: &mut String, piece: &str) {
-    if piece.is_empty() {
-        return;
-    }
-    if !acc.is_empty() {
-        acc.push('\n');
-    }
-    acc.push_str(piece);
 }
 
 /// The system prompt as one string: a string, or the text of an array of text blocks.
@@ -627,34 +600,18 @@ fn write_usage(out: &mut Vec<u8>, usage: Option<Usage>) {
     );
 }
 
-/// A non-empty string.
-fn text_in(v: &Value) -> Option<&str> {
-    v.as_str().filter(|s| !s.is_empty())
-}
-
 /// Translates an OpenAI `chat.completion` body into an Anthropic `message` body.
 pub fn response_from_chat(body: &[u8], model: &str) -> Result<Vec<u8>, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
     let choice = v["choices"].get(0).ok_or("no `choices`")?;
     let message = &choice["message"];
     let mut content = Vec::new();
-    if let Some(r) = text_in(&message["reasoning_content"]).or(text_in(&message["reasoning"])) {
+    if let Some(r) = reasoning_text(message) {
         content.push(json!({"type": "thinking", "thinking": r, "signature": ""}));
     }
-    let text = match &message["content"] {
-        // Some backends answer with content parts.
-        Value::Array(parts) => {
-            let mut text = String::new();
-            for p in parts {
-                join_line(&mut text, p["text"].as_str().unwrap_or(""));
-            }
-            text
-        }
-        c => text_in(c)
-            .or(text_in(&message["refusal"]))
-            .unwrap_or("")
-            .to_string(),
-    };
+    let text = content_text(&message["content"])
+        .or_else(|| text_in(&message["refusal"]).map(str::to_string))
+        .unwrap_or_default();
     if !text.is_empty() {
         content.push(json!({"type": "text", "text": text}));
     }
@@ -663,11 +620,7 @@ pub fn response_from_chat(body: &[u8], model: &str) -> Result<Vec<u8>, String> {
         .map_or(&[][..], Vec::as_slice);
     for call in calls {
         let f = &call["function"];
-        let input = f["arguments"]
-            .as_str()
-            .and_then(|a| serde_json::from_str::<Value>(a).ok())
-            .filter(Value::is_object)
-            .unwrap_or_else(|| json!({}));
+        let input = arguments_object(f);
         let id = text_in(&call["id"]).map_or_else(tool_use_id, str::to_string);
         content.push(json!({
             "type": "tool_use",
@@ -679,9 +632,7 @@ pub fn response_from_chat(body: &[u8], model: &str) -> Result<Vec<u8>, String> {
     if content.is_empty() {
         content.push(json!({"type": "text", "text": ""}));
     }
-    let usage = serde_json::from_value::<OpenAiUsage>(v["usage"].clone())
-        .ok()
-        .map(Usage::from);
+    let usage = usage_of(&v);
     let mut usage_json = Vec::with_capacity(128);
     write_usage(&mut usage_json, usage);
     let out = json!({
@@ -699,97 +650,6 @@ pub fn response_from_chat(body: &[u8], model: &str) -> Result<Vec<u8>, String> {
 
 // ---------------------------------------------------------------------------------------
 // Streams
-
-/// An OpenAI `chat.completion.chunk`, as far as it is read. Strings that are copied into the
-/// output stay raw JSON literals: never unescaped and escaped again.
-#[derive(Deserialize)]
-struct Chunk<'a> {
-    #[serde(default, borrow)]
-    id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    choices: First<ChunkChoice<'a>>,
-    #[serde(default)]
-    usage: Option<OpenAiUsage>,
-    /// An in-band error (OpenAI's, or the gateway's own when the upstream failed).
-    #[serde(default)]
-    error: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct ChunkChoice<'a> {
-    #[serde(default, borrow)]
-    delta: Option<ChunkDelta<'a>>,
-    #[serde(default, borrow)]
-    finish_reason: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct ChunkDelta<'a> {
-    #[serde(default, borrow)]
-    content: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    refusal: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    reasoning_content: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    reasoning: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    tool_calls: Option<Vec<ToolCallDelta<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct ToolCallDelta<'a> {
-    #[serde(default)]
-    index: Option<u32>,
-    #[serde(default, borrow)]
-    id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    function: Option<FunctionDelta<'a>>,
-}
-
-#[derive(Deserialize)]
-struct FunctionDelta<'a> {
-    #[serde(default, borrow)]
-    name: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    arguments: Option<&'a RawValue>,
-}
-
-/// The first element of a JSON array; the others are skipped (no `Vec` per chunk).
-struct First<T>(Option<T>);
-
-impl<T> Default for First<T> {
-    fn default() -> Self {
-        First(None)
-    }
-}
-
-impl<'de, T: Deserialize<'de>> Deserialize<'de> for First<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct FirstVisitor<T>(PhantomData<T>);
-        impl<'de, T: Deserialize<'de>> Visitor<'de> for FirstVisitor<T> {
-            type Value = First<T>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an array")
-            }
-            fn visit_unit<E>(self) -> Result<First<T>, E> {
-                Ok(First(None))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<First<T>, A::Error> {
-                let first = seq.next_element()?;
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(First(first))
-            }
-        }
-        d.deserialize_any(FirstVisitor(PhantomData))
-    }
-}
-
-/// The literal (quotes included) of a non-empty JSON string.
-fn literal(raw: Option<&RawValue>) -> Option<&[u8]> {
-    let s = raw?.get();
-    (s.len() > 2 && s.starts_with('"')).then_some(s.as_bytes())
-}
 
 /// The content block being streamed.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -896,11 +756,6 @@ const BLOCK_STOP: &[u8] =
     b"event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":";
 const MESSAGE_STOP: &[u8] = b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
 
-fn json_str(out: &mut Vec<u8>, s: &str) {
-    // Writing a &str to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
-}
-
 fn write_index(out: &mut Vec<u8>, prefix: &[u8], index: u32) {
     out.extend_from_slice(prefix);
     out.extend_from_slice(itoa::Buffer::new().format(index).as_bytes());
@@ -927,10 +782,7 @@ fn error_event(out: &mut Vec<u8>, kind: &str, message: &str) {
 
 /// Anthropic's error type for an OpenAI error object (or a bare message).
 fn error_of(error: &Value) -> (&'static str, &str) {
-    let message = error["message"]
-        .as_str()
-        .or(error.as_str())
-        .unwrap_or("The upstream reported an error.");
+    let message = error_message(error);
     let kind = error["type"].as_str().unwrap_or("");
     let code = error["code"].as_str().unwrap_or("");
     let kind = match (kind, code) {
@@ -1052,12 +904,7 @@ impl Events for Encoder {
                 }
             }
             if let Some(reason) = choice.finish_reason {
-                self.finish_reason = Some(match &*reason {
-                    "length" => "length",
-                    "tool_calls" | "function_call" => "tool_calls",
-                    "content_filter" => "content_filter",
-                    _ => "stop",
-                });
+                self.finish_reason = Some(finish_of(&reason));
                 // Nothing follows: let the client act on the blocks now.
                 self.close_all(out);
             }
@@ -1134,21 +981,8 @@ impl Encoder {
                 self.calls.len() - 1
             }
         };
-        let (name, arguments) = match call.function {
-            Some(f) => (f.name, literal(f.arguments)),
-            None => (None, None),
-        };
         let c = &mut self.calls[at];
-        if c.id.is_empty() {
-            if let Some(id) = call.id {
-                c.id = id.into_owned();
-            }
-        }
-        if c.name.is_empty() {
-            if let Some(name) = name {
-                c.name = name.into_owned();
-            }
-        }
+        let arguments = literal(call.fill(&mut c.id, &mut c.name));
         if let Some(lit) = arguments {
             let inside = &lit[1..lit.len() - 1];
             match c.state {

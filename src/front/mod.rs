@@ -3,6 +3,7 @@
 //! (whole or streamed) back into their own form, or pass through to a provider that speaks
 //! them natively.
 
+pub(crate) mod chat;
 pub mod gemini;
 pub mod messages;
 pub mod responses;

@@ -26,17 +26,17 @@
 //!   A custom tool call's JSON arguments are buffered and its input sent whole at its end.
 //!   Text is copied as raw JSON string literals, never unescaped and escaped again.
 
+use super::chat::{
+    content_text, error_message, finish_of, inside, invalid, join_line, json_str, reasoning_text,
+    request_object, text_in, usage_of, Chunk, ToolCallDelta,
+};
 use crate::error::{ErrorKind, GatewayError, Printable};
 use crate::stream::translate::{EventLoop, Events};
-use crate::usage::{OpenAiUsage, Usage};
+use crate::usage::Usage;
 use bytes::Bytes;
-use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 use std::io::Write;
-use std::marker::PhantomData;
 
 /// A tool the upstream knows as a plain function under `upstream`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,27 +81,12 @@ pub struct ToChat {
 // ---------------------------------------------------------------------------------------
 // Request
 
-fn invalid(message: impl Into<String>, param: &'static str) -> GatewayError {
-    GatewayError::invalid_request(message).param(param)
-}
-
 const STATELESS: &str =
     "Junction's Responses API is stateless; send the full input with store: false.";
 
 /// Translates a Responses request body into a chat completion request.
 pub fn request_to_chat(body: &[u8]) -> Result<ToChat, GatewayError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        GatewayError::invalid_request(format!(
-            "The request body is not valid JSON: {}",
-            Printable(&e.to_string())
-        ))
-        .code("invalid_json")
-    })?;
-    let Value::Object(mut req) = v else {
-        return Err(GatewayError::invalid_request(
-            "The request body must be a JSON object.",
-        ));
-    };
+    let mut req = request_object(body)?;
     let model = match req.remove("model") {
         Some(Value::String(m)) if !m.is_empty() => m,
         None | Some(Value::Null) => return Err(invalid("Missing field `model`.", "model")),
@@ -337,17 +322,6 @@ pub fn request_to_chat(body: &[u8]) -> Result<ToChat, GatewayError> {
     })
 }
 
-/// Appends `piece` to `acc`, a line break between non-empty pieces.
-fn push_line(acc: &mut String, piece: &str) {
-    if piece.is_empty() {
-        return;
-    }
-    if !acc.is_empty() {
-        acc.push('\n');
-    }
-    acc.push_str(piece);
-}
-
 /// Takes the string field `key` of input item `i` (of type `kind`).
 fn item_string(
     i: usize,
@@ -419,10 +393,10 @@ fn push_item(i: usize, item: Value, out: &mut Vec<Value>) -> Result<(), GatewayE
                     for part in &parts {
                         match part["type"].as_str() {
                             Some("input_text" | "output_text" | "text") => {
-                                push_line(&mut text, part["text"].as_str().unwrap_or(""))
+                                join_line(&mut text, part["text"].as_str().unwrap_or(""))
                             }
-                            Some("input_image") => push_line(&mut text, "[image]"),
-                            Some("input_file") => push_line(&mut text, "[file]"),
+                            Some("input_image") => join_line(&mut text, "[image]"),
+                            Some("input_file") => join_line(&mut text, "[file]"),
                             _ => {
                                 return Err(invalid(
                                     format!("`input[{i}].output` must hold `input_text`, `input_image` or `input_file` parts."),
@@ -585,7 +559,7 @@ fn push_message(
         let mut text = String::new();
         for p in &pieces {
             if let Piece::Text(t) = p {
-                push_line(&mut text, t);
+                join_line(&mut text, t);
             }
         }
         if role == "assistant" && text.is_empty() {
@@ -696,7 +670,7 @@ fn chat_tool(
             let f = format.unwrap_or(&Value::Null);
             let syntax = f["syntax"].as_str().unwrap_or("lark");
             let definition = f["definition"].as_str().unwrap_or("");
-            push_line(
+            join_line(
                 &mut d,
                 &format!("`input` must follow this {syntax} grammar:\n{definition}"),
             );
@@ -962,11 +936,6 @@ fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn json_str(out: &mut Vec<u8>, s: &str) {
-    // Writing a &str to a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, s);
-}
-
 /// The escaped inside of `s`'s JSON string literal.
 fn escaped(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len() + 2);
@@ -996,16 +965,6 @@ fn custom_input(arguments: &[u8]) -> Vec<u8> {
     match input {
         Some(s) => escaped(&s),
         None => arguments.to_vec(),
-    }
-}
-
-/// Chat finish_reason, as far as the response's status cares.
-fn finish_of(reason: &str) -> &'static str {
-    match reason {
-        "length" => "length",
-        "content_filter" => "content_filter",
-        "tool_calls" | "function_call" => "tool_calls",
-        _ => "stop",
     }
 }
 
@@ -1121,11 +1080,6 @@ impl Answer {
     }
 }
 
-/// A non-empty string.
-fn text_in(v: &Value) -> Option<&str> {
-    v.as_str().filter(|s| !s.is_empty())
-}
-
 /// Translates a `chat.completion` body into a Responses `response` object.
 pub fn response_from_chat(body: &[u8], model: &str, context: &Context) -> Result<Vec<u8>, String> {
     let v: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
@@ -1144,22 +1098,12 @@ pub fn response_from_chat(body: &[u8], model: &str, context: &Context) -> Result
     } else {
         "completed"
     };
-    if let Some(r) = text_in(&message["reasoning_content"]).or(text_in(&message["reasoning"])) {
+    if let Some(r) = reasoning_text(message) {
         let mut item = Item::new(Kind::Reasoning);
         item.text = escaped(r);
         a.items.push(item);
     }
-    let text = match &message["content"] {
-        // Some backends answer with content parts.
-        Value::Array(parts) => {
-            let mut text = String::new();
-            for p in parts {
-                push_line(&mut text, p["text"].as_str().unwrap_or(""));
-            }
-            text
-        }
-        c => c.as_str().unwrap_or("").to_string(),
-    };
+    let text = content_text(&message["content"]).unwrap_or_default();
     let refusal = text_in(&message["refusal"]);
     if !text.is_empty() || refusal.is_some() {
         let mut item = Item::new(Kind::Message);
@@ -1196,9 +1140,7 @@ pub fn response_from_chat(body: &[u8], model: &str, context: &Context) -> Result
         item.status = item_status;
         item.done = true;
     }
-    a.usage = serde_json::from_value::<OpenAiUsage>(v["usage"].clone())
-        .ok()
-        .map(Usage::from);
+    a.usage = usage_of(&v);
     let mut out = Vec::with_capacity(body.len() + context.echo.len() + 512);
     a.write(&mut out, context, status, true, None);
     Ok(out)
@@ -1207,88 +1149,6 @@ pub fn response_from_chat(body: &[u8], model: &str, context: &Context) -> Result
 // ---------------------------------------------------------------------------------------
 // Streams
 
-/// A `chat.completion.chunk`, as far as it is read. Strings copied into the output stay raw
-/// JSON literals.
-#[derive(Deserialize)]
-struct Chunk<'a> {
-    #[serde(default)]
-    created: Option<u64>,
-    #[serde(default, borrow, deserialize_with = "first_of")]
-    choices: Option<ChunkChoice<'a>>,
-    #[serde(default)]
-    usage: Option<OpenAiUsage>,
-    /// An in-band error (OpenAI's, or the gateway's own when the upstream failed).
-    #[serde(default)]
-    error: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct ChunkChoice<'a> {
-    #[serde(default, borrow)]
-    delta: Option<ChunkDelta<'a>>,
-    #[serde(default, borrow)]
-    finish_reason: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct ChunkDelta<'a> {
-    #[serde(default, borrow)]
-    content: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    refusal: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    reasoning_content: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    reasoning: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    tool_calls: Option<Vec<CallDelta<'a>>>,
-}
-
-#[derive(Deserialize)]
-struct CallDelta<'a> {
-    #[serde(default)]
-    index: Option<u32>,
-    #[serde(default, borrow)]
-    id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    function: Option<FunctionDelta<'a>>,
-}
-
-#[derive(Deserialize)]
-struct FunctionDelta<'a> {
-    #[serde(default, borrow)]
-    name: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    arguments: Option<&'a RawValue>,
-}
-
-/// The first element of a JSON array (or null), without collecting the array.
-fn first_of<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
-    struct FirstOf<T>(PhantomData<T>);
-    impl<'de, T: Deserialize<'de>> Visitor<'de> for FirstOf<T> {
-        type Value = Option<T>;
-        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("an array or null")
-        }
-        fn visit_unit<E>(self) -> Result<Option<T>, E> {
-            Ok(None)
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Option<T>, A::Error> {
-            let first = seq.next_element()?;
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok(first)
-        }
-    }
-    d.deserialize_any(FirstOf(PhantomData))
-}
-
-/// The escaped inside of a raw value that is a non-empty JSON string.
-fn inside(raw: Option<&RawValue>) -> Option<&[u8]> {
-    let s = raw?.get().as_bytes();
-    (s.len() > 2 && s[0] == b'"').then(|| &s[1..s.len() - 1])
-}
-
-/// Starts an event: `event: <type>\ndata: {"type":"<type>","sequence_number":N`.
 fn head(out: &mut Vec<u8>, seq: &mut u64, kind: &str) {
     out.extend_from_slice(b"event: ");
     out.extend_from_slice(kind.as_bytes());
@@ -1412,7 +1272,9 @@ impl Events for Encoder {
             self.complete(out);
             return true;
         }
-        let chunk: Chunk<'_> = match serde_json::from_slice(data) {
+        // A `created` that is not a whole number makes the chunk unreadable.
+        let chunk = serde_json::from_slice::<Chunk<'_>>(data).and_then(|c| Ok((c.created()?, c)));
+        let (created, chunk) = match chunk {
             Ok(c) => c,
             // The unterminated last event of a cut stream: the caller reports the cut.
             Err(_) if at_end => return false,
@@ -1426,10 +1288,7 @@ impl Events for Encoder {
             }
         };
         if let Some(e) = &chunk.error {
-            let message = e["message"]
-                .as_str()
-                .or(e.as_str())
-                .unwrap_or("The upstream reported an error.");
+            let message = error_message(e);
             let code = error_code(
                 e["code"].as_str().unwrap_or(""),
                 e["type"].as_str().unwrap_or(""),
@@ -1438,12 +1297,12 @@ impl Events for Encoder {
             return true;
         }
         if !self.started {
-            if let Some(created) = chunk.created {
+            if let Some(created) = created {
                 self.answer.created_at = created;
             }
             self.start(out);
         }
-        if let Some(choice) = chunk.choices {
+        if let Some(choice) = chunk.choices.0 {
             if let Some(d) = choice.delta {
                 if let Some(piece) = inside(d.reasoning_content).or(inside(d.reasoning)) {
                     self.reasoning_piece(piece, out);
@@ -1589,7 +1448,7 @@ impl Encoder {
     }
 
     // hot path: one call per tool call fragment.
-    fn tool_delta(&mut self, call: CallDelta<'_>, position: u32, out: &mut Vec<u8>) {
+    fn tool_delta(&mut self, call: ToolCallDelta<'_>, position: u32, out: &mut Vec<u8>) {
         let index = call.index.unwrap_or(position);
         let at = match self.calls.iter().position(|c| c.index == index) {
             Some(at) => at,
@@ -1604,21 +1463,8 @@ impl Encoder {
                 self.calls.len() - 1
             }
         };
-        let (name, arguments) = match call.function {
-            Some(f) => (f.name, inside(f.arguments)),
-            None => (None, None),
-        };
         let c = &mut self.calls[at];
-        if c.id.is_empty() {
-            if let Some(id) = call.id {
-                c.id = id.into_owned();
-            }
-        }
-        if c.name.is_empty() {
-            if let Some(name) = name {
-                c.name = name.into_owned();
-            }
-        }
+        let arguments = inside(call.fill(&mut c.id, &mut c.name));
         match c.item {
             Some(item) => {
                 if let Some(piece) = arguments {

@@ -1,0 +1,268 @@
+//! What the translating front doors share of OpenAI chat completions: the chunk of a chat
+//! stream as they read it, and small helpers for the raw JSON they copy into their answers.
+
+use crate::error::{GatewayError, Printable};
+use crate::usage::{OpenAiUsage, Usage};
+use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::marker::PhantomData;
+
+// ---------------------------------------------------------------------------------------
+// Requests
+
+/// A 400 `invalid_request_error` about the request field `param`.
+pub(crate) fn invalid(message: impl Into<String>, param: &'static str) -> GatewayError {
+    GatewayError::invalid_request(message).param(param)
+}
+
+/// A client's request body as a JSON object (a 400 when it is not JSON, or not an object).
+pub(crate) fn request_object(body: &[u8]) -> Result<Map<String, Value>, GatewayError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        GatewayError::invalid_request(format!(
+            "The request body is not valid JSON: {}",
+            Printable(&e.to_string())
+        ))
+        .code("invalid_json")
+    })?;
+    let Value::Object(req) = v else {
+        return Err(GatewayError::invalid_request(
+            "The request body must be a JSON object.",
+        ));
+    };
+    Ok(req)
+}
+
+// ---------------------------------------------------------------------------------------
+// Text
+
+/// Appends `piece` to `acc`, with a line break between non-empty pieces.
+pub(crate) fn join_line(acc: &mut String, piece: &str) {
+    if piece.is_empty() {
+        return;
+    }
+    if !acc.is_empty() {
+        acc.push('\n');
+    }
+    acc.push_str(piece);
+}
+
+/// A non-empty string.
+pub(crate) fn text_in(v: &Value) -> Option<&str> {
+    v.as_str().filter(|s| !s.is_empty())
+}
+
+/// Writes `s` as a JSON string literal.
+pub(crate) fn json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a &str to a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// The message of an OpenAI error object (or a bare message).
+pub(crate) fn error_message(error: &Value) -> &str {
+    error["message"]
+        .as_str()
+        .or(error.as_str())
+        .unwrap_or("The upstream reported an error.")
+}
+
+// ---------------------------------------------------------------------------------------
+// Whole response (`chat.completion`)
+
+/// A chat `finish_reason` as one of the four the doors tell apart (`stop` for any other).
+pub(crate) fn finish_of(reason: &str) -> &'static str {
+    match reason {
+        "length" => "length",
+        "content_filter" => "content_filter",
+        "tool_calls" | "function_call" => "tool_calls",
+        _ => "stop",
+    }
+}
+
+/// A chat message's reasoning, if it has any (`reasoning_content`, else `reasoning`).
+pub(crate) fn reasoning_text(message: &Value) -> Option<&str> {
+    text_in(&message["reasoning_content"]).or(text_in(&message["reasoning"]))
+}
+
+/// A chat message's `content`: its parts' texts one a line when it is an array (some
+/// backends answer so), else the string when it is a non-empty one.
+pub(crate) fn content_text(content: &Value) -> Option<String> {
+    match content {
+        Value::Array(parts) => {
+            let mut text = String::new();
+            for p in parts {
+                join_line(&mut text, p["text"].as_str().unwrap_or(""));
+            }
+            Some(text)
+        }
+        c => text_in(c).map(str::to_string),
+    }
+}
+
+/// A tool call's `function.arguments` as the JSON object they encode (`{}` when they are not
+/// one).
+pub(crate) fn arguments_object(function: &Value) -> Value {
+    function["arguments"]
+        .as_str()
+        .and_then(|a| serde_json::from_str::<Value>(a).ok())
+        .filter(Value::is_object)
+        .unwrap_or_else(|| Value::Object(Default::default()))
+}
+
+/// The tokens of a completion's `usage`, when it has a readable one.
+pub(crate) fn usage_of(completion: &Value) -> Option<Usage> {
+    serde_json::from_value::<OpenAiUsage>(completion["usage"].clone())
+        .ok()
+        .map(Usage::from)
+}
+
+// ---------------------------------------------------------------------------------------
+// Streams (`chat.completion.chunk`)
+
+/// A `chat.completion.chunk`, as far as it is read. Strings that are copied into the output
+/// stay raw JSON literals: never unescaped and escaped again.
+#[derive(Deserialize)]
+pub(crate) struct Chunk<'a> {
+    #[serde(default, borrow)]
+    pub id: Option<Cow<'a, str>>,
+    /// Raw: only the Responses door reads it, and it alone refuses a chunk where it is not
+    /// a whole number (see [`Chunk::created`]).
+    #[serde(default, borrow)]
+    pub created: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub choices: First<ChunkChoice<'a>>,
+    #[serde(default)]
+    pub usage: Option<OpenAiUsage>,
+    /// An in-band error (OpenAI's, or the gateway's own when the upstream failed).
+    #[serde(default)]
+    pub error: Option<Value>,
+}
+
+impl Chunk<'_> {
+    /// `created`, where the chunk has it; an error where it is not a whole number.
+    pub fn created(&self) -> Result<Option<u64>, serde_json::Error> {
+        self.created
+            .map(|r| serde_json::from_str(r.get()))
+            .transpose()
+    }
+}
+
+/// The first (only) choice of a chunk.
+#[derive(Deserialize)]
+pub(crate) struct ChunkChoice<'a> {
+    #[serde(default, borrow)]
+    pub delta: Option<ChunkDelta<'a>>,
+    #[serde(default, borrow)]
+    pub finish_reason: Option<Cow<'a, str>>,
+}
+
+/// A choice's `delta`: text as raw literals.
+#[derive(Deserialize)]
+pub(crate) struct ChunkDelta<'a> {
+    #[serde(default, borrow)]
+    pub content: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub refusal: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub reasoning_content: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub reasoning: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub tool_calls: Option<Vec<ToolCallDelta<'a>>>,
+}
+
+/// A fragment of one tool call (`index`).
+#[derive(Deserialize)]
+pub(crate) struct ToolCallDelta<'a> {
+    #[serde(default)]
+    pub index: Option<u32>,
+    #[serde(default, borrow)]
+    pub id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub function: Option<FunctionDelta<'a>>,
+}
+
+impl<'a> ToolCallDelta<'a> {
+    /// Sets `id` and `name` from the fragment where they are still empty; the fragment's
+    /// arguments (raw) are left to the caller.
+    pub fn fill(self, id: &mut String, name: &mut String) -> Option<&'a RawValue> {
+        if id.is_empty() {
+            if let Some(i) = self.id {
+                *id = i.into_owned();
+            }
+        }
+        let f = self.function?;
+        if name.is_empty() {
+            if let Some(n) = f.name {
+                *name = n.into_owned();
+            }
+        }
+        f.arguments
+    }
+}
+
+/// A fragment of a tool call's function: `arguments` as a raw literal.
+#[derive(Deserialize)]
+pub(crate) struct FunctionDelta<'a> {
+    #[serde(default, borrow)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub arguments: Option<&'a RawValue>,
+}
+
+/// The first element of a JSON array (or nothing, for null); the others are skipped (no
+/// `Vec` per chunk).
+pub(crate) struct First<T>(pub Option<T>);
+
+impl<T> Default for First<T> {
+    fn default() -> Self {
+        First(None)
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for First<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct FirstVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for FirstVisitor<T> {
+            type Value = First<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array or null")
+            }
+            fn visit_unit<E>(self) -> Result<First<T>, E> {
+                Ok(First(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<First<T>, A::Error> {
+                let first = seq.next_element()?;
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(First(first))
+            }
+        }
+        d.deserialize_any(FirstVisitor(PhantomData))
+    }
+}
+
+/// The literal (quotes included) of a raw value that is a non-empty JSON string.
+pub(crate) fn literal(raw: Option<&RawValue>) -> Option<&[u8]> {
+    let s = raw?.get();
+    (s.len() > 2 && s.starts_with('"')).then_some(s.as_bytes())
+}
+
+/// The escaped inside (quotes left off) of a raw value that is a non-empty JSON string.
+pub(crate) fn inside(raw: Option<&RawValue>) -> Option<&[u8]> {
+    literal(raw).map(|l| &l[1..l.len() - 1])
+}
+
+/// The text of a raw value that is a JSON string, unescaped (borrowed when it has no
+/// escapes); `None` for any other value.
+pub(crate) fn unescaped(raw: &RawValue) -> Option<Cow<'_, str>> {
+    let s = raw.get();
+    if !s.starts_with('"') {
+        return None;
+    }
+    match serde_json::from_str::<&str>(s) {
+        Ok(s) => Some(Cow::Borrowed(s)),
+        Err(_) => serde_json::from_str::<String>(s).ok().map(Cow::Owned),
+    }
+}
