@@ -853,51 +853,21 @@ fn without_foreign_thinking(body: &[u8]) -> Result<Vec<u8>, GatewayError> {
 }
 
 /// Watches an Anthropic stream passed through unchanged, for its usage and its end.
+pub type PassThrough = crate::stream::watch::Watched<PassState>;
+
+/// What a passed-through Anthropic stream told of its usage.
 #[derive(Default)]
-pub struct PassThrough {
-    framer: crate::stream::sse::SseFramer,
+pub struct PassState {
     usage: Usage,
-    done: bool,
 }
 
-impl PassThrough {
-    // hot path: every chunk of a passed-through stream.
-    /// The chunk itself, after noting what it tells.
-    pub fn feed(&mut self, chunk: Bytes) -> Option<Bytes> {
-        if !self.done {
-            self.framer.push(chunk.clone());
-            while let Some(event) = self.framer.next_event() {
-                self.observe(&event);
-            }
-        }
-        Some(chunk)
-    }
-
-    pub fn finish(&mut self) -> Option<Bytes> {
-        if let Some(event) = self.framer.finish() {
-            self.observe(&event);
-        }
-        None
-    }
-
-    /// `message_stop` (or an error event) went by.
-    pub fn done(&self) -> bool {
-        self.done
-    }
-
-    pub fn usage(&self) -> Usage {
-        self.usage
-    }
-
-    fn observe(&mut self, event: &[u8]) {
-        let Some(data) = crate::stream::sse::data_of(event) else {
-            return;
-        };
+impl crate::stream::watch::Watch for PassState {
+    fn observe(&mut self, data: &[u8]) -> bool {
         if fast_delta(data).is_some() {
-            return;
+            return false;
         }
         let Ok(ev) = serde_json::from_slice::<Event<'_>>(data) else {
-            return;
+            return false;
         };
         match &*ev.kind {
             "message_start" => {
@@ -910,9 +880,14 @@ impl PassThrough {
                     u.apply(&mut self.usage);
                 }
             }
-            "message_stop" | "error" => self.done = true,
+            "message_stop" | "error" => return true,
             _ => {}
         }
+        false
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        Some(self.usage)
     }
 }
 

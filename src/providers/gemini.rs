@@ -749,51 +749,22 @@ fn fast_text(data: &[u8]) -> Option<&[u8]> {
 mod tests;
 
 /// Watches a Gemini stream passed through unchanged, for its usage and its end: only events
-/// that carry `usageMetadata`, a `finishReason` or an `error` are parsed.
+/// that carry `usageMetadata`, a `finishReason` or an `error` are parsed. (Gemini sends no
+/// other end marker.)
+pub type PassThrough = crate::stream::watch::Watched<PassState>;
+
+/// What a passed-through Gemini stream told of its usage.
 #[derive(Default)]
-pub struct PassThrough {
-    framer: crate::stream::sse::SseFramer,
+pub struct PassState {
     usage: Usage,
-    done: bool,
 }
 
-impl PassThrough {
-    // hot path: every chunk of a passed-through stream.
-    /// The chunk itself, after noting what it tells.
-    pub fn feed(&mut self, chunk: Bytes) -> Option<Bytes> {
-        if !self.done {
-            self.framer.push(chunk.clone());
-            while let Some(event) = self.framer.next_event() {
-                self.observe(&event);
-            }
-        }
-        Some(chunk)
-    }
-
-    pub fn finish(&mut self) -> Option<Bytes> {
-        if let Some(event) = self.framer.finish() {
-            self.observe(&event);
-        }
-        None
-    }
-
-    /// A finish reason (or an error) went by: Gemini sends no other end marker.
-    pub fn done(&self) -> bool {
-        self.done
-    }
-
-    pub fn usage(&self) -> Usage {
-        self.usage
-    }
-
-    fn observe(&mut self, event: &[u8]) {
-        let Some(data) = crate::stream::sse::data_of(event) else {
-            return;
-        };
+impl crate::stream::watch::Watch for PassState {
+    fn observe(&mut self, data: &[u8]) -> bool {
         let has = |needle: &[u8]| memchr::memmem::find(data, needle).is_some();
         let finished = has(b"\"finishReason\"") || has(b"\"error\"");
         if !finished && !has(b"\"usageMetadata\"") {
-            return;
+            return false;
         }
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
@@ -807,6 +778,10 @@ impl PassThrough {
         {
             self.usage = u.into();
         }
-        self.done |= finished;
+        finished
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        Some(self.usage)
     }
 }

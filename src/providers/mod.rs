@@ -422,7 +422,7 @@ impl StreamTranslator {
             StreamTranslator::AnthropicPass(p) => p.done(),
             StreamTranslator::ToMessages(b) => b.0.done(),
             StreamTranslator::ToResponses(b) => b.0.done(),
-            StreamTranslator::GeminiPass(t) => t.done(),
+            StreamTranslator::GeminiPass(p) => p.done(),
             StreamTranslator::ResponsesPass(p) => p.done(),
             StreamTranslator::ToGemini(b) => b.0.done(),
         }
@@ -433,10 +433,10 @@ impl StreamTranslator {
             StreamTranslator::OpenAi(f) => f.usage,
             StreamTranslator::Anthropic(t) => Some(t.usage()),
             StreamTranslator::Gemini(t) => Some(t.usage()),
-            StreamTranslator::AnthropicPass(p) => Some(p.usage()),
+            StreamTranslator::AnthropicPass(p) => p.usage(),
             StreamTranslator::ToMessages(b) => b.0.usage(),
             StreamTranslator::ToResponses(b) => b.0.usage(),
-            StreamTranslator::GeminiPass(t) => Some(t.usage()),
+            StreamTranslator::GeminiPass(p) => p.usage(),
             StreamTranslator::ResponsesPass(p) => p.usage(),
             StreamTranslator::ToGemini(b) => b.0.usage(),
         }

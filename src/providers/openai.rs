@@ -615,46 +615,16 @@ pub fn responses_usage_in_tail(tail: &[u8]) -> Option<Usage> {
 }
 
 /// Watches a Responses event stream passed through unchanged, for its usage and its end.
+pub type ResponsesPass = crate::stream::watch::Watched<ResponsesState>;
+
+/// What a passed-through Responses stream told of its usage: only the final events are read.
 #[derive(Default)]
-pub struct ResponsesPass {
-    framer: crate::stream::sse::SseFramer,
+pub struct ResponsesState {
     usage: Option<Usage>,
-    done: bool,
 }
 
-impl ResponsesPass {
-    // hot path: every chunk of a passed-through stream.
-    /// The chunk itself, after noting what it tells. Only the final events are parsed.
-    pub fn feed(&mut self, chunk: Bytes) -> Option<Bytes> {
-        if !self.done {
-            self.framer.push(chunk.clone());
-            while let Some(event) = self.framer.next_event() {
-                self.observe(&event);
-            }
-        }
-        Some(chunk)
-    }
-
-    pub fn finish(&mut self) -> Option<Bytes> {
-        if let Some(event) = self.framer.finish() {
-            self.observe(&event);
-        }
-        None
-    }
-
-    /// `response.completed`, `.incomplete` or `.failed` went by.
-    pub fn done(&self) -> bool {
-        self.done
-    }
-
-    pub fn usage(&self) -> Option<Usage> {
-        self.usage
-    }
-
-    fn observe(&mut self, event: &[u8]) {
-        let Some(data) = crate::stream::sse::data_of(event) else {
-            return;
-        };
+impl crate::stream::watch::Watch for ResponsesState {
+    fn observe(&mut self, data: &[u8]) -> bool {
         let head = &data[..data.len().min(64)];
         let last = [
             &b"\"response.completed\""[..],
@@ -662,9 +632,8 @@ impl ResponsesPass {
             b"\"response.failed\"",
         ];
         if !last.iter().any(|t| memchr::memmem::find(head, t).is_some()) {
-            return;
+            return false;
         }
-        self.done = true;
         #[derive(Deserialize)]
         struct Final {
             response: Option<Inner>,
@@ -679,5 +648,10 @@ impl ResponsesPass {
         {
             self.usage = Some(u.into());
         }
+        true
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage
     }
 }

@@ -3,3 +3,4 @@
 pub mod chunk;
 pub mod sse;
 pub mod translate;
+pub mod watch;
