@@ -7,6 +7,8 @@ pub(crate) mod chat;
 pub mod gemini;
 pub mod messages;
 pub mod responses;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 use crate::error::{ErrorKind, GatewayError, UpstreamBody};
 use bytes::Bytes;

@@ -1,29 +1,15 @@
 use super::*;
+use crate::front::test_support::{self, call, chat_stream, delta, feed_pieces, finish, fixture};
 use serde_json::json;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/providers/");
 const MODEL: &str = "gemini-2.5-pro";
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{FIXTURES}{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
 
 // ---------------------------------------------------------------------------------------
 // Streams: helpers
 
 /// Runs a stream through a fresh encoder, fed in the given pieces, then finished.
 fn run_with(pieces: &[&[u8]]) -> (Vec<u8>, StreamEncoder) {
-    let mut e = StreamEncoder::new(MODEL);
-    let mut out = Vec::new();
-    for p in pieces {
-        if let Some(b) = e.feed(Bytes::copy_from_slice(p)) {
-            out.extend_from_slice(&b);
-        }
-    }
-    if let Some(b) = e.finish() {
-        out.extend_from_slice(&b);
-    }
-    (out, e)
+    feed_pieces(StreamEncoder::new(MODEL), pieces)
 }
 
 fn run(pieces: &[&[u8]]) -> Vec<u8> {
@@ -44,40 +30,11 @@ fn events(out: &[u8]) -> Vec<Value> {
         .collect()
 }
 
-/// SSE text of chat chunks given as JSON values (and `[DONE]` when `done`).
-fn chat_stream(chunks: &[Value], done: bool) -> Vec<u8> {
-    let mut s = Vec::new();
-    for c in chunks {
-        s.extend_from_slice(format!("data: {c}\n\n").as_bytes());
-    }
-    if done {
-        s.extend_from_slice(b"data: [DONE]\n\n");
-    }
-    s
-}
-
-fn delta(d: Value) -> Value {
-    json!({"id": "chatcmpl-t1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": d, "finish_reason": null}]})
-}
-
-fn finish(reason: &str) -> Value {
-    json!({"id": "chatcmpl-t1", "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
-}
-
+/// A usage chunk that also counts reasoning tokens.
 fn usage(prompt: u64, completion: u64, cached: u64, reasoning: u64) -> Value {
-    json!({"id": "chatcmpl-t1", "choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion, "prompt_tokens_details": {"cached_tokens": cached}, "completion_tokens_details": {"reasoning_tokens": reasoning}}})
-}
-
-fn call(index: u32, id: Option<&str>, name: Option<&str>, arguments: &str) -> Value {
-    let mut c = json!({"index": index, "function": {"arguments": arguments}});
-    if let Some(id) = id {
-        c["id"] = id.into();
-        c["type"] = "function".into();
-    }
-    if let Some(name) = name {
-        c["function"]["name"] = name.into();
-    }
-    c
+    let mut u = test_support::usage(prompt, completion, cached);
+    u["usage"]["completion_tokens_details"] = json!({"reasoning_tokens": reasoning});
+    u
 }
 
 /// What a chat stream says, read directly from its chunks.

@@ -1,69 +1,17 @@
 use super::*;
+use crate::front::test_support::{
+    call, calls, chat_stream, delta, feed_pieces, finish, fixture, usage,
+};
 use serde_json::json;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/providers/");
 const MODEL: &str = "claude-sonnet-4-5";
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{FIXTURES}{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
 
 // ---------------------------------------------------------------------------------------
 // Streams: helpers
 
 /// Runs a stream through a fresh encoder, fed in the given pieces, then finished.
 fn run(pieces: &[&[u8]]) -> Vec<u8> {
-    let mut e = StreamEncoder::new(MODEL);
-    let mut out = Vec::new();
-    for p in pieces {
-        if let Some(b) = e.feed(Bytes::copy_from_slice(p)) {
-            out.extend_from_slice(&b);
-        }
-    }
-    if let Some(b) = e.finish() {
-        out.extend_from_slice(&b);
-    }
-    out
-}
-
-/// SSE text of OpenAI chunks given as JSON values (and `[DONE]` when `done`).
-fn openai_stream(chunks: &[Value], done: bool) -> Vec<u8> {
-    let mut s = Vec::new();
-    for c in chunks {
-        s.extend_from_slice(format!("data: {c}\n\n").as_bytes());
-    }
-    if done {
-        s.extend_from_slice(b"data: [DONE]\n\n");
-    }
-    s
-}
-
-fn delta(d: Value) -> Value {
-    json!({"id": "chatcmpl-t1", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": d, "finish_reason": null}]})
-}
-
-fn finish(reason: &str) -> Value {
-    json!({"id": "chatcmpl-t1", "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
-}
-
-fn usage(prompt: u64, completion: u64, cached: u64) -> Value {
-    json!({"id": "chatcmpl-t1", "choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion, "prompt_tokens_details": {"cached_tokens": cached}}})
-}
-
-fn call(index: u32, id: Option<&str>, name: Option<&str>, arguments: &str) -> Value {
-    let mut c = json!({"index": index, "function": {"arguments": arguments}});
-    if let Some(id) = id {
-        c["id"] = id.into();
-        c["type"] = "function".into();
-    }
-    if let Some(name) = name {
-        c["function"]["name"] = name.into();
-    }
-    c
-}
-
-fn calls(list: Vec<Value>) -> Value {
-    delta(json!({ "tool_calls": list }))
+    feed_pieces(StreamEncoder::new(MODEL), pieces).0
 }
 
 /// One content block of a translated stream, put back together.
@@ -368,7 +316,7 @@ fn a_midstream_error_ends_the_stream_as_an_anthropic_error() {
         json!({"type": "api_error", "message": "The server had an error while processing your request. Sorry about that!"})
     );
     // The stream is over: nothing more goes out.
-    let more = openai_stream(&[delta(json!({"content": "late"}))], true);
+    let more = chat_stream(&[delta(json!({"content": "late"}))], true);
     assert_eq!(e.feed(Bytes::from(more)), None);
 }
 
@@ -491,7 +439,7 @@ fn a_call_never_completed_is_sent_at_the_finish() {
 fn whole_calls_in_one_chunk_become_successive_blocks() {
     // As the gateway's Gemini translation sends them: complete, several in one chunk, and
     // without an `index` the position counts.
-    let m = check_grammar(&run(&[&openai_stream(
+    let m = check_grammar(&run(&[&chat_stream(
         &[
             delta(json!({"tool_calls": [
                 {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{\"x\":1}"}},
@@ -545,7 +493,7 @@ fn balance_reads_escaped_arguments() {
 #[test]
 fn reasoning_becomes_a_thinking_block_without_signature() {
     for field in ["reasoning_content", "reasoning"] {
-        let m = check_grammar(&run(&[&openai_stream(
+        let m = check_grammar(&run(&[&chat_stream(
             &[
                 delta(json!({"role": "assistant", "content": ""})),
                 delta(json!({ field: "Let me " })),
@@ -568,7 +516,7 @@ fn reasoning_becomes_a_thinking_block_without_signature() {
         );
     }
     // A backend that sends both fields with the same text: said once.
-    let m = check_grammar(&run(&[&openai_stream(
+    let m = check_grammar(&run(&[&chat_stream(
         &[
             delta(json!({"reasoning_content": "once", "reasoning": "once"})),
             finish("stop"),
@@ -580,7 +528,7 @@ fn reasoning_becomes_a_thinking_block_without_signature() {
 
 #[test]
 fn an_empty_answer_still_has_one_block() {
-    let m = check_grammar(&run(&[&openai_stream(
+    let m = check_grammar(&run(&[&chat_stream(
         &[
             delta(json!({"role": "assistant", "content": ""})),
             finish("content_filter"),
@@ -601,7 +549,7 @@ fn an_empty_answer_still_has_one_block() {
 
 #[test]
 fn a_finished_stream_without_done_is_ended_by_finish() {
-    let stream = openai_stream(
+    let stream = chat_stream(
         &[
             delta(json!({"content": "Hi"})),
             finish("length"),
@@ -622,7 +570,7 @@ fn a_finished_stream_without_done_is_ended_by_finish() {
 
 #[test]
 fn a_cut_stream_is_left_open_for_the_gateway_error() {
-    let stream = openai_stream(&[delta(json!({"content": "Hel"}))], false);
+    let stream = chat_stream(&[delta(json!({"content": "Hel"}))], false);
     let mut e = StreamEncoder::new(MODEL);
     let mut out = e.feed(Bytes::from(stream)).unwrap().to_vec();
     // The last event was cut in the middle: nothing to say.

@@ -1,66 +1,25 @@
 use super::*;
+use crate::front::test_support::{self, chat_stream, delta, feed_pieces, finish, fixture};
 use serde_json::json;
 use std::collections::HashMap;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/providers/");
 const MODEL: &str = "gpt-5-codex";
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{FIXTURES}{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
 
 // ---------------------------------------------------------------------------------------
 // Streams: helpers
 
 /// Runs a stream through a fresh encoder, fed in the given pieces, then finished.
 fn run_with(context: Context, pieces: &[&[u8]]) -> (Vec<u8>, StreamEncoder) {
-    let mut e = StreamEncoder::new(MODEL, context);
-    let mut out = Vec::new();
-    for p in pieces {
-        if let Some(b) = e.feed(Bytes::copy_from_slice(p)) {
-            out.extend_from_slice(&b);
-        }
-    }
-    if let Some(b) = e.finish() {
-        out.extend_from_slice(&b);
-    }
-    (out, e)
+    feed_pieces(StreamEncoder::new(MODEL, context), pieces)
 }
 
 fn run(pieces: &[&[u8]]) -> Vec<u8> {
     run_with(Context::default(), pieces).0
 }
 
-/// SSE text of chat chunks given as JSON values (and `[DONE]` when `done`).
-fn chat_stream(chunks: &[Value], done: bool) -> Vec<u8> {
-    let mut s = Vec::new();
-    for c in chunks {
-        s.extend_from_slice(format!("data: {c}\n\n").as_bytes());
-    }
-    if done {
-        s.extend_from_slice(b"data: [DONE]\n\n");
-    }
-    s
-}
-
-fn delta(d: Value) -> Value {
-    json!({"id": "chatcmpl-t1", "object": "chat.completion.chunk", "created": 1700000000, "choices": [{"index": 0, "delta": d, "finish_reason": null}]})
-}
-
-fn finish(reason: &str) -> Value {
-    json!({"id": "chatcmpl-t1", "choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
-}
-
+/// A chat chunk with the one tool call fragment `call`.
 fn call(index: u32, id: Option<&str>, name: Option<&str>, arguments: &str) -> Value {
-    let mut c = json!({"index": index, "function": {"arguments": arguments}});
-    if let Some(id) = id {
-        c["id"] = id.into();
-        c["type"] = "function".into();
-    }
-    if let Some(name) = name {
-        c["function"]["name"] = name.into();
-    }
-    delta(json!({ "tool_calls": [c] }))
+    test_support::calls(vec![test_support::call(index, id, name, arguments)])
 }
 
 /// One output item of a translated stream, put back together from its events.
