@@ -76,6 +76,8 @@ pub struct ToChat {
     /// Names of built-in tools left out (no chat upstream can run them).
     pub dropped: Vec<String>,
     pub context: Context,
+    /// The session (`prompt_cache_key`), for deployment affinity.
+    pub session: Option<u64>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -209,9 +211,14 @@ pub fn request_to_chat(body: &[u8]) -> Result<ToChat, GatewayError> {
     if let Some(user) = user {
         out.insert("user".into(), user.into());
     }
+    let mut session = None;
     match req.remove("prompt_cache_key") {
         None | Some(Value::Null) => {}
         Some(key @ Value::String(_)) => {
+            session = key
+                .as_str()
+                .filter(|k| !k.is_empty())
+                .map(|k| crate::routing::fnv1a(k.as_bytes()));
             out.insert("prompt_cache_key".into(), key.clone());
             echo.insert("prompt_cache_key".into(), key);
         }
@@ -319,6 +326,7 @@ pub fn request_to_chat(body: &[u8]) -> Result<ToChat, GatewayError> {
         stream,
         dropped,
         context,
+        session,
     })
 }
 

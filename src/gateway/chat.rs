@@ -213,14 +213,11 @@ async fn serve(
         }
         Front::Responses => {
             let c = crate::front::responses::request_to_chat(&body)?;
-            let session = SCRATCH
-                .with(|s| openai::parse_request(&c.body, &mut s.borrow_mut()))?
-                .session;
             let info = openai::ChatRequestInfo {
                 model: c.model,
                 stream: c.stream,
                 include_usage: true,
-                session,
+                session: c.session,
             };
             ctx.responses = Some(c.context);
             (info, Some(Ok(c.body)))

@@ -3,7 +3,6 @@
 use super::{auth, body, respond, Gateway};
 use crate::config::Snapshot;
 use crate::error::GatewayError;
-use crate::usage::estimate::{prompt_tokens, Tokenizer};
 use pingora_core::protocols::http::ServerSession;
 
 /// A Gemini method on a model.
@@ -45,12 +44,7 @@ pub async fn count_tokens(
         snapshot.server.body_timeout,
     )
     .await?;
-    let route = snapshot
-        .route(&model)
-        .ok_or_else(|| GatewayError::model_not_found(&model))?;
-    if !key.allows(&model) && !key.allows(&route.name) {
-        return Err(GatewayError::model_not_allowed(&model));
-    }
+    let route = super::messages::allowed_route(snapshot, key, &model)?;
     // `countTokens` may wrap the request: `{"generateContentRequest": {...}}`.
     let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
         GatewayError::invalid_request(format!("The request body is not valid JSON: {e}."))
@@ -58,9 +52,7 @@ pub async fn count_tokens(
     let inner = v.get("generateContentRequest").unwrap_or(&v);
     let inner = serde_json::to_vec(inner).expect("a JSON value serializes");
     let chat = crate::front::gemini::request_to_chat(&inner, &model, false)?;
-    let t = Tokenizer::for_model(&route.deployments[0].upstream_model);
-    let n = prompt_tokens(&chat.body, t)
-        .ok_or_else(|| GatewayError::invalid_request("The request has no contents to count."))?;
+    let n = super::messages::prompt_count(&route, &chat.body)?;
     respond::write_json(session, 200, format!("{{\"totalTokens\":{n}}}").into()).await;
     Ok(())
 }

@@ -89,12 +89,7 @@ fn count(
     key: &crate::config::ClientKey,
 ) -> Result<u64, GatewayError> {
     let model = peek(body)?.model;
-    let route = snapshot
-        .route(&model)
-        .ok_or_else(|| GatewayError::model_not_found(&model))?;
-    if !key.allows(&model) && !key.allows(&route.name) {
-        return Err(GatewayError::model_not_allowed(&model));
-    }
+    let route = allowed_route(snapshot, key, &model)?;
     // A count request carries no `max_tokens`; the translation wants one.
     let mut v: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
         GatewayError::invalid_request(format!("The request body is not valid JSON: {e}."))
@@ -104,9 +99,32 @@ fn count(
     }
     let with_max = serde_json::to_vec(&v).expect("a JSON value serializes");
     let chat = crate::front::messages::request_to_chat(&with_max)?;
+    prompt_count(&route, &chat.body)
+}
+
+/// The route of a model the key may use: 404 when there is none, 403 when it may not.
+pub(super) fn allowed_route(
+    snapshot: &Snapshot,
+    key: &crate::config::ClientKey,
+    model: &str,
+) -> Result<std::sync::Arc<crate::config::ModelRoute>, GatewayError> {
+    let route = snapshot
+        .route(model)
+        .ok_or_else(|| GatewayError::model_not_found(model))?;
+    if !key.allows(model) && !key.allows(&route.name) {
+        return Err(GatewayError::model_not_allowed(model));
+    }
+    Ok(route)
+}
+
+/// A chat request's prompt tokens, with the tokenizer of the model it would be routed to.
+pub(super) fn prompt_count(
+    route: &crate::config::ModelRoute,
+    chat: &[u8],
+) -> Result<u64, GatewayError> {
     let t = Tokenizer::for_model(&route.deployments[0].upstream_model);
-    prompt_tokens(&chat.body, t)
-        .ok_or_else(|| GatewayError::invalid_request("The request has no messages to count."))
+    prompt_tokens(chat, t)
+        .ok_or_else(|| GatewayError::invalid_request("The request has nothing to count."))
 }
 
 #[cfg(test)]
