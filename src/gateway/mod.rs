@@ -195,9 +195,14 @@ impl Gateway {
     }
 }
 
-#[async_trait]
-impl HttpServerApp for Gateway {
-    async fn process_new_http(
+impl Gateway {
+    /// Whether the client listener takes h2c (HTTP/2 with prior knowledge).
+    pub fn h2c(&self) -> bool {
+        self.options.h2c
+    }
+
+    /// Serves one request of a client session; the connection back when it may carry another.
+    pub async fn serve(
         self: &Arc<Self>,
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
@@ -221,6 +226,19 @@ impl HttpServerApp for Gateway {
         // Boxed: finishing (draining the request body, handing the connection back) is a
         // 5 KB future that would otherwise size this one while the answer streams.
         Box::pin(lifecycle::finish(session, close)).await
+    }
+}
+
+/// HTTP/2 client connections (h2c) reach the gateway through Pingora's HTTP/2 server; HTTP/1
+/// ones through `server::listener`, which calls [`Gateway::serve`] directly.
+#[async_trait]
+impl HttpServerApp for Gateway {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        self.serve(session, shutdown).await
     }
 
     fn server_options(&self) -> Option<&HttpServerOptions> {

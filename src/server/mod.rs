@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod drain;
+pub mod listener;
 pub mod mock;
 pub mod session;
 pub mod watch;
@@ -71,7 +72,7 @@ pub fn new_server(life: &Lifecycle) -> Server {
 /// metrics and the accounting thread (which the caller closes after the server stops, so
 /// that every queued record is written).
 pub struct GatewayServices {
-    pub gateway: Service<Gateway>,
+    pub gateway: listener::ClientListener,
     pub accounting: Arc<crate::usage::ledger::Accounting>,
     /// Reloads on file change and SIGHUP (when the config came from a file).
     pub reload:
@@ -101,8 +102,9 @@ pub fn gateway_services(
         metrics: metrics.clone(),
     })?;
     let tracer = Arc::new(crate::trace::Tracer::new(snapshot.tracing.otlp.is_some()));
-    let mut service = Service::new(
-        "junction gateway".to_string(),
+    let service = listener::ClientListener::new(
+        "junction gateway",
+        &snapshot.server.listen.to_string(),
         Gateway::new(
             config.clone(),
             health.clone(),
@@ -112,7 +114,6 @@ pub fn gateway_services(
             tracer.clone(),
         ),
     );
-    service.add_listener(client_listener(&snapshot.server.listen.to_string()));
     let admin = snapshot.admin.as_ref().map(|a| {
         let mut s = Service::new(
             "junction admin".to_string(),
@@ -163,15 +164,6 @@ pub fn gateway_services(
         checks,
         exporter,
     })
-}
-
-/// A client listener without Pingora's 64 KiB read buffer in front of each connection:
-/// the HTTP/1 session reads into its own header and body buffers anyway, and that buffer
-/// would be most of a held-open stream's memory (10,000 streams: 640 MB). Writes stay
-/// buffered (one segment for a response header and its first bytes).
-fn client_listener(addr: &str) -> pingora_core::listeners::ListenerConfig {
-    use pingora_core::listeners::{L4BufferSettings, ListenerConfig, DEFAULT_L4_WRITE_BUFFER_SIZE};
-    ListenerConfig::tcp(addr).l4_buffer(L4BufferSettings::new(0, DEFAULT_L4_WRITE_BUFFER_SIZE))
 }
 
 /// The mock upstream's listener; TLS when given a certificate and key (PEM files).

@@ -1,0 +1,318 @@
+//! The gateway's client listener: our own accept loop over Pingora's listening socket.
+//!
+//! Pingora's listening service spawns one task per connection whose future holds the TLS
+//! handshake's state inline (8.8 KB, even on plain TCP), then boxes the app's `process_new`
+//! (3.8 KB) and, through `async_trait`, the app's request future. A held-open stream paid
+//! about 12 KB for that wrapping alone: at 10,000 streams, 120 MB. Here a connection is one
+//! task holding the HTTP/1 keep-alive loop and the request future, nothing else.
+//!
+//! What Pingora's service did and this keeps:
+//! - the socket comes from the listening fds handed over by a binary upgrade when there are
+//!   some, and is added to them otherwise (`ListenerEndpoint::listen`);
+//! - `listeners_per_fd` accept loops; a shutdown stops accepting, and the connections in
+//!   progress finish within the server's graceful shutdown;
+//! - TCP_NODELAY on each connection, and a one-second pause when out of file descriptors;
+//! - writes buffered up to one segment (a response header and its first bytes leave in one
+//!   write);
+//! - HTTP/1 keep-alive: 60 s until the gateway sets its own, Pingora's reuse of a finished
+//!   connection, and its persistent settings;
+//! - h2c with prior knowledge: such a connection is handed to Pingora's HTTP/2 server as it
+//!   was before (an h2 connection carries many streams, so its wrapping is not per stream).
+
+use crate::gateway::Gateway;
+use async_trait::async_trait;
+use pingora_core::apps::ServerApp;
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::protocols::l4::listener::Listener;
+use pingora_core::protocols::l4::stream::Stream as L4Stream;
+use pingora_core::protocols::raw_connect::ProxyDigest;
+use pingora_core::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, SocketDigest, TimingDigest,
+};
+use pingora_core::protocols::{Peek, Shutdown, Ssl, UniqueID, UniqueIDType};
+use pingora_core::server::ListenFds;
+use pingora_core::server::ShutdownWatch;
+use pingora_core::services::Service;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, ReadBuf};
+
+/// The write buffer in front of each client connection: one TCP segment.
+const WRITE_BUFFER: usize = 1460;
+/// HTTP/2's connection preface: a client speaking h2c with prior knowledge starts with it.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// Keep-alive of a client connection until the gateway sets its own per request.
+const DEFAULT_KEEPALIVE_SECS: u64 = 60;
+
+/// A Pingora service: the gateway behind its client listening address.
+pub struct ClientListener {
+    name: String,
+    addr: String,
+    gateway: Arc<Gateway>,
+}
+
+impl ClientListener {
+    pub fn new(name: &str, addr: &str, gateway: Gateway) -> Self {
+        ClientListener {
+            name: name.to_string(),
+            addr: addr.to_string(),
+            gateway: Arc::new(gateway),
+        }
+    }
+}
+
+#[async_trait]
+impl Service for ClientListener {
+    async fn start_service(
+        &mut self,
+        fds: Option<ListenFds>,
+        shutdown: ShutdownWatch,
+        listeners_per_fd: usize,
+    ) {
+        // As Pingora's own listening service does: a server that cannot listen does not start.
+        let listener = match listen(&self.addr, fds).await {
+            Ok(l) => Arc::new(l),
+            Err(e) => panic!("cannot listen on {}: {e}", self.addr),
+        };
+        let loops: Vec<_> = (0..listeners_per_fd.max(1))
+            .map(|_| {
+                let listener = listener.clone();
+                let gateway = self.gateway.clone();
+                let shutdown = shutdown.clone();
+                let addr = self.addr.clone();
+                tokio::spawn(accept_loop(listener, addr, gateway, shutdown))
+            })
+            .collect();
+        for l in loops {
+            let _ = l.await;
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn listen_addresses(&self) -> Option<Vec<String>> {
+        Some(vec![self.addr.clone()])
+    }
+}
+
+/// How many times, a second apart, binding retries an address still in use (Pingora's own
+/// count: a restarted process may find the old one's socket not yet closed).
+const BIND_TRIES: usize = 30;
+/// The listening socket's backlog (Pingora's).
+const BACKLOG: u32 = 65535;
+
+/// The listening socket: the one a binary upgrade handed over for this address, or a new one,
+/// which is then added to the handed-over set so that the next upgrade passes it on.
+async fn listen(addr: &str, fds: Option<ListenFds>) -> std::io::Result<Listener> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let inherited = fds.as_ref().and_then(|f| f.lock().get(addr).copied());
+    if let Some(fd) = inherited {
+        // Safety: the fd was handed over for this address by the previous process and
+        // nothing else in this process owns it.
+        let std = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+        std.set_nonblocking(true)?;
+        return Ok(tokio::net::TcpListener::from_std(std)?.into());
+    }
+    let sock_addr: std::net::SocketAddr = tokio::net::lookup_host(addr)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("`{addr}` resolves to no address")))?;
+    let mut tries = 0;
+    let listener = loop {
+        let socket = if sock_addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(sock_addr) {
+            Ok(()) => break socket.listen(BACKLOG)?,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries + 1 < BIND_TRIES => {
+                tries += 1;
+                tracing::warn!("{addr} is in use, trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    if let Some(fds) = fds {
+        fds.lock().add(addr.to_string(), listener.as_raw_fd());
+    }
+    Ok(listener.into())
+}
+
+async fn accept_loop(
+    listener: Arc<Listener>,
+    addr: String,
+    gateway: Arc<Gateway>,
+    mut shutdown: ShutdownWatch,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            changed = shutdown.changed() => match changed {
+                Ok(()) if !*shutdown.borrow() => continue,
+                Ok(()) => {
+                    tracing::info!(listen = %addr, "stopped accepting connections");
+                    return;
+                }
+                Err(_) => return,
+            },
+        };
+        match accepted {
+            Ok(mut stream) => {
+                if let Err(e) = stream.set_nodelay() {
+                    tracing::debug!("TCP_NODELAY on a client connection: {e}");
+                }
+                let gateway = gateway.clone();
+                let shutdown = shutdown.clone();
+                tokio::spawn(connection(stream, gateway, shutdown));
+            }
+            Err(e) => {
+                tracing::error!(listen = %addr, "accept failed: {e}");
+                if e.raw_os_error() == Some(EMFILE) {
+                    // accept() would fail again at once: give the connections time to close.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+}
+
+/// `EMFILE`: the process is out of file descriptors.
+const EMFILE: i32 = 24;
+
+/// One client connection: HTTP/1 requests one after another, or an h2c connection.
+async fn connection(stream: L4Stream, gateway: Arc<Gateway>, shutdown: ShutdownWatch) {
+    let mut io: pingora_core::protocols::Stream =
+        Box::new(Buffered(BufWriter::with_capacity(WRITE_BUFFER, stream)));
+    if gateway.h2c() {
+        let mut preface = [0u8; H2_PREFACE.len()];
+        // Peeking reads nothing away: an HTTP/1 request is read whole below.
+        match io.try_peek(&mut preface).await {
+            Err(_) => return,
+            Ok(true) if preface == H2_PREFACE => {
+                gateway.process_new(io, &shutdown).await;
+                return;
+            }
+            Ok(_) => {}
+        }
+    }
+    let mut session = ServerSession::new_http1(io);
+    session.set_keepalive(if *shutdown.borrow() {
+        None
+    } else {
+        Some(DEFAULT_KEEPALIVE_SECS)
+    });
+    while let Some(reused) = gateway.serve(session, &shutdown).await {
+        let (stream, settings) = reused.consume();
+        session = ServerSession::new_http1(stream);
+        if let Some(settings) = settings {
+            settings.apply_to_session(&mut session);
+        }
+    }
+}
+
+/// A client connection with its write buffer (Pingora's listener gave it one too; its
+/// `Stream` can only be given one inside Pingora).
+#[derive(Debug)]
+struct Buffered(BufWriter<L4Stream>);
+
+impl AsyncRead for Buffered {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Buffered {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+}
+
+#[async_trait]
+impl Shutdown for Buffered {
+    async fn shutdown(&mut self) {
+        // Flushes what is buffered, then shuts the socket's write side.
+        if let Err(e) = AsyncWriteExt::shutdown(&mut self.0).await {
+            tracing::debug!("closing a client connection: {e}");
+        }
+    }
+}
+
+impl UniqueID for Buffered {
+    fn id(&self) -> UniqueIDType {
+        self.0.get_ref().id()
+    }
+}
+
+impl Ssl for Buffered {}
+
+#[async_trait]
+impl Peek for Buffered {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
+        self.0.get_mut().try_peek(buf).await
+    }
+}
+
+impl GetTimingDigest for Buffered {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.0.get_ref().get_timing_digest()
+    }
+    fn get_read_pending_time(&self) -> Duration {
+        self.0.get_ref().get_read_pending_time()
+    }
+    fn get_write_pending_time(&self) -> Duration {
+        self.0.get_ref().get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for Buffered {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.0.get_ref().get_proxy_digest()
+    }
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.0.get_mut().set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for Buffered {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.0.get_ref().get_socket_digest()
+    }
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.0.get_mut().set_socket_digest(digest)
+    }
+}
