@@ -354,8 +354,14 @@ fn request_header(
     passed: &[(http::HeaderName, http::HeaderValue)],
 ) -> Result<RequestHeader, GatewayError> {
     let bad = |_| GatewayError::new(ErrorKind::Internal, "cannot build the upstream request");
-    let mut req = RequestHeader::build("POST", path.as_bytes(), Some(8 + provider.headers.len()))
-        .map_err(bad)?;
+    // Without Pingora's map of header-name spellings (header names are case-insensitive, and
+    // the HTTP/2 client copies the header twice for as long as the stream lasts).
+    let mut req = RequestHeader::build_no_case(
+        "POST",
+        path.as_bytes(),
+        Some(8 + provider.headers.len() + passed.len()),
+    )
+    .map_err(bad)?;
     req.insert_header(http::header::HOST, &provider.upstream.authority)
         .map_err(bad)?;
     req.insert_header(http::header::CONTENT_TYPE, "application/json")
@@ -515,7 +521,7 @@ async fn keep_alive(session: &mut ServerSession, front: Front) -> bool {
 }
 
 fn sse_header() -> ResponseHeader {
-    let mut header = ResponseHeader::build(200, Some(5)).expect("valid status");
+    let mut header = respond::client_header(200);
     let _ = header.insert_header(http::header::CONTENT_TYPE, "text/event-stream");
     let _ = header.insert_header(http::header::CACHE_CONTROL, "no-cache");
     let _ = header.insert_header(http::header::TRANSFER_ENCODING, "chunked");
@@ -716,7 +722,7 @@ fn client_header(up: &HttpSession, stream: bool) -> ResponseHeader {
     if stream {
         return sse_header();
     }
-    let mut header = ResponseHeader::build(200, Some(5)).expect("valid status");
+    let mut header = respond::client_header(200);
     let upstream = up.response_header();
     let content_type = upstream
         .and_then(|h| h.headers.get(http::header::CONTENT_TYPE).cloned())
