@@ -37,7 +37,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// The write buffer in front of each client connection: one TCP segment.
 const WRITE_BUFFER: usize = 1460;
@@ -188,8 +188,7 @@ const EMFILE: i32 = 24;
 
 /// One client connection: HTTP/1 requests one after another, or an h2c connection.
 async fn connection(stream: L4Stream, gateway: Arc<Gateway>, shutdown: ShutdownWatch) {
-    let mut io: pingora_core::protocols::Stream =
-        Box::new(Buffered(BufWriter::with_capacity(WRITE_BUFFER, stream)));
+    let mut io: pingora_core::protocols::Stream = Box::new(Buffered::new(stream));
     if gateway.h2c() {
         let mut preface = [0u8; H2_PREFACE.len()];
         // Peeking reads nothing away: an HTTP/1 request is read whole below.
@@ -218,9 +217,43 @@ async fn connection(stream: L4Stream, gateway: Arc<Gateway>, shutdown: ShutdownW
 }
 
 /// A client connection with its write buffer (Pingora's listener gave it one too; its
-/// `Stream` can only be given one inside Pingora).
+/// `Stream` can only be given one inside Pingora). The buffer exists only while it holds
+/// something: it is taken at the first write and given back once flushed, so a stream
+/// waiting for its next chunk holds none (a held one was 1.5 KB of every open stream).
 #[derive(Debug)]
-struct Buffered(BufWriter<L4Stream>);
+struct Buffered {
+    io: L4Stream,
+    buf: Vec<u8>,
+    /// Of `buf`, bytes already written to the socket (a flush interrupted by a full socket).
+    written: usize,
+}
+
+impl Buffered {
+    fn new(io: L4Stream) -> Self {
+        Buffered {
+            io,
+            buf: Vec::new(),
+            written: 0,
+        }
+    }
+
+    /// Writes out what is buffered.
+    fn poll_write_buf(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while self.written < self.buf.len() {
+            match Pin::new(&mut self.io).poll_write(cx, &self.buf[self.written..]) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => self.written += n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            }
+        }
+        self.buf.clear();
+        self.written = 0;
+        Poll::Ready(Ok(()))
+    }
+}
 
 impl AsyncRead for Buffered {
     fn poll_read(
@@ -228,7 +261,7 @@ impl AsyncRead for Buffered {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        Pin::new(&mut self.io).poll_read(cx, buf)
     }
 }
 
@@ -236,29 +269,46 @@ impl AsyncWrite for Buffered {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: &[u8],
+        data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        let this = &mut *self;
+        if this.buf.len() + data.len() > WRITE_BUFFER {
+            if let Poll::Ready(Err(e)) = this.poll_write_buf(cx) {
+                return Poll::Ready(Err(e));
+            }
+            if !this.buf.is_empty() {
+                return Poll::Pending;
+            }
+        }
+        if data.len() >= WRITE_BUFFER {
+            return Pin::new(&mut this.io).poll_write(cx, data);
+        }
+        if this.buf.capacity() == 0 {
+            this.buf.reserve_exact(WRITE_BUFFER);
+        }
+        this.buf.extend_from_slice(data);
+        Poll::Ready(Ok(data.len()))
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        let this = &mut *self;
+        match this.poll_write_buf(cx) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
+        }
+        // Flushed: the buffer goes back until the next write.
+        this.buf = Vec::new();
+        Pin::new(&mut this.io).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
+        let this = &mut *self;
+        match this.poll_write_buf(cx) {
+            Poll::Ready(Ok(())) => {}
+            other => return other,
+        }
+        this.buf = Vec::new();
+        Pin::new(&mut this.io).poll_shutdown(cx)
     }
 }
 
@@ -266,7 +316,7 @@ impl AsyncWrite for Buffered {
 impl Shutdown for Buffered {
     async fn shutdown(&mut self) {
         // Flushes what is buffered, then shuts the socket's write side.
-        if let Err(e) = AsyncWriteExt::shutdown(&mut self.0).await {
+        if let Err(e) = AsyncWriteExt::shutdown(self).await {
             tracing::debug!("closing a client connection: {e}");
         }
     }
@@ -274,7 +324,7 @@ impl Shutdown for Buffered {
 
 impl UniqueID for Buffered {
     fn id(&self) -> UniqueIDType {
-        self.0.get_ref().id()
+        self.io.id()
     }
 }
 
@@ -283,36 +333,83 @@ impl Ssl for Buffered {}
 #[async_trait]
 impl Peek for Buffered {
     async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
-        self.0.get_mut().try_peek(buf).await
+        self.io.try_peek(buf).await
     }
 }
 
 impl GetTimingDigest for Buffered {
     fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
-        self.0.get_ref().get_timing_digest()
+        self.io.get_timing_digest()
     }
     fn get_read_pending_time(&self) -> Duration {
-        self.0.get_ref().get_read_pending_time()
+        self.io.get_read_pending_time()
     }
     fn get_write_pending_time(&self) -> Duration {
-        self.0.get_ref().get_write_pending_time()
+        self.io.get_write_pending_time()
     }
 }
 
 impl GetProxyDigest for Buffered {
     fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
-        self.0.get_ref().get_proxy_digest()
+        self.io.get_proxy_digest()
     }
     fn set_proxy_digest(&mut self, digest: ProxyDigest) {
-        self.0.get_mut().set_proxy_digest(digest)
+        self.io.set_proxy_digest(digest)
     }
 }
 
 impl GetSocketDigest for Buffered {
     fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.0.get_ref().get_socket_digest()
+        self.io.get_socket_digest()
     }
     fn set_socket_digest(&mut self, digest: SocketDigest) {
-        self.0.get_mut().set_socket_digest(digest)
+        self.io.set_socket_digest(digest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    async fn pair() -> (Buffered, tokio::net::TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(l.local_addr().unwrap());
+        let (client, server) = tokio::join!(client, l.accept());
+        (
+            Buffered::new(L4Stream::from(server.unwrap().0)),
+            client.unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn small_writes_wait_in_one_buffer_that_is_given_back_once_flushed() {
+        let (mut b, mut peer) = pair().await;
+        b.write_all(b"HTTP/1.1 200 OK\r\n").await.unwrap();
+        b.write_all(b"content-length: 2\r\n\r\n").await.unwrap();
+        b.write_all(b"ok").await.unwrap();
+        assert_eq!(b.buf, b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+        assert_eq!(b.buf.capacity(), WRITE_BUFFER);
+        b.flush().await.unwrap();
+        assert_eq!(b.buf.capacity(), 0, "an idle connection holds no buffer");
+        let mut got = vec![0u8; 40];
+        peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+    }
+
+    #[tokio::test]
+    async fn a_large_write_goes_out_after_what_was_buffered_in_order() {
+        let (mut b, mut peer) = pair().await;
+        let big: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        b.write_all(b"head").await.unwrap();
+        b.write_all(&big).await.unwrap();
+        b.write_all(b"tail").await.unwrap();
+        AsyncWriteExt::shutdown(&mut b).await.unwrap();
+        let mut got = Vec::new();
+        peer.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got.len(), 4 + big.len() + 4);
+        assert_eq!(&got[..4], b"head");
+        assert_eq!(&got[4..4 + big.len()], &big[..]);
+        assert_eq!(&got[4 + big.len()..], b"tail");
     }
 }
