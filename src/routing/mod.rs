@@ -49,6 +49,8 @@ pub fn candidates(
             }
         }
     }
+    // Held for the whole request: no room for the three more a first push reserves.
+    out.shrink_to_fit();
     out
 }
 

@@ -21,7 +21,7 @@
 
 use crate::gateway::Gateway;
 use async_trait::async_trait;
-use pingora_core::apps::ServerApp;
+use pingora_core::apps::{HttpPersistentSettings, ReusedHttpStream, ServerApp};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::l4::listener::Listener;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
@@ -201,19 +201,33 @@ async fn connection(stream: L4Stream, gateway: Arc<Gateway>, shutdown: ShutdownW
             Ok(_) => {}
         }
     }
-    let mut session = ServerSession::new_http1(io);
-    session.set_keepalive(if *shutdown.borrow() {
-        None
-    } else {
-        Some(DEFAULT_KEEPALIVE_SECS)
-    });
-    while let Some(reused) = gateway.serve(session, &shutdown).await {
-        let (stream, settings) = reused.consume();
-        session = ServerSession::new_http1(stream);
-        if let Some(settings) = settings {
-            settings.apply_to_session(&mut session);
-        }
+    let mut next = Some((io, None));
+    while let Some((stream, settings)) = next.take() {
+        let session = http1_session(stream, settings, &shutdown);
+        next = gateway
+            .serve(session, &shutdown)
+            .await
+            .map(ReusedHttpStream::consume);
     }
+}
+
+/// The HTTP/1 session of a new or reused connection. (Set up here, not in `connection`: a
+/// session borrowed there would keep a second copy of its 680 bytes in that future.)
+fn http1_session(
+    stream: pingora_core::protocols::Stream,
+    reused: Option<HttpPersistentSettings>,
+    shutdown: &ShutdownWatch,
+) -> ServerSession {
+    let mut session = ServerSession::new_http1(stream);
+    match reused {
+        Some(settings) => settings.apply_to_session(&mut session),
+        None => session.set_keepalive(if *shutdown.borrow() {
+            None
+        } else {
+            Some(DEFAULT_KEEPALIVE_SECS)
+        }),
+    }
+    session
 }
 
 /// A client connection with its write buffer (Pingora's listener gave it one too; its
