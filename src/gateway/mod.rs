@@ -201,6 +201,11 @@ impl Gateway {
         self.options.h2c
     }
 
+    /// How long an idle client connection is kept open between requests.
+    pub fn keepalive_secs(&self) -> u64 {
+        self.config.load().server.keepalive_secs
+    }
+
     /// Serves one request of a client session; the connection back when it may carry another.
     pub async fn serve(
         self: &Arc<Self>,

@@ -21,7 +21,8 @@
 
 use crate::gateway::Gateway;
 use async_trait::async_trait;
-use pingora_core::apps::{HttpPersistentSettings, ReusedHttpStream, ServerApp};
+use bytes::BytesMut;
+use pingora_core::apps::{HttpPersistentSettings, ServerApp};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::l4::listener::Listener;
 use pingora_core::protocols::l4::stream::Stream as L4Stream;
@@ -43,6 +44,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 const WRITE_BUFFER: usize = 1460;
 /// HTTP/2's connection preface: a client speaking h2c with prior knowledge starts with it.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// The most bytes of a request read before its session parses them (Pingora's own first
+/// read is as large).
+const FIRST_READ: usize = 4096;
 /// Keep-alive of a client connection until the gateway sets its own per request.
 const DEFAULT_KEEPALIVE_SECS: u64 = 60;
 
@@ -188,37 +192,78 @@ const EMFILE: i32 = 24;
 
 /// One client connection: HTTP/1 requests one after another, or an h2c connection.
 async fn connection(stream: L4Stream, gateway: Arc<Gateway>, shutdown: ShutdownWatch) {
-    let mut io: pingora_core::protocols::Stream = Box::new(Buffered::new(stream));
+    let mut conn = Buffered::new(stream);
+    let Some(mut first) = first_bytes(&mut conn, DEFAULT_KEEPALIVE_SECS, &shutdown).await else {
+        return;
+    };
     if gateway.h2c() {
-        let mut preface = [0u8; H2_PREFACE.len()];
-        // Peeking reads nothing away: an HTTP/1 request is read whole below.
-        match io.try_peek(&mut preface).await {
-            Err(_) => return,
-            Ok(true) if preface == H2_PREFACE => {
-                gateway.process_new(io, &shutdown).await;
-                return;
+        while first.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&first) {
+            match first_bytes(&mut conn, DEFAULT_KEEPALIVE_SECS, &shutdown).await {
+                Some(more) => first.extend_from_slice(&more),
+                None => return,
             }
-            Ok(_) => {}
+        }
+        if first.starts_with(H2_PREFACE) {
+            // Pingora's HTTP/2 server reads the connection from its first byte.
+            conn.io.rewind(&first);
+            gateway.process_new(Box::new(conn), &shutdown).await;
+            return;
         }
     }
-    let mut next = Some((io, None));
-    while let Some((stream, settings)) = next.take() {
-        let session = http1_session(stream, settings, &shutdown);
-        next = gateway
-            .serve(session, &shutdown)
-            .await
-            .map(ReusedHttpStream::consume);
+    let mut stream: pingora_core::protocols::Stream = Box::new(conn);
+    let mut settings = None;
+    loop {
+        let session = http1_session(stream, settings, first, &shutdown);
+        let Some(reused) = gateway.serve(session, &shutdown).await else {
+            return;
+        };
+        (stream, settings) = reused.consume();
+        first = match first_bytes(&mut stream, gateway.keepalive_secs(), &shutdown).await {
+            Some(f) => f,
+            None => return,
+        };
     }
 }
 
-/// The HTTP/1 session of a new or reused connection. (Set up here, not in `connection`: a
-/// session borrowed there would keep a second copy of its 680 bytes in that future.)
+/// The first bytes of a request (up to [`FIRST_READ`]), in a buffer of their size; `None`
+/// when the client closes, stays idle `idle_secs`, or the server begins shutting down first.
+///
+/// Pingora's HTTP/1 session would read them into a 4 KB buffer of its own, and a request's
+/// header keeps that whole buffer for as long as the answer streams; handed to it as the
+/// start of the request, these bytes are parsed where they are.
+async fn first_bytes<S: AsyncRead + Unpin + ?Sized>(
+    stream: &mut S,
+    idle_secs: u64,
+    shutdown: &ShutdownWatch,
+) -> Option<BytesMut> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; FIRST_READ];
+    let mut watch = shutdown.clone();
+    let n = tokio::select! {
+        biased;
+        read = tokio::time::timeout(Duration::from_secs(idle_secs), stream.read(&mut buf)) => {
+            match read {
+                Ok(Ok(n)) if n > 0 => n,
+                _ => return None,
+            }
+        }
+        _ = watch.changed() => return None,
+    };
+    Some(BytesMut::from(&buf[..n]))
+}
+
+/// The HTTP/1 session of a new or reused connection, given the request's first bytes. (Set
+/// up here, not in `connection`: a session borrowed there would keep a second copy of its
+/// 680 bytes in that future.)
 fn http1_session(
     stream: pingora_core::protocols::Stream,
     reused: Option<HttpPersistentSettings>,
+    first: BytesMut,
     shutdown: &ShutdownWatch,
 ) -> ServerSession {
-    let mut session = ServerSession::new_http1(stream);
+    let mut h1 = pingora_core::protocols::http::v1::server::HttpSession::new(stream);
+    h1.set_pipelined_prefix(first);
+    let mut session = ServerSession::H1(h1);
     match reused {
         Some(settings) => settings.apply_to_session(&mut session),
         None => session.set_keepalive(if *shutdown.borrow() {
@@ -394,6 +439,37 @@ mod tests {
             Buffered::new(L4Stream::from(server.unwrap().0)),
             client.unwrap(),
         )
+    }
+
+    #[tokio::test]
+    async fn a_request_whose_first_read_is_partial_is_parsed_whole() {
+        let (mut conn, mut peer) = pair().await;
+        let (_tx, shutdown) = tokio::sync::watch::channel(false);
+        peer.write_all(b"POST /v1/chat/completions HTTP/1.1\r\nHo")
+            .await
+            .unwrap();
+        let first = first_bytes(&mut conn, 5, &shutdown).await.unwrap();
+        assert_eq!(&first[..], b"POST /v1/chat/completions HTTP/1.1\r\nHo");
+        assert_eq!(first.capacity(), first.len(), "a buffer of the bytes' size");
+        peer.write_all(b"st: x\r\ncontent-length: 5\r\n\r\nhello")
+            .await
+            .unwrap();
+        let mut session = http1_session(Box::new(conn), None, first, &shutdown);
+        assert!(session.read_request().await.unwrap());
+        let req = session.req_header();
+        assert_eq!(req.uri.path(), "/v1/chat/completions");
+        assert_eq!(req.headers["host"], "x");
+        let body = session.read_request_body().await.unwrap().unwrap();
+        assert_eq!(&body[..], b"hello");
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_ends_when_the_server_shuts_down() {
+        let (mut conn, _peer) = pair().await;
+        let (tx, shutdown) = tokio::sync::watch::channel(false);
+        let waiting = first_bytes(&mut conn, 60, &shutdown);
+        tx.send(true).unwrap();
+        assert!(waiting.await.is_none());
     }
 
     #[tokio::test]
