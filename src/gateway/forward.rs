@@ -161,7 +161,7 @@ pub async fn attempt(
     }
     match (info.stream, upstream.dialect) {
         (true, dialect) => {
-            let deadline = tokio::time::Instant::from_std(started + t.ttft());
+            let deadline = started + t.ttft();
             let first = match first_chunk(session, &mut up, deadline, ctx).await {
                 None => return client_gone(),
                 Some(Err(_)) => {
@@ -484,16 +484,19 @@ async fn send(
 async fn first_chunk(
     session: &mut ServerSession,
     up: &mut HttpSession,
-    deadline: tokio::time::Instant,
+    deadline: Instant,
     ctx: &Context<'_>,
-) -> Option<Result<pingora_error::Result<Option<Bytes>>, tokio::time::error::Elapsed>> {
-    let read = tokio::time::timeout_at(deadline, up.read_response_body());
+) -> Option<Result<pingora_error::Result<Option<Bytes>>, pingora_timeout::Elapsed>> {
+    // Pingora's timers, not tokio's: registering a tokio timer wakes the runtime's driver (an
+    // eventfd write and an extra epoll round before the first token).
+    let left = deadline.saturating_duration_since(Instant::now());
+    let read = pingora_timeout::timeout(left, up.read_response_body());
     let Some(every) = ctx.keepalive else {
         return or_client_gone(session, read).await;
     };
     tokio::pin!(read);
     loop {
-        match or_client_gone(session, tokio::time::timeout(every, &mut read)).await? {
+        match or_client_gone(session, pingora_timeout::timeout(every, &mut read)).await? {
             Ok(r) => return Some(r),
             Err(_) => {
                 if !keep_alive(session, ctx.front).await {

@@ -241,7 +241,9 @@ async fn first_bytes<S: AsyncRead + Unpin + ?Sized>(
     let mut watch = shutdown.clone();
     let n = tokio::select! {
         biased;
-        read = tokio::time::timeout(Duration::from_secs(idle_secs), stream.read(&mut buf)) => {
+        // Pingora's timer, not tokio's: registering a tokio timer wakes the runtime's driver
+        // (an eventfd write and an extra epoll round per request).
+        read = pingora_timeout::timeout(Duration::from_secs(idle_secs), stream.read(&mut buf)) => {
             match read {
                 Ok(Ok(n)) if n > 0 => n,
                 _ => return None,

@@ -15,7 +15,7 @@ use rusqlite::{params, Connection};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,6 +27,9 @@ const QUEUE_BYTES: usize = 256 * 1024 * 1024;
 /// After the close, entries still arriving (requests dropped as the runtimes stop) are taken
 /// until none came for this long.
 const LATE_ENTRIES: Duration = Duration::from_millis(200);
+/// How often the accounting thread looks for entries: the most an entry waits to be written
+/// (65,536 queued entries last 8 s at 8,000 requests a second).
+const POLL: Duration = Duration::from_millis(10);
 /// Tries of a batch's transaction before its rows are given up (and counted).
 const WRITE_TRIES: u32 = 3;
 
@@ -334,7 +337,17 @@ impl Writer {
             let first = if closing {
                 rx.recv_timeout(LATE_ENTRIES).ok()
             } else {
-                rx.recv().ok()
+                // Polled, never woken: a request that queues its entry does not pay for waking
+                // this thread (a futex call, and on a busy core a context switch, per request),
+                // and the entries of a poll interval are written as one batch.
+                match rx.try_recv() {
+                    Ok(msg) => Some(msg),
+                    Err(TryRecvError::Empty) => {
+                        std::thread::sleep(POLL);
+                        continue;
+                    }
+                    Err(TryRecvError::Disconnected) => None,
+                }
             };
             let Some(first) = first else { break };
             let mut next = Some(first);
