@@ -191,6 +191,11 @@ def main():
            "shared and noisy: compare the ratios within a table, not absolute numbers across runs.\n",
            "Rerun: `loadtest/run` (about 10 minutes; `--quick` for a short pass, `--no-peers` to skip the "
            "peers, `--only 1,2` for some scenarios). Raw results: `loadtest/results/*.json`.\n"]
+    base = os.environ.get("JUNCTION_BASELINE")
+    if base:
+        out.append(f"`baseline` (scenarios 1 and 2) is an older Junction binary run beside the current one "
+                   f"(`JUNCTION_BASELINE={os.path.basename(base)}`, same config, own ports): before and "
+                   "after a change, in one run.\n")
     r1 = s1(out)
     s1(out, "s1-peers.json", "### 1b. The same run with the peers in the loop\n\nThe peers' slowness leaves every "
        "target fewer samples here; the table above, without them, is the one to read for Junction against the floor.\n")
