@@ -203,18 +203,20 @@ pub async fn attempt(
                 &deployment.upstream_model,
                 ctx.responses.as_ref(),
             );
-            let outcome = relay(
-                connector,
+            let mut relay_mode = Relay::Stream(translator);
+            let (outcome, reusable) = relay(
                 session,
-                up,
-                &peer,
+                &mut up,
                 provider,
                 &t,
-                Relay::Stream(translator),
+                &mut relay_mode,
                 Some(first),
                 relayed,
             )
             .await;
+            if reusable {
+                release(connector, up, &peer).await;
+            }
             Attempt::Committed { outcome, ttft }
         }
         (
@@ -232,14 +234,23 @@ pub async fn attempt(
         ) =>
         {
             let ttft = started.elapsed();
-            let relay_mode = Relay::Whole {
+            let mut relay_mode = Relay::Whole {
                 tail: Vec::new(),
                 wire: dialect,
             };
-            let outcome = relay(
-                connector, session, up, &peer, provider, &t, relay_mode, None, relayed,
+            let (outcome, reusable) = relay(
+                session,
+                &mut up,
+                provider,
+                &t,
+                &mut relay_mode,
+                None,
+                relayed,
             )
             .await;
+            if reusable {
+                release(connector, up, &peer).await;
+            }
             Attempt::Committed { outcome, ttft }
         }
         (false, dialect) => {
@@ -745,19 +756,21 @@ fn client_header(up: &HttpSession, stream: bool) -> ResponseHeader {
 // hot path: every upstream chunk goes to the client as soon as it arrives.
 /// Commits (writes the response header, and `first` if the attempt already read it) and
 /// relays the rest of the upstream's body until it ends, fails, or the client leaves (then
-/// the upstream request is dropped with its connection).
-#[allow(clippy::too_many_arguments)]
+/// the upstream request is dropped with its connection). True with the outcome when the
+/// upstream session ended cleanly and may go back to the pool.
+///
+/// The upstream session and the relay mode are borrowed, not moved in: an async fn's moved
+/// arguments are kept twice in its future (the argument and its local copy), and this future
+/// lives as long as the stream.
 async fn relay(
-    connector: &Connector,
     session: &mut ServerSession,
-    mut up: HttpSession,
-    peer: &HttpPeer,
+    up: &mut HttpSession,
     provider: &Provider,
     t: &Timeouts,
-    mut relay: Relay,
+    relay: &mut Relay,
     first: Option<Bytes>,
     relayed: &mut Kept,
-) -> Outcome {
+) -> (Outcome, bool) {
     let mut outcome = Outcome {
         close: true,
         status: 200,
@@ -773,10 +786,11 @@ async fn relay(
             .await
             .is_err()
         {
-            return outcome;
+            return (outcome, false);
         }
     }
     up.set_read_timeout(Some(t.idle));
+    let mut reusable = false;
     let mut pending = first;
     loop {
         let next = match pending.take() {
@@ -799,7 +813,7 @@ async fn relay(
                 }
             }
             Ok(None) => {
-                release(connector, up, peer).await;
+                reusable = true;
                 let last = relay.on_end(provider).unwrap_or_default();
                 relayed.keep(&last);
                 outcome.ending = if relay.complete() {
@@ -829,7 +843,7 @@ async fn relay(
         }
     }
     outcome.usage = relay.usage();
-    outcome
+    (outcome, reusable)
 }
 
 fn keep_tail(tail: &mut Vec<u8>, chunk: &[u8]) {
