@@ -780,7 +780,7 @@ async fn relay(
     };
     // A stream's header may have gone out already, with keep-alives while it waited.
     if !respond::header_sent(session) {
-        let header = client_header(&up, matches!(relay, Relay::Stream(_)));
+        let header = client_header(up, matches!(relay, Relay::Stream(_)));
         if session
             .write_response_header(Box::new(header))
             .await
