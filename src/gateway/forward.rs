@@ -778,9 +778,20 @@ async fn relay(
         ending: Ending::ClientAborted,
         own: Duration::ZERO,
     };
+    // The chunk already read (a stream's first), translated before the header goes out.
+    let mut pending = first.and_then(|chunk| {
+        let translating = Instant::now();
+        let out = relay.on_chunk(chunk);
+        outcome.own += translating.elapsed();
+        out
+    });
     // A stream's header may have gone out already, with keep-alives while it waited.
     if !respond::header_sent(session) {
         let header = client_header(up, matches!(relay, Relay::Stream(_)));
+        if pending.is_some() {
+            // Its first bytes follow at once: one write for both.
+            crate::server::listener::hold_next_flush(session);
+        }
         if session
             .write_response_header(Box::new(header))
             .await
@@ -791,26 +802,22 @@ async fn relay(
     }
     up.set_read_timeout(Some(t.idle));
     let mut reusable = false;
-    let mut pending = first;
     loop {
-        let next = match pending.take() {
-            Some(chunk) => Ok(Some(chunk)),
-            None => match or_client_gone(session, up.read_response_body()).await {
-                None => break,
-                Some(r) => r,
-            },
+        if let Some(out) = pending.take() {
+            relayed.keep(&out);
+            if session.write_response_body(out, false).await.is_err() {
+                break;
+            }
+        }
+        let next = match or_client_gone(session, up.read_response_body()).await {
+            None => break,
+            Some(r) => r,
         };
         match next {
             Ok(Some(chunk)) => {
                 let translating = Instant::now();
-                let out = relay.on_chunk(chunk);
+                pending = relay.on_chunk(chunk);
                 outcome.own += translating.elapsed();
-                if let Some(out) = out {
-                    relayed.keep(&out);
-                    if session.write_response_body(out, false).await.is_err() {
-                        break;
-                    }
-                }
             }
             Ok(None) => {
                 reusable = true;

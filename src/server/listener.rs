@@ -35,6 +35,7 @@ use pingora_core::server::ListenFds;
 use pingora_core::server::ShutdownWatch;
 use pingora_core::services::Service;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -254,6 +255,20 @@ async fn first_bytes<S: AsyncRead + Unpin + ?Sized>(
     Some(BytesMut::from(&buf[..n]))
 }
 
+/// Lets the next flush of `session`'s connection leave its bytes buffered for the flush after
+/// it: a stream whose first chunk is already in hand sends its header and that chunk in one
+/// write. (Pingora flushes a chunked response's header on its own; the client would get the
+/// header, then wait for a second segment to see the first token.) No effect on a connection
+/// that is not ours (h2c).
+pub fn hold_next_flush(session: &ServerSession) {
+    if let Some(b) = session
+        .stream()
+        .and_then(|s| s.as_any().downcast_ref::<Buffered>())
+    {
+        b.hold.store(true, Relaxed);
+    }
+}
+
 /// The HTTP/1 session of a new or reused connection, given the request's first bytes. (Set
 /// up here, not in `connection`: a session borrowed there would keep a second copy of its
 /// 680 bytes in that future.)
@@ -287,6 +302,8 @@ struct Buffered {
     buf: Vec<u8>,
     /// Of `buf`, bytes already written to the socket (a flush interrupted by a full socket).
     written: usize,
+    /// The next flush leaves what is buffered for the one after: see [`hold_next_flush`].
+    hold: AtomicBool,
 }
 
 impl Buffered {
@@ -295,6 +312,7 @@ impl Buffered {
             io,
             buf: Vec::new(),
             written: 0,
+            hold: AtomicBool::new(false),
         }
     }
 
@@ -353,6 +371,9 @@ impl AsyncWrite for Buffered {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = &mut *self;
+        if this.hold.swap(false, Relaxed) {
+            return Poll::Ready(Ok(()));
+        }
         match this.poll_write_buf(cx) {
             Poll::Ready(Ok(())) => {}
             other => return other,
@@ -487,6 +508,25 @@ mod tests {
         let mut got = vec![0u8; 40];
         peer.read_exact(&mut got).await.unwrap();
         assert_eq!(got, b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+    }
+
+    #[tokio::test]
+    async fn a_held_flush_sends_the_header_with_the_first_chunk() {
+        let (conn, mut peer) = pair().await;
+        let mut io: pingora_core::protocols::Stream = Box::new(conn);
+        io.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.unwrap();
+        let b = io.as_any().downcast_ref::<Buffered>().unwrap();
+        b.hold.store(true, Relaxed);
+        io.flush().await.unwrap();
+        let b = io.as_any().downcast_ref::<Buffered>().unwrap();
+        assert_eq!(b.buf, b"HTTP/1.1 200 OK\r\n\r\n", "held, not written");
+        io.write_all(b"data: 1\n\n").await.unwrap();
+        io.flush().await.unwrap();
+        let b = io.as_any().downcast_ref::<Buffered>().unwrap();
+        assert!(b.buf.is_empty());
+        let mut got = vec![0u8; 28];
+        peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, b"HTTP/1.1 200 OK\r\n\r\ndata: 1\n\n");
     }
 
     #[tokio::test]
