@@ -159,7 +159,7 @@ pub async fn attempt(
         };
         return failed(e, failure);
     }
-    match (info.stream, upstream.dialect) {
+    let (mut mode, first, ttft) = match (info.stream, upstream.dialect) {
         (true, dialect) => {
             let deadline = started + t.ttft();
             let first = match first_chunk(session, &mut up, deadline, ctx).await {
@@ -203,21 +203,7 @@ pub async fn attempt(
                 &deployment.upstream_model,
                 ctx.responses.as_ref(),
             );
-            let mut relay_mode = Relay::Stream(translator);
-            let (outcome, reusable) = relay(
-                session,
-                &mut up,
-                provider,
-                &t,
-                &mut relay_mode,
-                Some(first),
-                relayed,
-            )
-            .await;
-            if reusable {
-                release(connector, up, &peer).await;
-            }
-            Attempt::Committed { outcome, ttft }
+            (Relay::Stream(translator), Some(first), ttft)
         }
         (
             false,
@@ -233,25 +219,11 @@ pub async fn attempt(
                 | (Front::Responses, Dialect::ResponsesPass)
         ) =>
         {
-            let ttft = started.elapsed();
-            let mut relay_mode = Relay::Whole {
+            let mode = Relay::Whole {
                 tail: Vec::new(),
                 wire: dialect,
             };
-            let (outcome, reusable) = relay(
-                session,
-                &mut up,
-                provider,
-                &t,
-                &mut relay_mode,
-                None,
-                relayed,
-            )
-            .await;
-            if reusable {
-                release(connector, up, &peer).await;
-            }
-            Attempt::Committed { outcome, ttft }
+            (mode, None, started.elapsed())
         }
         (false, dialect) => {
             let body = match read_whole_body(session, &mut up, provider, &t).await {
@@ -298,7 +270,7 @@ pub async fn attempt(
             let json = Bytes::from(json);
             relayed.keep(&json);
             let delivered = respond::write_json(session, 200, json).await;
-            Attempt::Committed {
+            return Attempt::Committed {
                 outcome: Outcome {
                     close: !delivered,
                     status: 200,
@@ -311,9 +283,16 @@ pub async fn attempt(
                     own,
                 },
                 ttft,
-            }
+            };
         }
+    };
+    // Committed: relayed as it comes (a stream, or a whole body in the client's protocol).
+    let (outcome, reusable) =
+        relay(session, &mut up, provider, &t, &mut mode, first, relayed).await;
+    if reusable {
+        release(connector, up, &peer).await;
     }
+    Attempt::Committed { outcome, ttft }
 }
 
 /// Largest non-streaming body gathered for translation.
