@@ -9,10 +9,10 @@ use junction::providers::openai::{self, JsonScratch, StreamFilter};
 use junction::providers::{anthropic, gemini};
 use junction::stream::sse::SseFramer;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/providers/");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/providers/");
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{FIXTURES}{name}")).expect("fixture (../shared beside the checkout)")
+    std::fs::read(format!("{FIXTURES}{name}")).expect("fixture (tests/fixtures/providers)")
 }
 
 /// A chat request of about `size` bytes: a system prompt, a long user turn, tools.

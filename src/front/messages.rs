@@ -4,7 +4,7 @@
 //!
 //! (To an `anthropic` upstream the request is passed through instead; see `gateway`.)
 //!
-//! Decisions (`shared/fixtures/providers/MAPPINGS.md`; `providers::anthropic` maps the other
+//! Decisions (`tests/fixtures/providers/MAPPINGS.md`; `providers::anthropic` maps the other
 //! way):
 //! - `system` blocks, and the text blocks of a message, are joined with "\n" into one string;
 //!   a user message keeps content parts only when it holds an image.

@@ -5,8 +5,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 /// The provider captures shared with the other implementations.
-pub(crate) const FIXTURES: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/providers/");
+pub(crate) const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/providers/");
 
 /// The bytes of the capture `name`.
 pub(crate) fn fixture(name: &str) -> Vec<u8> {

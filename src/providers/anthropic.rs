@@ -1,7 +1,7 @@
 //! Anthropic Messages (`/v1/messages`) behind the OpenAI endpoint: request translation,
 //! whole-response translation, a per-stream event translator, and error mapping.
 //!
-//! Decisions where the reference gateways disagree (see `shared/fixtures/providers/MAPPINGS.md`):
+//! Decisions where the reference gateways disagree (see `tests/fixtures/providers/MAPPINGS.md`):
 //! - `stop_reason`: end_turn, stop_sequence, pause_turn → `stop`; max_tokens and
 //!   model_context_window_exceeded → `length`; tool_use → `tool_calls`; refusal →
 //!   `content_filter`; anything else → `stop`.

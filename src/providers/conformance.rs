@@ -8,14 +8,14 @@ pub const CREATED: u64 = 1_700_000_000;
 
 pub fn fixture(name: &str) -> Vec<u8> {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/providers")
+        .join("tests/fixtures/providers")
         .join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 /// Every capture whose name starts with `prefix` and ends with `suffix`.
 pub fn fixtures(prefix: &str, suffix: &str) -> Vec<String> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/providers");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/providers");
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -119,4 +119,40 @@ pub fn check_openai_stream(out: &[u8]) -> Vec<serde_json::Value> {
         events.push(v);
     }
     events
+}
+
+/// The captures in the repository are the ones their sources list: every file is named in
+/// `SHA256SUMS` with its digest, and nothing else is there (a capture edited by hand, or added
+/// without its source, fails here).
+#[test]
+fn captures_match_their_checksums() {
+    use sha2::{Digest, Sha256};
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/providers");
+    let sums = std::fs::read_to_string(dir.join("SHA256SUMS")).unwrap();
+    let mut listed = Vec::new();
+    for line in sums.lines() {
+        let (digest, name) = line.split_once("  ").expect("`<sha256>  <file>`");
+        let bytes = std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            hex::encode(Sha256::digest(&bytes)),
+            digest,
+            "{name} changed"
+        );
+        listed.push(name.to_string());
+    }
+    let mut present: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "SHA256SUMS")
+        .collect();
+    present.sort();
+    listed.sort();
+    assert_eq!(present, listed, "every capture is listed in SHA256SUMS");
+    let sources = std::fs::read_to_string(dir.join("SOURCES.md")).unwrap();
+    for name in listed.iter().filter(|n| !n.ends_with(".md")) {
+        assert!(
+            sources.contains(name.as_str()),
+            "{name} has no source in SOURCES.md"
+        );
+    }
 }

@@ -2,7 +2,7 @@
 //! OpenAI endpoint: request translation, whole-response translation, a per-stream event
 //! translator, and error mapping.
 //!
-//! Decisions where the reference gateways disagree (see `shared/fixtures/providers/MAPPINGS.md`):
+//! Decisions where the reference gateways disagree (see `tests/fixtures/providers/MAPPINGS.md`):
 //! - `finishReason`: STOP → `stop`, or `tool_calls` when the answer holds function calls
 //!   (Gemini has no tool-call reason); MAX_TOKENS → `length`; SAFETY, RECITATION, BLOCKLIST,
 //!   PROHIBITED_CONTENT, SPII, IMAGE_* and LANGUAGE → `content_filter`; anything else → `stop`.

@@ -281,8 +281,7 @@ pub fn sse_data(body: &str) -> Vec<String> {
         .collect()
 }
 
-const PROVIDER_FIXTURES: &str =
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/providers/");
+const PROVIDER_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/providers/");
 
 /// A real provider capture from the shared fixtures.
 pub fn fixture(name: &str) -> Vec<u8> {

@@ -1,6 +1,6 @@
 use super::*;
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/providers/");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/providers/");
 
 fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{FIXTURES}{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
@@ -271,7 +271,7 @@ fn mutated_requests_never_panic_and_patch_correctly() {
 /// whatever the chunking; and only the usage chunk goes when it did not.
 #[test]
 fn every_openai_capture_passes_through_unchanged() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/providers/");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/providers/");
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
