@@ -4,8 +4,10 @@
 use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
 use junction::config;
-use junction::server::{self, mock};
-use std::net::SocketAddr;
+#[cfg(feature = "mock")]
+use junction::mock;
+use junction::server;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -40,10 +42,11 @@ enum Command {
         config: PathBuf,
     },
     /// Run the mock upstream (OpenAI, Anthropic and Gemini wire formats).
+    #[cfg(feature = "mock")]
     Mock {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:9090")]
-        listen: SocketAddr,
+        listen: std::net::SocketAddr,
         /// Worker threads (0: one per core).
         #[arg(long, default_value_t = 0)]
         threads: usize,
@@ -57,6 +60,7 @@ enum Command {
         defaults: mock::Controls,
     },
     /// Run the gateway and the mock upstream in one process, from conf/demo.toml.
+    #[cfg(feature = "mock")]
     Demo {
         /// The demo config file.
         #[arg(long, short, default_value = "conf/demo.toml")]
@@ -84,7 +88,9 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve { config, upgrade } => serve(&config, false, upgrade),
+        #[cfg(feature = "mock")]
         Command::Demo { config } => serve(&config, true, false),
+        #[cfg(feature = "mock")]
         Command::Mock {
             listen,
             threads,
@@ -94,7 +100,7 @@ fn main() -> ExitCode {
         } => {
             tracing::info!(%listen, tls = tls_cert.is_some(), "starting the mock upstream");
             let tls = tls_cert.as_deref().zip(tls_key.as_deref());
-            let service = match server::mock_service(listen, tls, defaults) {
+            let service = match mock::service(listen, tls, defaults) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("cannot start the mock: {e}");
@@ -126,13 +132,16 @@ fn serve(path: &std::path::Path, demo: bool, upgrade: bool) -> ExitCode {
         upgrade_sock: snapshot.server.upgrade_sock.clone(),
         upgrade,
     });
+    #[cfg(not(feature = "mock"))]
+    let _ = demo;
+    #[cfg(feature = "mock")]
     if demo {
         let Some(mock_listen) = snapshot.demo_mock_listen else {
             eprintln!("{}: the demo needs [demo] mock_listen", path.display());
             return ExitCode::FAILURE;
         };
         tracing::info!(listen = %mock_listen, "starting the mock upstream");
-        match server::mock_service(mock_listen, None, mock::Controls::default()) {
+        match mock::service(mock_listen, None, mock::Controls::default()) {
             Ok(s) => server.add_service(s),
             Err(e) => {
                 eprintln!("cannot start the mock: {e}");
@@ -143,7 +152,7 @@ fn serve(path: &std::path::Path, demo: bool, upgrade: bool) -> ExitCode {
     tracing::info!(listen = %snapshot.server.listen, "starting the gateway");
     let grace = snapshot.server.shutdown_grace;
     let config = Arc::new(ArcSwap::from_pointee(snapshot));
-    let drain: Arc<server::drain::Drain> = Arc::default();
+    let drain: Arc<junction::net::drain::Drain> = Arc::default();
     let services = match server::gateway_services(config, Some(path.to_path_buf()), drain.clone()) {
         Ok(s) => s,
         Err(e) => {
@@ -165,7 +174,7 @@ fn serve(path: &std::path::Path, demo: bool, upgrade: bool) -> ExitCode {
         server.add_service(admin);
     }
     server.run(pingora_core::server::RunArgs {
-        shutdown_signal: Box::new(server::drain::DrainingSignals { drain, grace }),
+        shutdown_signal: Box::new(junction::net::drain::DrainingSignals { drain, grace }),
     });
     // The listeners are closed and the requests drained: write out every queued record.
     accounting.close();

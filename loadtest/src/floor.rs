@@ -11,7 +11,7 @@
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use clap::Parser;
-use junction::server::session as lifecycle;
+use junction::net::session as lifecycle;
 use pingora_core::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora_core::connectors::http::Connector;
 use pingora_core::connectors::ConnectorOptions;

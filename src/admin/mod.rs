@@ -1,10 +1,10 @@
 //! The admin listener: the operator's view, apart from the clients' listener and behind its
 //! own key. `GET /admin/deployments`: every deployment with its health.
 
-use super::session as lifecycle;
 use crate::config::{hash_key, Snapshot};
 use crate::error::{ErrorKind, GatewayError};
 use crate::gateway::{auth, respond};
+use crate::net::session as lifecycle;
 use crate::routing::health::Health;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -20,7 +20,7 @@ pub struct Admin {
     pub reloader: Option<Arc<crate::config::reload::Reloader>>,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub accounting: Arc<crate::usage::ledger::Accounting>,
-    pub drain: Arc<super::drain::Drain>,
+    pub drain: Arc<crate::net::drain::Drain>,
     pub tracer: Arc<crate::trace::Tracer>,
 }
 

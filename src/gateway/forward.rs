@@ -769,7 +769,7 @@ async fn relay(
         let header = client_header(up, matches!(relay, Relay::Stream(_)));
         if pending.is_some() {
             // Its first bytes follow at once: one write for both.
-            crate::server::listener::hold_next_flush(session);
+            crate::net::listener::hold_next_flush(session);
         }
         if session
             .write_response_header(Box::new(header))

@@ -14,7 +14,7 @@ pub mod respond;
 use crate::config::Snapshot;
 use crate::error::{ErrorKind, GatewayError};
 use crate::front::Front;
-use crate::server::session as lifecycle;
+use crate::net::session as lifecycle;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -51,7 +51,7 @@ pub struct Gateway {
     /// Deployment health: outside the snapshot, so that reloads keep it.
     pub health: Arc<crate::routing::health::Health>,
     /// Requests in flight, for a graceful shutdown.
-    pub drain: Arc<crate::server::drain::Drain>,
+    pub drain: Arc<crate::net::drain::Drain>,
     /// Where each request's record goes (ledger, access log, token metrics).
     pub accounting: Arc<crate::usage::ledger::Accounting>,
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -63,7 +63,7 @@ impl Gateway {
     pub fn new(
         config: Arc<ArcSwap<Snapshot>>,
         health: Arc<crate::routing::health::Health>,
-        drain: Arc<crate::server::drain::Drain>,
+        drain: Arc<crate::net::drain::Drain>,
         accounting: Arc<crate::usage::ledger::Accounting>,
         metrics: Arc<crate::metrics::Metrics>,
         tracer: Arc<crate::trace::Tracer>,
@@ -195,19 +195,16 @@ impl Gateway {
     }
 }
 
-impl Gateway {
-    /// Whether the client listener takes h2c (HTTP/2 with prior knowledge).
-    pub fn h2c(&self) -> bool {
+impl crate::net::listener::Serve for Gateway {
+    fn h2c(&self) -> bool {
         self.options.h2c
     }
 
-    /// How long an idle client connection is kept open between requests.
-    pub fn keepalive_secs(&self) -> u64 {
+    fn keepalive_secs(&self) -> u64 {
         self.config.load().server.keepalive_secs
     }
 
-    /// Serves one request of a client session; the connection back when it may carry another.
-    pub async fn serve(
+    async fn serve(
         self: &Arc<Self>,
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
@@ -235,7 +232,7 @@ impl Gateway {
 }
 
 /// HTTP/2 client connections (h2c) reach the gateway through Pingora's HTTP/2 server; HTTP/1
-/// ones through `server::listener`, which calls [`Gateway::serve`] directly.
+/// ones through `net::listener`, which calls [`Serve::serve`](crate::net::listener::Serve) directly.
 #[async_trait]
 impl HttpServerApp for Gateway {
     async fn process_new_http(
@@ -243,7 +240,7 @@ impl HttpServerApp for Gateway {
         session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        self.serve(session, shutdown).await
+        crate::net::listener::Serve::serve(self, session, shutdown).await
     }
 
     fn server_options(&self) -> Option<&HttpServerOptions> {

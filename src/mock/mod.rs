@@ -1,6 +1,6 @@
 //! The mock upstream: speaks OpenAI chat completions, Anthropic Messages and Gemini
 //! generateContent / streamGenerateContent (`alt=sse`), shaped like the real captures in
-//! `shared/fixtures/providers/`, with per-request fault injection through `x-mock-*` headers.
+//! `tests/fixtures/providers/`, with per-request fault injection through `x-mock-*` headers.
 //! Used by the tests, the demo and the load tests.
 
 use async_trait::async_trait;
@@ -483,13 +483,13 @@ impl HttpServerApp for Mock {
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        if !super::session::read_request(&mut session, shutdown).await {
+        if !crate::net::session::read_request(&mut session, shutdown).await {
             return None;
         }
         session.set_keepalive(Some(60));
         session.set_abort_on_close(true);
         let keep = self.serve(&mut session).await;
-        super::session::finish(session, !keep).await
+        crate::net::session::finish(session, !keep).await
     }
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
@@ -1129,6 +1129,27 @@ async fn stream_answer(
         sent += u64::from(piece);
     }
     (StreamEnd::Completed, Some(sent))
+}
+
+/// The mock upstream's listener; TLS when given a certificate and key (PEM files).
+pub fn service(
+    listen: std::net::SocketAddr,
+    tls: Option<(&str, &str)>,
+    defaults: Controls,
+) -> pingora_error::Result<pingora_core::services::listening::Service<Mock>> {
+    let mut service = pingora_core::services::listening::Service::new(
+        "junction mock".to_string(),
+        Mock::new(defaults),
+    );
+    match tls {
+        Some((cert, key)) => {
+            let mut tls = pingora_core::listeners::tls::TlsSettings::intermediate(cert, key)?;
+            tls.enable_h2();
+            service.add_tls_with_settings(&listen.to_string(), None, tls);
+        }
+        None => service.add_tcp(&listen.to_string()),
+    }
+    Ok(service)
 }
 
 #[cfg(test)]

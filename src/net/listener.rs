@@ -1,4 +1,5 @@
-//! The gateway's client listener: our own accept loop over Pingora's listening socket.
+//! The client listener: our own accept loop over Pingora's listening socket, for an app that
+//! serves HTTP/1 sessions itself ([`Serve`]; the gateway is the one).
 //!
 //! Pingora's listening service spawns one task per connection whose future holds the TLS
 //! handshake's state inline (8.8 KB, even on plain TCP), then boxes the app's `process_new`
@@ -19,7 +20,6 @@
 //! - h2c with prior knowledge: such a connection is handed to Pingora's HTTP/2 server as it
 //!   was before (an h2 connection carries many streams, so its wrapping is not per stream).
 
-use crate::gateway::Gateway;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use pingora_core::apps::{HttpPersistentSettings, ServerApp};
@@ -51,15 +51,30 @@ const FIRST_READ: usize = 4096;
 /// Keep-alive of a client connection until the gateway sets its own per request.
 const DEFAULT_KEEPALIVE_SECS: u64 = 60;
 
-/// A Pingora service: the gateway behind its client listening address.
-pub struct ClientListener {
-    name: String,
-    addr: String,
-    gateway: Arc<Gateway>,
+/// What the client listener serves: an app that takes each HTTP/1 session as it comes (and
+/// h2c connections through Pingora's HTTP/2 server, as a [`ServerApp`]).
+pub trait Serve: ServerApp + Send + Sync + 'static {
+    /// Whether the listener takes h2c (HTTP/2 with prior knowledge).
+    fn h2c(&self) -> bool;
+    /// How long an idle client connection is kept open between requests.
+    fn keepalive_secs(&self) -> u64;
+    /// Serves one request of a client session; the connection back when it may carry another.
+    fn serve(
+        self: &Arc<Self>,
+        session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> impl std::future::Future<Output = Option<pingora_core::apps::ReusedHttpStream>> + Send;
 }
 
-impl ClientListener {
-    pub fn new(name: &str, addr: &str, gateway: Gateway) -> Self {
+/// A Pingora service: an app behind its client listening address.
+pub struct ClientListener<A> {
+    name: String,
+    addr: String,
+    gateway: Arc<A>,
+}
+
+impl<A: Serve> ClientListener<A> {
+    pub fn new(name: &str, addr: &str, gateway: A) -> Self {
         ClientListener {
             name: name.to_string(),
             addr: addr.to_string(),
@@ -69,7 +84,7 @@ impl ClientListener {
 }
 
 #[async_trait]
-impl Service for ClientListener {
+impl<A: Serve> Service for ClientListener<A> {
     async fn start_service(
         &mut self,
         fds: Option<ListenFds>,
@@ -150,10 +165,10 @@ async fn listen(addr: &str, fds: Option<ListenFds>) -> std::io::Result<Listener>
     Ok(listener.into())
 }
 
-async fn accept_loop(
+async fn accept_loop<A: Serve>(
     listener: Arc<Listener>,
     addr: String,
-    gateway: Arc<Gateway>,
+    gateway: Arc<A>,
     mut shutdown: ShutdownWatch,
 ) {
     loop {
@@ -192,7 +207,7 @@ async fn accept_loop(
 const EMFILE: i32 = 24;
 
 /// One client connection: HTTP/1 requests one after another, or an h2c connection.
-async fn connection(stream: L4Stream, gateway: Arc<Gateway>, shutdown: ShutdownWatch) {
+async fn connection<A: Serve>(stream: L4Stream, gateway: Arc<A>, shutdown: ShutdownWatch) {
     let mut conn = Buffered::new(stream);
     let Some(mut first) = first_bytes(&mut conn, DEFAULT_KEEPALIVE_SECS, &shutdown).await else {
         return;

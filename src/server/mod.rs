@@ -1,12 +1,10 @@
-//! Wiring: Pingora `Server` and listening services for the gateway and the mock upstream.
+//! Wiring: Pingora `Server` and listening services for the gateway, its admin listener and background services.
 //! No request logic lives here.
 
-pub mod admin;
-pub mod drain;
-pub mod listener;
-pub mod mock;
-pub mod session;
 pub mod watch;
+
+use crate::admin;
+use crate::net::{drain, listener};
 
 use crate::config::Snapshot;
 use crate::gateway::Gateway;
@@ -14,7 +12,6 @@ use arc_swap::ArcSwap;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::Server;
 use pingora_core::services::listening::Service;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Seconds given to what is left when the runtimes stop.
@@ -72,7 +69,7 @@ pub fn new_server(life: &Lifecycle) -> Server {
 /// metrics and the accounting thread (which the caller closes after the server stops, so
 /// that every queued record is written).
 pub struct GatewayServices {
-    pub gateway: listener::ClientListener,
+    pub gateway: listener::ClientListener<Gateway>,
     pub accounting: Arc<crate::usage::ledger::Accounting>,
     /// Reloads on file change and SIGHUP (when the config came from a file).
     pub reload:
@@ -164,22 +161,4 @@ pub fn gateway_services(
         checks,
         exporter,
     })
-}
-
-/// The mock upstream's listener; TLS when given a certificate and key (PEM files).
-pub fn mock_service(
-    listen: SocketAddr,
-    tls: Option<(&str, &str)>,
-    defaults: mock::Controls,
-) -> pingora_error::Result<Service<mock::Mock>> {
-    let mut service = Service::new("junction mock".to_string(), mock::Mock::new(defaults));
-    match tls {
-        Some((cert, key)) => {
-            let mut tls = pingora_core::listeners::tls::TlsSettings::intermediate(cert, key)?;
-            tls.enable_h2();
-            service.add_tls_with_settings(&listen.to_string(), None, tls);
-        }
-        None => service.add_tcp(&listen.to_string()),
-    }
-    Ok(service)
 }
