@@ -35,7 +35,7 @@ use super::chat::{
     reasoning_text, request_object, text_in, unescaped, usage_of, Chunk, ToolCallDelta,
 };
 use crate::error::{ErrorKind, GatewayError, Printable};
-use crate::stream::translate::{EventLoop, Events};
+use crate::stream::translate::{Events, Translated};
 use crate::usage::Usage;
 use bytes::Bytes;
 use serde::de::IgnoredAny;
@@ -857,48 +857,23 @@ fn error_of(error: &Value) -> (u16, &str) {
 const EVENT_HEAD: &[u8] = b"data: {\"candidates\":[{\"content\":{\"parts\":[";
 const PARTS_END: &[u8] = b"],\"role\":\"model\"}";
 
-/// Turns a chat chunk stream (SSE bytes, split anywhere) into Gemini's SSE stream.
-pub struct StreamEncoder {
-    events: EventLoop,
-    state: Encoder,
-}
+/// Turns a chat chunk stream (SSE bytes, split anywhere) into Gemini's SSE stream. `finish`
+/// leaves a cut stream (no `[DONE]`, no `finish_reason`) open for the caller's error event;
+/// `done`: the final event or an error event was sent. Its usage is the upstream's (OpenAI's
+/// sense: output includes reasoning).
+pub type StreamEncoder = Translated<Encoder>;
 
 impl StreamEncoder {
     /// `model`: the model the client asked for, as `modelVersion` names it.
     pub fn new(model: &str) -> Self {
-        StreamEncoder {
-            events: EventLoop::default(),
-            state: Encoder {
-                model: model.to_string(),
-                tail: Vec::new(),
-                parts: Vec::with_capacity(256),
-                calls: Vec::new(),
-                finish_reason: None,
-                usage: None,
-            },
-        }
-    }
-
-    // hot path: every chunk of a translated stream.
-    /// The Gemini events for a chat chunk (`None`: nothing complete yet).
-    pub fn feed(&mut self, chunk: Bytes) -> Option<Bytes> {
-        self.events.feed(chunk, &mut self.state)
-    }
-
-    /// At the end of the chat stream: whatever must still be sent. A stream that was cut
-    /// (no `[DONE]`, no `finish_reason`) is left open for the caller's error event.
-    pub fn finish(&mut self) -> Option<Bytes> {
-        self.events.finish(&mut self.state)
-    }
-
-    /// The final event or an error event was sent: nothing may follow.
-    pub fn done(&self) -> bool {
-        self.events.done
-    }
-
-    /// Tokens as the upstream reported them (OpenAI's sense: output includes reasoning).
-    pub fn usage(&self) -> Option<Usage> {
-        self.state.usage
+        Translated::with_state(Encoder {
+            model: model.to_string(),
+            tail: Vec::new(),
+            parts: Vec::with_capacity(256),
+            calls: Vec::new(),
+            finish_reason: None,
+            usage: None,
+        })
     }
 }
 
@@ -913,7 +888,7 @@ struct Call {
 }
 
 /// What the stream has told so far.
-struct Encoder {
+pub struct Encoder {
     model: String,
     /// `,"modelVersion":..,"responseId":..}` and the event's end, once the id is known.
     tail: Vec<u8>,
@@ -926,6 +901,10 @@ struct Encoder {
 }
 
 impl Events for Encoder {
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
     fn event(&mut self, data: &[u8], at_end: bool, out: &mut Vec<u8>) -> bool {
         if data == b"[DONE]" {
             self.end_stream(out);
@@ -999,10 +978,6 @@ impl Events for Encoder {
         }
         self.end_stream(out);
         true
-    }
-
-    fn usage(&self) -> Usage {
-        self.usage.unwrap_or_default()
     }
 }
 

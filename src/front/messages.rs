@@ -36,9 +36,8 @@ use super::chat::{
     literal, reasoning_text, request_object, text_in, usage_of, Chunk, ToolCallDelta,
 };
 use crate::error::{ErrorKind, GatewayError, Printable};
-use crate::stream::translate::{EventLoop, Events};
+use crate::stream::translate::{Events, Translated};
 use crate::usage::Usage;
-use bytes::Bytes;
 use serde_json::{json, Map, Value};
 use std::io::Write;
 
@@ -799,58 +798,28 @@ fn error_of(error: &Value) -> (&'static str, &str) {
 }
 
 /// Turns an OpenAI chunk stream (SSE bytes, split anywhere) into Anthropic's event stream.
-pub struct StreamEncoder {
-    events: EventLoop,
-    state: Encoder,
-}
+/// `finish` leaves a cut stream (no `[DONE]`, no `finish_reason`) open for the caller's error
+/// event; `done`: `message_stop` or an `error` event was sent. Its usage is the upstream's
+/// (OpenAI's sense: input includes cached tokens).
+pub type StreamEncoder = Translated<Encoder>;
 
 impl StreamEncoder {
     /// `model`: the model the client asked for, as the events name it.
     pub fn new(model: &str) -> Self {
-        StreamEncoder {
-            events: EventLoop::default(),
-            state: Encoder {
-                model: model.to_string(),
-                started: false,
-                next_index: 0,
-                open: Open::Nothing,
-                calls: Vec::new(),
-                finish_reason: None,
-                usage: None,
-            },
-        }
-    }
-
-    // hot path: every chunk of a translated stream.
-    /// The Anthropic events for an OpenAI chunk (`None`: nothing complete yet).
-    pub fn feed(&mut self, chunk: Bytes) -> Option<Bytes> {
-        self.events.feed(chunk, &mut self.state)
-    }
-
-    /// At the end of the OpenAI stream: whatever must still be sent. A stream that was cut
-    /// (no `[DONE]`, no `finish_reason`) is left open for the caller's error event.
-    pub fn finish(&mut self) -> Option<Bytes> {
-        self.events.finish(&mut self.state)
-    }
-
-    /// `message_stop` or an `error` event was sent: nothing may follow.
-    pub fn done(&self) -> bool {
-        self.events.done
-    }
-
-    /// The upstream's usage report came.
-    pub fn usage_seen(&self) -> bool {
-        self.state.usage.is_some()
-    }
-
-    /// Tokens as the upstream reported them (OpenAI's sense: input includes cached tokens).
-    pub fn usage(&self) -> Option<Usage> {
-        self.state.usage
+        Translated::with_state(Encoder {
+            model: model.to_string(),
+            started: false,
+            next_index: 0,
+            open: Open::Nothing,
+            calls: Vec::new(),
+            finish_reason: None,
+            usage: None,
+        })
     }
 }
 
 /// What the stream has told so far.
-struct Encoder {
+pub struct Encoder {
     model: String,
     /// message_start was sent.
     started: bool,
@@ -864,6 +833,10 @@ struct Encoder {
 }
 
 impl Events for Encoder {
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
     fn event(&mut self, data: &[u8], at_end: bool, out: &mut Vec<u8>) -> bool {
         if data == b"[DONE]" {
             self.end_message(out);
@@ -922,10 +895,6 @@ impl Events for Encoder {
         }
         self.end_message(out);
         true
-    }
-
-    fn usage(&self) -> Usage {
-        self.usage.unwrap_or_default()
     }
 }
 

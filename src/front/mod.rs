@@ -1,7 +1,9 @@
-//! Front doors: the client protocols Junction serves. OpenAI chat completions is the one the
-//! providers' adapters speak; the others translate their requests into it, and its answers
-//! (whole or streamed) back into their own form, or pass through to a provider that speaks
-//! them natively.
+//! Front doors: the client protocols Junction serves, one contract dispatched by `match` on
+//! [`Front`]. OpenAI chat completions is the form the providers' adapters take; every other
+//! door translates its requests into it and its answers (whole, [`Front::whole_from_chat`], or
+//! streamed, [`Front::encoder`]) back into its own form, or passes through to a provider that
+//! speaks it natively ([`Front::native_to`]). Each door also writes its own errors and
+//! keep-alives.
 
 pub(crate) mod chat;
 pub mod gemini;
@@ -10,6 +12,7 @@ pub mod responses;
 #[cfg(test)]
 pub(crate) mod test_support;
 
+use crate::config::{Provider, ProviderKind};
 use crate::error::{ErrorKind, GatewayError, UpstreamBody};
 use bytes::Bytes;
 
@@ -28,6 +31,50 @@ pub enum Front {
 }
 
 impl Front {
+    /// Whether a request at this door goes to `provider` as the client sent it (the provider
+    /// speaks the door's protocol), rather than as a chat completion.
+    pub fn native_to(self, provider: &Provider) -> bool {
+        match self {
+            // The chat completion is the client's own body already.
+            Front::Chat => false,
+            Front::Messages => provider.kind == ProviderKind::Anthropic,
+            Front::Gemini => provider.kind == ProviderKind::Gemini,
+            Front::Responses => provider.responses,
+        }
+    }
+
+    /// The encoder that turns a chat chunk stream into this door's events (`None`: the chat
+    /// door, whose clients take the chunks as they are). `model`: the model the answer names.
+    pub fn encoder(self, model: &str, responses: Option<&responses::Context>) -> Option<Encoder> {
+        match self {
+            Front::Chat => None,
+            Front::Messages => Some(Encoder::Messages(messages::StreamEncoder::new(model))),
+            Front::Gemini => Some(Encoder::Gemini(gemini::StreamEncoder::new(model))),
+            Front::Responses => Some(Encoder::Responses(responses::StreamEncoder::new(
+                model,
+                responses.cloned().unwrap_or_default(),
+            ))),
+        }
+    }
+
+    /// A whole chat completion as this door's answer.
+    pub fn whole_from_chat(
+        self,
+        chat: Vec<u8>,
+        model: &str,
+        responses: Option<&responses::Context>,
+    ) -> Result<Vec<u8>, String> {
+        match self {
+            Front::Chat => Ok(chat),
+            Front::Messages => messages::response_from_chat(&chat, model),
+            Front::Gemini => gemini::response_from_chat(&chat, model),
+            Front::Responses => match responses {
+                Some(context) => responses::response_from_chat(&chat, model, context),
+                None => responses::response_from_chat(&chat, model, &Default::default()),
+            },
+        }
+    }
+
     /// An error body in this protocol's format.
     pub fn error_body(self, e: &GatewayError) -> Bytes {
         match self {
@@ -71,6 +118,44 @@ impl Front {
         match self {
             Front::Chat | Front::Responses | Front::Gemini => b": keep-alive\n\n",
             Front::Messages => b"event: ping\ndata: {\"type\": \"ping\"}\n\n",
+        }
+    }
+}
+
+/// A door's stream encoder: chat chunk SSE in (split anywhere), the door's own events out.
+pub enum Encoder {
+    Messages(messages::StreamEncoder),
+    Responses(responses::StreamEncoder),
+    Gemini(gemini::StreamEncoder),
+}
+
+impl Encoder {
+    // hot path: every chunk of a translated stream.
+    /// The door's events for a piece of the chat stream (`None`: nothing complete yet).
+    pub fn feed(&mut self, chunk: Bytes) -> Option<Bytes> {
+        match self {
+            Encoder::Messages(e) => e.feed(chunk),
+            Encoder::Responses(e) => e.feed(chunk),
+            Encoder::Gemini(e) => e.feed(chunk),
+        }
+    }
+
+    /// At the end of the chat stream: whatever must still be sent. A stream that was cut is
+    /// left open for [`Encoder::error_event`].
+    pub fn finish(&mut self) -> Option<Bytes> {
+        match self {
+            Encoder::Messages(e) => e.finish(),
+            Encoder::Responses(e) => e.finish(),
+            Encoder::Gemini(e) => e.finish(),
+        }
+    }
+
+    /// The event that ends the stream with an error, in the door's protocol.
+    pub fn error_event(&mut self, e: &GatewayError) -> Bytes {
+        match self {
+            Encoder::Messages(_) => Front::Messages.error_event(e),
+            Encoder::Responses(r) => r.failed_event(responses_code(e), &e.message_or_code()),
+            Encoder::Gemini(_) => Front::Gemini.error_event(e),
         }
     }
 }

@@ -31,7 +31,7 @@ use super::chat::{
     request_object, text_in, usage_of, Chunk, ToolCallDelta,
 };
 use crate::error::{ErrorKind, GatewayError, Printable};
-use crate::stream::translate::{EventLoop, Events};
+use crate::stream::translate::{Events, Translated};
 use crate::usage::Usage;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -1182,66 +1182,30 @@ fn content_index(out: &mut Vec<u8>, index: usize) {
 }
 
 /// Turns a chat chunk stream (SSE bytes, split anywhere) into the Responses event stream.
-pub struct StreamEncoder {
-    events: EventLoop,
-    state: Encoder,
-}
+/// `finish` leaves a cut stream (no `finish_reason`, whether or not `[DONE]` came) open: the
+/// caller ends it with [`StreamEncoder::failed_event`]. `done`: `response.completed`,
+/// `response.incomplete` or `response.failed` was sent. Its usage is the upstream's (OpenAI's
+/// sense: input includes cached tokens).
+pub type StreamEncoder = Translated<Encoder>;
 
 impl StreamEncoder {
     /// `model`: the model the client asked for, as the response names it.
     pub fn new(model: &str, context: Context) -> Self {
-        StreamEncoder {
-            events: EventLoop::default(),
-            state: Encoder {
-                answer: Answer::new(model),
-                context,
-                seq: 0,
-                started: false,
-                reasoning: None,
-                message: None,
-                calls: Vec::new(),
-            },
-        }
-    }
-
-    // hot path: every chunk of a translated stream.
-    /// The Responses events for a chat chunk (`None`: nothing complete yet).
-    pub fn feed(&mut self, chunk: Bytes) -> Option<Bytes> {
-        self.events.feed(chunk, &mut self.state)
-    }
-
-    /// At the end of the chat stream: whatever must still be sent. A stream that was cut
-    /// (no `finish_reason`, whether or not `[DONE]` came) is left open: the caller ends it
-    /// with [`Self::failed_event`].
-    pub fn finish(&mut self) -> Option<Bytes> {
-        self.events.finish(&mut self.state)
-    }
-
-    /// `response.completed`, `response.incomplete` or `response.failed` was sent.
-    pub fn done(&self) -> bool {
-        self.events.done
+        Translated::with_state(Encoder {
+            answer: Answer::new(model),
+            context,
+            seq: 0,
+            started: false,
+            reasoning: None,
+            message: None,
+            calls: Vec::new(),
+        })
     }
 
     /// Ends the stream with `response.failed` (the upstream broke off, or failed): `code` is
     /// a Responses error code (others become `server_error`). Empty when the stream is over.
     pub fn failed_event(&mut self, code: &str, message: &str) -> Bytes {
-        if self.events.done {
-            return Bytes::new();
-        }
-        self.events.done = true;
-        let mut out = Vec::with_capacity(1024 + self.state.context.echo.len());
-        self.state.fail(&mut out, error_code(code, ""), message);
-        out.into()
-    }
-
-    /// The upstream's usage report came.
-    pub fn usage_seen(&self) -> bool {
-        self.state.answer.usage.is_some()
-    }
-
-    /// Tokens as the upstream reported them (OpenAI's sense: input includes cached tokens).
-    pub fn usage(&self) -> Option<Usage> {
-        self.state.answer.usage
+        self.end_with(|state, out| state.fail(out, error_code(code, ""), message))
     }
 }
 
@@ -1257,7 +1221,7 @@ struct Call {
 }
 
 /// What the stream has told so far.
-struct Encoder {
+pub struct Encoder {
     answer: Answer,
     context: Context,
     /// The next event's sequence_number.
@@ -1271,6 +1235,10 @@ struct Encoder {
 }
 
 impl Events for Encoder {
+    fn usage(&self) -> Option<Usage> {
+        self.answer.usage
+    }
+
     fn event(&mut self, data: &[u8], at_end: bool, out: &mut Vec<u8>) -> bool {
         if data == b"[DONE]" {
             // Without a finish_reason the answer was cut: the caller reports it.
@@ -1344,10 +1312,6 @@ impl Events for Encoder {
         }
         self.complete(out);
         true
-    }
-
-    fn usage(&self) -> Usage {
-        self.answer.usage.unwrap_or_default()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Helpers shared by the front doors' unit tests: the provider captures, chat chunk
 //! streams built from JSON values, and a runner that feeds an encoder in pieces.
 
+use crate::stream::translate::{Events, Translated};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
@@ -12,33 +13,12 @@ pub(crate) fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{FIXTURES}{name}")).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-/// A front door's stream encoder: chat chunk SSE in, the door's own events out.
-pub(crate) trait Encoder {
-    fn feed(&mut self, chunk: Bytes) -> Option<Bytes>;
-    fn finish(&mut self) -> Option<Bytes>;
-}
-
-macro_rules! encoder {
-    ($($t:ty),*) => {$(
-        impl Encoder for $t {
-            fn feed(&mut self, chunk: Bytes) -> Option<Bytes> {
-                <$t>::feed(self, chunk)
-            }
-            fn finish(&mut self) -> Option<Bytes> {
-                <$t>::finish(self)
-            }
-        }
-    )*};
-}
-encoder!(
-    super::messages::StreamEncoder,
-    super::responses::StreamEncoder,
-    super::gemini::StreamEncoder
-);
-
 /// Runs a stream through the encoder `e`, fed in the given pieces, then finished; gives
 /// what it wrote and the encoder.
-pub(crate) fn feed_pieces<E: Encoder>(mut e: E, pieces: &[&[u8]]) -> (Vec<u8>, E) {
+pub(crate) fn feed_pieces<S: Events>(
+    mut e: Translated<S>,
+    pieces: &[&[u8]],
+) -> (Vec<u8>, Translated<S>) {
     let mut out = Vec::new();
     for p in pieces {
         if let Some(b) = e.feed(Bytes::copy_from_slice(p)) {

@@ -78,7 +78,8 @@ pub async fn run(
             };
             // Re-translated for each candidate's provider kind; a request the provider kind
             // cannot take is the client's to fix.
-            let upstream = providers::build_request(&c.deployment, inbound)?;
+            let native = ctx.front.native_to(&c.deployment.provider);
+            let upstream = providers::build_request(&c.deployment, inbound, native)?;
             tally.attempts += 1;
             tally.deployment = Some(c.deployment.clone());
             let started = Instant::now();

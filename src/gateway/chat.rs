@@ -259,7 +259,6 @@ async fn serve(
     };
     let chat = seen.body.insert(chat);
     let inbound = providers::Inbound {
-        front: ctx.front,
         info: &info,
         chat: match &as_chat {
             Some(Err(e)) => Err(e),

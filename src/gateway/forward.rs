@@ -3,11 +3,12 @@
 //! rest back as it arrives; if not, report a failure the attempt loop can move on from.
 
 use super::respond;
+use super::translate::{self, Stream};
 use crate::config::{Deployment, Provider, Timeouts};
 use crate::error::{ErrorKind, GatewayError};
 use crate::front::{self, Front};
-use crate::providers::openai::{self, ChatRequestInfo};
-use crate::providers::{self, Dialect, StreamTranslator, UpstreamRequest};
+use crate::providers::openai::ChatRequestInfo;
+use crate::providers::{self, Dialect, UpstreamRequest};
 use crate::routing::health::Failure;
 use crate::usage::ledger::Ending;
 use crate::usage::{Kept, Usage};
@@ -196,7 +197,7 @@ pub async fn attempt(
                 Some(Ok(Ok(Some(chunk)))) => chunk,
             };
             let ttft = started.elapsed();
-            let translator = StreamTranslator::new(
+            let translator = Stream::new(
                 ctx.front,
                 dialect,
                 info,
@@ -205,20 +206,7 @@ pub async fn attempt(
             );
             (Relay::Stream(translator), Some(first), ttft)
         }
-        (
-            false,
-            dialect @ (Dialect::OpenAi
-            | Dialect::AnthropicPass
-            | Dialect::GeminiPass
-            | Dialect::ResponsesPass),
-        ) if matches!(
-            (ctx.front, dialect),
-            (Front::Chat, Dialect::OpenAi)
-                | (Front::Messages, Dialect::AnthropicPass)
-                | (Front::Gemini, Dialect::GeminiPass)
-                | (Front::Responses, Dialect::ResponsesPass)
-        ) =>
-        {
+        (false, dialect) if translate::as_is(ctx.front, dialect) => {
             let mode = Relay::Whole {
                 tail: Vec::new(),
                 wire: dialect,
@@ -233,24 +221,13 @@ pub async fn attempt(
             };
             release(connector, up, &peer).await;
             let translating = Instant::now();
-            let translated = providers::translate_whole(dialect, &body, &deployment.upstream_model)
-                .and_then(|(json, usage)| match ctx.front {
-                    Front::Chat => Ok((json, usage)),
-                    Front::Gemini => {
-                        front::gemini::response_from_chat(&json, &deployment.upstream_model)
-                            .map(|json| (json, usage))
-                    }
-                    Front::Responses => front::responses::response_from_chat(
-                        &json,
-                        &deployment.upstream_model,
-                        &ctx.responses.clone().unwrap_or_default(),
-                    )
-                    .map(|json| (json, usage)),
-                    Front::Messages => {
-                        front::messages::response_from_chat(&json, &deployment.upstream_model)
-                            .map(|json| (json, usage))
-                    }
-                });
+            let translated = translate::whole(
+                ctx.front,
+                dialect,
+                &body,
+                &deployment.upstream_model,
+                ctx.responses.as_ref(),
+            );
             let (json, usage) = match translated {
                 Ok(r) => r,
                 Err(why) => {
@@ -612,7 +589,7 @@ async fn read_small_body(up: &mut HttpSession, idle: Duration) -> Option<Bytes> 
 /// How a response body is relayed.
 enum Relay {
     /// An SSE stream, event by event (passed through or translated).
-    Stream(StreamTranslator),
+    Stream(Stream),
     /// A body passed through chunk by chunk as it arrives (OpenAI's, or Anthropic's to an
     /// Anthropic client); the last few KiB are kept for its usage.
     Whole { tail: Vec<u8>, wire: Dialect },
@@ -699,12 +676,7 @@ impl Relay {
     fn usage(&self) -> Option<Usage> {
         match self {
             Relay::Stream(t) => t.whole_usage(),
-            Relay::Whole { tail, wire } => match wire {
-                Dialect::AnthropicPass => providers::anthropic::usage_in_tail(tail),
-                Dialect::GeminiPass => providers::gemini::usage_in_tail(tail),
-                Dialect::ResponsesPass => openai::responses_usage_in_tail(tail),
-                _ => openai::usage_in_tail(tail),
-            },
+            Relay::Whole { tail, wire } => wire.usage_in_tail(tail),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod gemini;
 pub mod messages;
 pub mod models;
 pub mod respond;
+pub mod translate;
 
 use crate::config::Snapshot;
 use crate::error::{ErrorKind, GatewayError};

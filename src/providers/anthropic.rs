@@ -584,8 +584,8 @@ impl translate::Events for State {
     }
 
     /// message_start, then message_delta.
-    fn usage(&self) -> Usage {
-        self.usage
+    fn usage(&self) -> Option<Usage> {
+        Some(self.usage)
     }
 }
 

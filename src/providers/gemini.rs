@@ -608,8 +608,8 @@ impl State {
 
 impl translate::Events for State {
     /// Gemini's counts are cumulative: the last report holds.
-    fn usage(&self) -> Usage {
-        self.usage
+    fn usage(&self) -> Option<Usage> {
+        Some(self.usage)
     }
 
     /// After the last event: closes a finished stream; false when it never finished.

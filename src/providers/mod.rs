@@ -39,7 +39,6 @@ pub fn static_code(provider_code: &str) -> &'static str {
 }
 
 use crate::config::{Provider, ProviderKind};
-use crate::front::{messages::StreamEncoder, responses, Front};
 use crate::usage::Usage;
 use bytes::Bytes;
 use openai::ChatRequestInfo;
@@ -59,6 +58,26 @@ pub enum Dialect {
     ResponsesPass,
 }
 
+impl Dialect {
+    /// The request went as the client sent it: the answer is in the client's protocol.
+    pub fn passed_through(self) -> bool {
+        matches!(
+            self,
+            Dialect::AnthropicPass | Dialect::GeminiPass | Dialect::ResponsesPass
+        )
+    }
+
+    /// The usage of a whole answer in this dialect, from the last few KiB of its body.
+    pub fn usage_in_tail(self, tail: &[u8]) -> Option<Usage> {
+        match self {
+            Dialect::OpenAi => openai::usage_in_tail(tail),
+            Dialect::AnthropicPass | Dialect::Anthropic(_) => anthropic::usage_in_tail(tail),
+            Dialect::GeminiPass | Dialect::Gemini(_) => gemini::usage_in_tail(tail),
+            Dialect::ResponsesPass => openai::responses_usage_in_tail(tail),
+        }
+    }
+}
+
 /// A request ready for the provider.
 pub struct UpstreamRequest {
     /// Path and query under the provider's host.
@@ -71,12 +90,13 @@ pub struct UpstreamRequest {
 
 /// What the client sent, in the forms the provider kinds need.
 pub struct Inbound<'a> {
-    pub front: Front,
     pub info: &'a ChatRequestInfo,
     /// The request as an OpenAI chat completion (the client's own body at the chat front
     /// door; a translation at the others, or why it could not be translated).
     pub chat: Result<&'a [u8], &'a GatewayError>,
-    /// The request in the client's own protocol, for an upstream that speaks it.
+    /// The request in the client's own protocol (not chat's), for an upstream that speaks
+    /// it: a Messages request for Anthropic, a Gemini one for Gemini, a Responses one for an
+    /// OpenAI provider serving the Responses API.
     pub native: Option<Native<'a>>,
 }
 
@@ -88,20 +108,20 @@ pub struct Native<'a> {
     pub headers: &'a [(http::HeaderName, http::HeaderValue)],
 }
 
-/// Builds the upstream request: the client's own request passed through when the upstream
-/// speaks its protocol; otherwise from the chat completion: patched bytes for OpenAI, a
-/// translated body for the others.
+/// Builds the upstream request: the client's own request passed through when `native` (the
+/// upstream speaks the client's protocol: see `gateway::translate::native`); otherwise from
+/// the chat completion: patched bytes for OpenAI, a translated body for the others.
 pub fn build_request(
     deployment: &crate::config::Deployment,
     inbound: &Inbound<'_>,
+    native: bool,
 ) -> Result<UpstreamRequest, GatewayError> {
     let provider = &*deployment.provider;
     let upstream_model = &*deployment.upstream_model;
     let limit = deployment.max_output_tokens;
     let base = &provider.upstream.base_path;
-    if let (Front::Gemini, ProviderKind::Gemini, Some(native)) =
-        (inbound.front, provider.kind, &inbound.native)
-    {
+    let native = inbound.native.as_ref().filter(|_| native);
+    if let (ProviderKind::Gemini, Some(native)) = (provider.kind, native) {
         // The model is in the path: the body goes as the client sent it, byte for byte (unless
         // it asks for more output than the model allows).
         let body = clamp_output(
@@ -116,9 +136,7 @@ pub fn build_request(
             headers: Vec::new(),
         });
     }
-    if let (Front::Responses, true, Some(native)) =
-        (inbound.front, provider.responses, &inbound.native)
-    {
+    if let (ProviderKind::OpenAi, Some(native)) = (provider.kind, native) {
         let body = clamp_output(native.body, limit, &[&["max_output_tokens"]]);
         return Ok(UpstreamRequest {
             path: format!("{base}/responses"),
@@ -127,9 +145,7 @@ pub fn build_request(
             headers: Vec::new(),
         });
     }
-    if let (Front::Messages, ProviderKind::Anthropic, Some(native)) =
-        (inbound.front, provider.kind, &inbound.native)
-    {
+    if let (ProviderKind::Anthropic, Some(native)) = (provider.kind, native) {
         let path = match native.query {
             Some(q) => format!("{base}/messages?{q}"),
             None => format!("{base}/messages"),
@@ -293,152 +309,87 @@ pub fn map_error(
     }
 }
 
-/// Turns a stream in the upstream's dialect into the client's: OpenAI chunks, or Anthropic
-/// events.
-pub enum StreamTranslator {
+/// A provider's stream decoder: the upstream's events as chat chunks (an OpenAI stream passed
+/// on, only its usage chunk read), or, for a request passed through in the client's own
+/// protocol, a watcher that hands the bytes on unchanged and reads their usage and end.
+pub enum Decoder {
     /// Passed through; only the usage chunk is looked at.
     OpenAi(openai::StreamFilter),
     Anthropic(anthropic::StreamTranslator),
     Gemini(gemini::StreamTranslator),
-    /// An Anthropic stream passed through to an Anthropic client; only usage is looked at.
+    /// A Messages stream passed through to a Messages client.
     AnthropicPass(anthropic::PassThrough),
-    /// OpenAI chunks (from any of the above) turned into Anthropic events.
-    ToMessages(Box<(StreamTranslator, StreamEncoder)>),
-    /// OpenAI chunks (from any of the above) turned into Responses events.
-    ToResponses(Box<(StreamTranslator, responses::StreamEncoder)>),
-    /// A Responses stream passed through to a Responses client; only its end is read.
-    ResponsesPass(openai::ResponsesPass),
-    /// A Gemini stream passed through to a Gemini client; only usage and the end are read.
+    /// A Gemini stream passed through to a Gemini client.
     GeminiPass(gemini::PassThrough),
-    /// OpenAI chunks (from any of the above) turned into Gemini events.
-    ToGemini(Box<(StreamTranslator, crate::front::gemini::StreamEncoder)>),
+    /// A Responses stream passed through to a Responses client.
+    ResponsesPass(openai::ResponsesPass),
 }
 
-impl StreamTranslator {
-    pub fn new(
-        front: Front,
-        dialect: Dialect,
-        info: &ChatRequestInfo,
-        upstream_model: &str,
-        responses: Option<&responses::Context>,
-    ) -> Self {
-        let created = now_secs();
-        let chat = match dialect {
-            Dialect::OpenAi => {
-                StreamTranslator::OpenAi(openai::StreamFilter::new(!info.include_usage))
-            }
+impl Decoder {
+    pub fn new(dialect: Dialect, info: &ChatRequestInfo, upstream_model: &str) -> Self {
+        match dialect {
+            Dialect::OpenAi => Decoder::OpenAi(openai::StreamFilter::new(!info.include_usage)),
             Dialect::Anthropic(t) => {
-                StreamTranslator::Anthropic(anthropic::StreamTranslator::new(t, created))
+                Decoder::Anthropic(anthropic::StreamTranslator::new(t, now_secs()))
             }
-            Dialect::Gemini(t) => StreamTranslator::Gemini(gemini::StreamTranslator::new(
+            Dialect::Gemini(t) => Decoder::Gemini(gemini::StreamTranslator::new(
                 t,
                 upstream_model,
-                created,
+                now_secs(),
                 gemini::CallIds::new(),
             )),
-            Dialect::AnthropicPass => {
-                return StreamTranslator::AnthropicPass(anthropic::PassThrough::default())
-            }
-            Dialect::ResponsesPass => {
-                return StreamTranslator::ResponsesPass(openai::ResponsesPass::default())
-            }
-            Dialect::GeminiPass => return StreamTranslator::GeminiPass(Default::default()),
-        };
-        match front {
-            Front::Chat => chat,
-            Front::Messages => {
-                StreamTranslator::ToMessages(Box::new((chat, StreamEncoder::new(upstream_model))))
-            }
-            Front::Gemini => StreamTranslator::ToGemini(Box::new((
-                chat,
-                crate::front::gemini::StreamEncoder::new(upstream_model),
-            ))),
-            Front::Responses => StreamTranslator::ToResponses(Box::new((
-                chat,
-                responses::StreamEncoder::new(
-                    upstream_model,
-                    responses.cloned().unwrap_or_default(),
-                ),
-            ))),
+            Dialect::AnthropicPass => Decoder::AnthropicPass(Default::default()),
+            Dialect::GeminiPass => Decoder::GeminiPass(Default::default()),
+            Dialect::ResponsesPass => Decoder::ResponsesPass(Default::default()),
         }
     }
 
     // hot path: every upstream chunk.
+    /// What this upstream chunk completes (`None`: nothing yet).
     pub fn feed(&mut self, chunk: Bytes) -> Option<Bytes> {
         match self {
-            StreamTranslator::OpenAi(f) => f.filter(chunk),
-            StreamTranslator::Anthropic(t) => t.feed(chunk),
-            StreamTranslator::Gemini(t) => t.feed(chunk),
-            StreamTranslator::AnthropicPass(p) => p.feed(chunk),
-            StreamTranslator::ToMessages(b) => {
-                let (chat, encoder) = &mut **b;
-                chat.feed(chunk).and_then(|c| encoder.feed(c))
-            }
-            StreamTranslator::ToResponses(b) => {
-                let (chat, encoder) = &mut **b;
-                chat.feed(chunk).and_then(|c| encoder.feed(c))
-            }
-            StreamTranslator::GeminiPass(p) => p.feed(chunk),
-            StreamTranslator::ResponsesPass(p) => p.feed(chunk),
-            StreamTranslator::ToGemini(b) => {
-                let (chat, encoder) = &mut **b;
-                chat.feed(chunk).and_then(|c| encoder.feed(c))
-            }
+            Decoder::OpenAi(f) => f.filter(chunk),
+            Decoder::Anthropic(t) => t.feed(chunk),
+            Decoder::Gemini(t) => t.feed(chunk),
+            Decoder::AnthropicPass(p) => p.feed(chunk),
+            Decoder::GeminiPass(p) => p.feed(chunk),
+            Decoder::ResponsesPass(p) => p.feed(chunk),
         }
     }
 
+    /// At the end of the upstream body.
     pub fn finish(&mut self) -> Option<Bytes> {
         match self {
-            StreamTranslator::OpenAi(f) => f.finish(),
-            StreamTranslator::Anthropic(t) => t.finish(),
-            StreamTranslator::Gemini(t) => t.finish(),
-            StreamTranslator::AnthropicPass(p) => p.finish(),
-            StreamTranslator::ToMessages(b) => {
-                let (chat, encoder) = &mut **b;
-                let head = chat.finish().and_then(|c| encoder.feed(c));
-                join(head, encoder.finish())
-            }
-            StreamTranslator::ToResponses(b) => {
-                let (chat, encoder) = &mut **b;
-                let head = chat.finish().and_then(|c| encoder.feed(c));
-                join(head, encoder.finish())
-            }
-            StreamTranslator::GeminiPass(p) => p.finish(),
-            StreamTranslator::ResponsesPass(p) => p.finish(),
-            StreamTranslator::ToGemini(b) => {
-                let (chat, encoder) = &mut **b;
-                let head = chat.finish().and_then(|c| encoder.feed(c));
-                join(head, encoder.finish())
-            }
+            Decoder::OpenAi(f) => f.finish(),
+            Decoder::Anthropic(t) => t.finish(),
+            Decoder::Gemini(t) => t.finish(),
+            Decoder::AnthropicPass(p) => p.finish(),
+            Decoder::GeminiPass(p) => p.finish(),
+            Decoder::ResponsesPass(p) => p.finish(),
         }
     }
 
     /// The stream reached its proper end (or an error event already told the client).
     pub fn done(&self) -> bool {
         match self {
-            StreamTranslator::OpenAi(f) => f.done,
-            StreamTranslator::Anthropic(t) => t.done(),
-            StreamTranslator::Gemini(t) => t.done(),
-            StreamTranslator::AnthropicPass(p) => p.done(),
-            StreamTranslator::ToMessages(b) => b.0.done(),
-            StreamTranslator::ToResponses(b) => b.0.done(),
-            StreamTranslator::GeminiPass(p) => p.done(),
-            StreamTranslator::ResponsesPass(p) => p.done(),
-            StreamTranslator::ToGemini(b) => b.0.done(),
+            Decoder::OpenAi(f) => f.done,
+            Decoder::Anthropic(t) => t.done(),
+            Decoder::Gemini(t) => t.done(),
+            Decoder::AnthropicPass(p) => p.done(),
+            Decoder::GeminiPass(p) => p.done(),
+            Decoder::ResponsesPass(p) => p.done(),
         }
     }
 
+    /// Tokens as reported so far.
     pub fn usage(&self) -> Option<Usage> {
         match self {
-            StreamTranslator::OpenAi(f) => f.usage,
-            StreamTranslator::Anthropic(t) => Some(t.usage()),
-            StreamTranslator::Gemini(t) => Some(t.usage()),
-            StreamTranslator::AnthropicPass(p) => p.usage(),
-            StreamTranslator::ToMessages(b) => b.0.usage(),
-            StreamTranslator::ToResponses(b) => b.0.usage(),
-            StreamTranslator::GeminiPass(p) => p.usage(),
-            StreamTranslator::ResponsesPass(p) => p.usage(),
-            StreamTranslator::ToGemini(b) => b.0.usage(),
+            Decoder::OpenAi(f) => f.usage,
+            Decoder::Anthropic(t) => t.usage(),
+            Decoder::Gemini(t) => t.usage(),
+            Decoder::AnthropicPass(p) => p.usage(),
+            Decoder::GeminiPass(p) => p.usage(),
+            Decoder::ResponsesPass(p) => p.usage(),
         }
     }
 
@@ -446,34 +397,15 @@ impl StreamTranslator {
     /// the others' only once the upstream ended the stream.
     pub fn whole_usage(&self) -> Option<Usage> {
         match self {
-            StreamTranslator::OpenAi(f) => f.usage,
-            StreamTranslator::ToMessages(b) => b.0.whole_usage(),
-            StreamTranslator::ToResponses(b) => b.0.whole_usage(),
-            StreamTranslator::ToGemini(b) => b.0.whole_usage(),
-            t => t.usage().filter(|_| t.done()),
-        }
-    }
-
-    /// The event that ends the client's stream with an error, in its protocol.
-    pub fn error_event(&mut self, e: &GatewayError) -> Bytes {
-        match self {
-            StreamTranslator::AnthropicPass(_) | StreamTranslator::ToMessages(_) => {
-                Front::Messages.error_event(e)
-            }
-            StreamTranslator::ToResponses(b) => {
-                b.1.failed_event(crate::front::responses_code(e), &e.message_or_code())
-            }
-            StreamTranslator::GeminiPass(_) | StreamTranslator::ToGemini(_) => {
-                Front::Gemini.error_event(e)
-            }
-            StreamTranslator::ResponsesPass(_) => Front::Responses.error_event(e),
-            _ => Front::Chat.error_event(e),
+            Decoder::OpenAi(f) => f.usage,
+            d => d.usage().filter(|_| d.done()),
         }
     }
 }
 
-/// Translates a whole response body into an OpenAI `chat.completion`.
-pub fn translate_whole(
+/// Decodes a whole response body into an OpenAI `chat.completion` (a body passed through is
+/// kept as it is), with its usage.
+pub fn decode_whole(
     dialect: Dialect,
     body: &[u8],
     upstream_model: &str,
@@ -481,7 +413,7 @@ pub fn translate_whole(
     match dialect {
         Dialect::OpenAi => Ok((
             body.to_vec(),
-            openai::usage_in_tail(body).unwrap_or_default(),
+            dialect.usage_in_tail(body).unwrap_or_default(),
         )),
         Dialect::Anthropic(t) => anthropic::translate_response(body, t, now_secs()),
         Dialect::Gemini(_) => gemini::translate_response(
@@ -490,25 +422,10 @@ pub fn translate_whole(
             now_secs(),
             &mut gemini::CallIds::new(),
         ),
-        Dialect::AnthropicPass => Ok((
+        Dialect::AnthropicPass | Dialect::GeminiPass | Dialect::ResponsesPass => Ok((
             body.to_vec(),
-            anthropic::usage_in_tail(body).unwrap_or_default(),
+            dialect.usage_in_tail(body).unwrap_or_default(),
         )),
-        Dialect::GeminiPass => Ok((
-            body.to_vec(),
-            gemini::usage_in_tail(body).unwrap_or_default(),
-        )),
-        Dialect::ResponsesPass => Ok((
-            body.to_vec(),
-            openai::responses_usage_in_tail(body).unwrap_or_default(),
-        )),
-    }
-}
-
-fn join(head: Option<Bytes>, tail: Option<Bytes>) -> Option<Bytes> {
-    match (head, tail) {
-        (Some(h), Some(t)) => Some([h, t].concat().into()),
-        (h, t) => h.or(t),
     }
 }
 

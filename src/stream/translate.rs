@@ -1,5 +1,7 @@
-//! The loop every stream translator shares: frame the upstream bytes into events, hand each
-//! event's data to the translator, collect its OpenAI output, and stop after the end.
+//! The loop every stream translator shares, both the providers' decoders (upstream events to
+//! chat chunks) and the front doors' encoders (chat chunks to the door's events): frame the
+//! bytes into events, hand each event's data to the translator, collect its output, and stop
+//! after the end.
 
 use super::sse::{data_of, SseFramer};
 use crate::usage::Usage;
@@ -19,11 +21,11 @@ pub trait Events {
         false
     }
 
-    /// Tokens as reported so far.
-    fn usage(&self) -> Usage;
+    /// Tokens as reported so far (`None`: no report yet, where that differs from zero).
+    fn usage(&self) -> Option<Usage>;
 }
 
-/// A stream translator: the shared event loop and one provider's per-stream state.
+/// A stream translator: the shared event loop and one protocol's per-stream state.
 pub struct Translated<S> {
     events: EventLoop,
     state: S,
@@ -53,8 +55,20 @@ impl<S: Events> Translated<S> {
         self.events.done
     }
 
-    pub fn usage(&self) -> Usage {
+    pub fn usage(&self) -> Option<Usage> {
         self.state.usage()
+    }
+
+    /// Ends the stream with what `last` writes (an error event in the stream's protocol);
+    /// empty when it is over already.
+    pub fn end_with(&mut self, last: impl FnOnce(&mut S, &mut Vec<u8>)) -> Bytes {
+        if self.events.done {
+            return Bytes::new();
+        }
+        self.events.done = true;
+        let mut out = Vec::with_capacity(1024);
+        last(&mut self.state, &mut out);
+        out.into()
     }
 }
 

@@ -2,6 +2,7 @@ use super::*;
 use crate::front::test_support::{
     call, calls, chat_stream, delta, feed_pieces, finish, fixture, usage,
 };
+use bytes::Bytes;
 use serde_json::json;
 
 const MODEL: &str = "claude-sonnet-4-5";
@@ -262,7 +263,7 @@ fn usage_numbers_are_the_captures() {
     assert_eq!(m.usage.unwrap()["input_tokens"], 79);
     let mut e = StreamEncoder::new(MODEL);
     e.feed(Bytes::from(fixture("openai_stream_tool_calls.sse")));
-    assert!(e.done() && e.usage_seen());
+    assert!(e.done() && e.usage().is_some());
     assert_eq!(e.usage().unwrap().input_tokens, 60);
     assert_eq!(e.usage().unwrap().output_tokens, 15);
 }

@@ -65,7 +65,7 @@ fn usage_is_reported_only_when_asked_but_always_kept() {
     t.feed(Bytes::from(fixture(name)));
     t.finish();
     assert!(t.done());
-    assert!(t.usage().output_tokens > 0 && t.usage().input_tokens > 0);
+    assert!(t.usage().unwrap().output_tokens > 0 && t.usage().unwrap().input_tokens > 0);
 }
 
 #[test]
