@@ -4,88 +4,12 @@
 
 mod common;
 
+use common::accounting::*;
 use common::*;
 use futures_util::StreamExt;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-
-const ADMIN_KEY: &str = "sk-admin-accounting";
-
-/// Kinds of provider, their upstream model, and the mock wire's name in its stats.
-const KINDS: [(&str, &str, &str); 3] = [
-    ("openai", "gpt-4o-mini", "openai"),
-    ("anthropic", "claude-sonnet-4-5", "anthropic"),
-    ("gemini", "gemini-2.5-flash", "gemini"),
-];
-
-/// What each provider of a kind asks of the mock (the mock's controls are request headers,
-/// which the gateway does not pass on from clients: they are set per provider).
-const VARIANTS: [(&str, &str); 5] = [
-    ("plain", r#""x-mock-chunks" = "5""#),
-    (
-        "cached",
-        r#""x-mock-chunks" = "3", "x-mock-cached-tokens" = "7""#,
-    ),
-    (
-        "hold",
-        r#""x-mock-chunks" = "6", "x-mock-hold-after" = "2""#,
-    ),
-    ("refuse", r#""x-mock-status" = "400""#),
-    ("echo", r#""x-mock-echo" = "1""#),
-];
-
-/// Providers `<kind>-<variant>` and models of the same names, all on the mock.
-fn accounting_config(mock: &Proc, admin: &str, extra: &str) -> String {
-    let mut out = format!(
-        r#"
-[server]
-listen = "{{listen}}"
-
-[log]
-access = "off"
-
-{extra}
-
-[admin]
-listen = "{admin}"
-sha256 = "{admin_hash}"
-
-[[keys]]
-name = "team-a"
-sha256 = "{a}"
-
-[[keys]]
-name = "team-b"
-sha256 = "{b}"
-"#,
-        admin_hash = sha256_hex(ADMIN_KEY.as_bytes()),
-        a = sha256_hex(ALL_KEY.as_bytes()),
-        b = sha256_hex(LIMITED_KEY.as_bytes()),
-    );
-    for (kind, model, _) in KINDS {
-        let base = match kind {
-            "gemini" => format!("http://{}/v1beta", mock.addr),
-            _ => format!("http://{}/v1", mock.addr),
-        };
-        for (variant, headers) in VARIANTS {
-            out.push_str(&format!(
-                r#"
-[providers.{kind}-{variant}]
-kind = "{kind}"
-base_url = "{base}"
-api_key = "${{JUNCTION_TEST_PROVIDER_KEY}}"
-headers = {{ {headers} }}
-
-[models.{kind}-{variant}]
-provider = "{kind}-{variant}"
-model = "{model}"
-"#
-            ));
-        }
-    }
-    out
-}
 
 /// What one request asks of the mock.
 struct Ask {
@@ -519,86 +443,6 @@ async fn ledger_and_metrics_match_what_the_upstream_billed_exactly() {
     assert_eq!(bad.status(), 400);
     let err: Value = bad.json().await.unwrap();
     assert_eq!(err["error"]["param"], "group_by");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn ten_thousand_requests_then_sigterm_leave_ten_thousand_records() {
-    let mock = start_mock();
-    let admin = format!("127.0.0.1:{}", free_port());
-    let (mut gw, config) = start_gateway_at(
-        &format!("127.0.0.1:{}", free_port()),
-        &accounting_config(&mock, &admin, ""),
-    );
-    let ledger = config.with_file_name("junction-ledger.sqlite");
-    let http = reqwest::Client::new();
-    let url = gw.url("/v1/chat/completions");
-    let n = 10_000usize;
-    let workers = 32;
-    let ok = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for w in 0..workers {
-        let (http, url, ok) = (http.clone(), url.clone(), ok.clone());
-        tasks.push(tokio::spawn(async move {
-            let models = ["openai-cached", "anthropic-cached", "gemini-cached"];
-            for i in (w..n).step_by(workers) {
-                let stream = i % 2 == 0;
-                let r = http
-                    .post(&url)
-                    .bearer_auth(ALL_KEY)
-                    .body(chat_body(models[i % 3], stream))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 200);
-                let _ = r.bytes().await.unwrap();
-                ok.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    assert_eq!(ok.load(std::sync::atomic::Ordering::Relaxed), n);
-    // Stop it at once, with records possibly still queued.
-    let pid = gw.child.id().to_string();
-    assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = gw.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the gateway did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(status.success(), "{status}: {}", gw.log_text());
-    let db = rusqlite::Connection::open(&ledger).unwrap();
-    let (rows, complete, tokens, content): (i64, i64, i64, i64) = db
-        .query_row(
-            "SELECT COUNT(*), SUM(ending = 'complete'), SUM(output_tokens),
-                SUM(prompt IS NOT NULL OR completion IS NOT NULL) FROM requests",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .unwrap();
-    assert_eq!(
-        content, 0,
-        "no prompt or completion text unless the operator opts in"
-    );
-    assert_eq!(rows, n as i64, "{}", gw.log_text());
-    assert_eq!(complete, n as i64);
-    assert_eq!(
-        tokens,
-        3 * n as i64,
-        "3 output tokens each, as the mock reported"
-    );
-    let journal: String = db
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(journal, "wal");
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 
 use crate::config::{hash_key, Snapshot};
 use crate::error::{ErrorKind, GatewayError};
-use crate::gateway::{auth, respond};
+use crate::gateway::{auth, reply};
 use crate::net::session as lifecycle;
 use crate::routing::health::Health;
 use arc_swap::ArcSwap;
@@ -59,17 +59,17 @@ impl Admin {
         match (method.as_str(), path.as_str()) {
             ("GET", "/admin/usage") => {
                 let body = self.usage(&query).await?;
-                respond::write_json(session, 200, body.into()).await;
+                reply::write_json(session, 200, body.into()).await;
                 Ok(())
             }
             ("GET", "/admin/deployments") => {
                 let body = self.deployments(&snapshot);
-                respond::write_json(session, 200, body.into()).await;
+                reply::write_json(session, 200, body.into()).await;
                 Ok(())
             }
             ("GET", "/metrics") => {
                 let body = self.metrics();
-                let mut h = respond::json_header(200, body.len());
+                let mut h = reply::json_header(200, body.len());
                 let _ = h.insert_header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4");
                 if session.write_response_header(Box::new(h)).await.is_ok() {
                     let _ = session.write_response_body(body.into(), true).await;
@@ -78,7 +78,7 @@ impl Admin {
             }
             ("GET", "/admin/config") => {
                 let body = self.config_view(&snapshot);
-                respond::write_json(session, 200, body.into()).await;
+                reply::write_json(session, 200, body.into()).await;
                 Ok(())
             }
             ("POST", "/admin/reload") => {
@@ -94,7 +94,7 @@ impl Admin {
                             &serde_json::json!({"reloaded": true, "changes": report}),
                         )
                         .unwrap_or_default();
-                        respond::write_json(session, 200, body.into()).await;
+                        reply::write_json(session, 200, body.into()).await;
                     }
                     Err(e) => {
                         let problems: Vec<String> =
@@ -110,7 +110,7 @@ impl Admin {
                             "problems": problems,
                         }))
                         .unwrap_or_default();
-                        respond::write_json(session, 400, body.into()).await;
+                        reply::write_json(session, 400, body.into()).await;
                     }
                 }
                 Ok(())
@@ -362,7 +362,7 @@ impl HttpServerApp for Admin {
         }
         session.set_keepalive(Some(60));
         if let Err(e) = self.handle(&mut session).await {
-            respond::write_error(&mut session, &e, crate::front::Front::Chat).await;
+            reply::write_error(&mut session, &e, crate::front::Front::Chat).await;
         }
         lifecycle::finish(session, false).await
     }

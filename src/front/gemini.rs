@@ -30,7 +30,7 @@
 //!   event carries `finishReason` and `usageMetadata`, sent at `[DONE]` (after the usage
 //!   chunk). No `thoughtSignature` is ever sent: no Gemini backend signed these answers.
 
-use super::chat::{
+use super::shared::{
     arguments_object, content_text, error_message, invalid, join_line, json_str, literal,
     reasoning_text, request_object, text_in, unescaped, usage_of, Chunk, ToolCallDelta,
 };
@@ -48,6 +48,29 @@ pub struct ToChat {
     pub body: Vec<u8>,
     /// Gemini tools with no chat equivalent (Google Search, code execution …), left out.
     pub dropped: Vec<String>,
+}
+
+/// A Gemini method on a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Generate,
+    Stream,
+    CountTokens,
+}
+
+/// The model and method of `/v1beta/models/{model}:{method}` (or `/v1/models/...`).
+pub fn route(path: &str) -> Option<(&str, Method)> {
+    let rest = path
+        .strip_prefix("/v1beta/models/")
+        .or_else(|| path.strip_prefix("/v1/models/"))?;
+    let (model, method) = rest.rsplit_once(':')?;
+    let method = match method {
+        "generateContent" => Method::Generate,
+        "streamGenerateContent" => Method::Stream,
+        "countTokens" => Method::CountTokens,
+        _ => return None,
+    };
+    (!model.is_empty()).then_some((model, method))
 }
 
 // ---------------------------------------------------------------------------------------

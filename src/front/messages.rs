@@ -31,14 +31,17 @@
 //!   Text, thinking or `finish_reason` close the open call and send the held ones; fragments
 //!   for a call closed that way (only a broken upstream sends them) are dropped, with a warning.
 
-use super::chat::{
+use super::shared::{
     arguments_object, content_text, error_message, finish_of, invalid, join_line, json_str,
     literal, reasoning_text, request_object, text_in, usage_of, Chunk, ToolCallDelta,
 };
 use crate::error::{ErrorKind, GatewayError, Printable};
 use crate::stream::translate::{Events, Translated};
 use crate::usage::Usage;
+use pingora_http::RequestHeader;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::io::Write;
 
 /// An Anthropic Messages request, turned into an OpenAI chat completion request.
@@ -50,6 +53,59 @@ pub struct ToChat {
     pub stream: bool,
     /// Names of the Anthropic server tools left out (no other backend can run them).
     pub dropped: Vec<String>,
+}
+
+/// What routing needs of a Messages request body: the model, whether to stream, and the
+/// session (`metadata.user_id`, which Claude Code makes per session).
+#[derive(Debug)]
+pub struct Peeked {
+    pub model: String,
+    pub stream: bool,
+    pub session: Option<u64>,
+}
+
+/// Reads [`Peeked`] from a Messages request body.
+pub fn peek(body: &[u8]) -> Result<Peeked, GatewayError> {
+    #[derive(Deserialize)]
+    struct Metadata<'a> {
+        #[serde(borrow, default)]
+        user_id: Option<Cow<'a, str>>,
+    }
+    #[derive(Deserialize)]
+    struct Peek<'a> {
+        #[serde(borrow)]
+        model: Option<Cow<'a, str>>,
+        #[serde(default)]
+        stream: Option<bool>,
+        #[serde(borrow, default)]
+        metadata: Option<Metadata<'a>>,
+    }
+    let p: Peek<'_> = serde_json::from_slice(body).map_err(|e| {
+        GatewayError::invalid_request(format!("The request body is not valid JSON: {e}."))
+    })?;
+    let model = p
+        .model
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| GatewayError::invalid_request("model: Field required").param("model"))?;
+    Ok(Peeked {
+        model: model.into_owned(),
+        stream: p.stream.unwrap_or(false),
+        session: p
+            .metadata
+            .and_then(|m| m.user_id)
+            .filter(|u| !u.is_empty())
+            .map(|u| crate::routing::fnv1a(u.as_bytes())),
+    })
+}
+
+/// The client's `anthropic-*` headers (version, betas), passed on to an Anthropic upstream
+/// together with the body they describe.
+pub fn passed_headers(req: &RequestHeader) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    req.headers
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with("anthropic-"))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------

@@ -5,16 +5,39 @@
 //! speaks it natively ([`Front::native_to`]). Each door also writes its own errors and
 //! keep-alives.
 
-pub(crate) mod chat;
 pub mod gemini;
 pub mod messages;
 pub mod responses;
+pub(crate) mod shared;
 #[cfg(test)]
 pub(crate) mod test_support;
 
 use crate::config::{Provider, ProviderKind};
 use crate::error::{ErrorKind, GatewayError, UpstreamBody};
+use crate::providers::openai::{self, ChatRequestInfo};
 use bytes::Bytes;
+use pingora_http::RequestHeader;
+use std::cell::RefCell;
+
+thread_local! {
+    /// simd-json parses in place: a per-thread buffer for the copy it works on.
+    static SCRATCH: RefCell<openai::JsonScratch> = RefCell::new(openai::JsonScratch::default());
+}
+/// Scratch buffers grown beyond this by a large request are released after it.
+const SCRATCH_KEEP: usize = 1 << 20;
+
+/// What a door makes of a request: what routing needs, the request as a chat completion,
+/// and what an upstream speaking the door's own protocol needs besides the body.
+pub struct Parsed {
+    pub info: ChatRequestInfo,
+    /// The request as a chat completion; `None` at the chat door (the body is one already);
+    /// an error when it cannot be translated (then only a native upstream can take it).
+    pub chat: Option<Result<Vec<u8>, GatewayError>>,
+    /// Client headers passed on to a native upstream (a Messages client's `anthropic-*`).
+    pub native_headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// At the Responses door: what the answer's translation needs of the request.
+    pub responses: Option<responses::Context>,
+}
 
 /// The protocol a client spoke: how its answers and errors must be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,6 +54,119 @@ pub enum Front {
 }
 
 impl Front {
+    /// Step 3 at this door: the body read into what routing needs and the chat form.
+    pub fn parse(self, body: &[u8], req: &RequestHeader) -> Result<Parsed, GatewayError> {
+        let mut parsed = match self {
+            Front::Chat => Parsed {
+                info: SCRATCH.with(|s| {
+                    let mut s = s.borrow_mut();
+                    let r = openai::parse_request(body, &mut s);
+                    if s.capacity() > SCRATCH_KEEP {
+                        *s = openai::JsonScratch::default();
+                    }
+                    r
+                })?,
+                chat: None,
+                native_headers: Vec::new(),
+                responses: None,
+            },
+            Front::Messages => {
+                let peeked = messages::peek(body)?;
+                Parsed {
+                    info: ChatRequestInfo {
+                        model: peeked.model,
+                        stream: peeked.stream,
+                        include_usage: true,
+                        session: peeked.session,
+                    },
+                    chat: Some(messages::request_to_chat(body).map(|c| c.body)),
+                    native_headers: messages::passed_headers(req),
+                    responses: None,
+                }
+            }
+            Front::Gemini => {
+                let (model, method) = gemini::route(req.uri.path())
+                    .ok_or_else(|| GatewayError::invalid_request("Unknown Gemini method."))?;
+                let stream = method == gemini::Method::Stream;
+                Parsed {
+                    chat: Some(gemini::request_to_chat(body, model, stream).map(|c| c.body)),
+                    info: ChatRequestInfo {
+                        model: model.to_string(),
+                        stream,
+                        include_usage: true,
+                        session: None,
+                    },
+                    native_headers: Vec::new(),
+                    responses: None,
+                }
+            }
+            Front::Responses => {
+                let c = responses::request_to_chat(body)?;
+                Parsed {
+                    info: ChatRequestInfo {
+                        model: c.model,
+                        stream: c.stream,
+                        include_usage: true,
+                        session: c.session,
+                    },
+                    chat: Some(Ok(c.body)),
+                    native_headers: Vec::new(),
+                    responses: Some(c.context),
+                }
+            }
+        };
+        // A session header (Claude Code sends one) outranks what the body says.
+        if let Some(id) = req
+            .headers
+            .get("x-claude-code-session-id")
+            .filter(|v| !v.is_empty())
+        {
+            parsed.info.session = Some(crate::routing::fnv1a(id.as_bytes()));
+        }
+        Ok(parsed)
+    }
+
+    /// For this door's token counting endpoint: the model the count is for.
+    pub fn count_model(self, body: &[u8], req: &RequestHeader) -> Result<String, GatewayError> {
+        match self {
+            Front::Gemini => Ok(gemini::route(req.uri.path())
+                .map(|(m, _)| m.to_string())
+                .unwrap_or_default()),
+            _ => Ok(messages::peek(body)?.model),
+        }
+    }
+
+    /// For this door's token counting endpoint: the prompt to count, as a chat completion.
+    pub fn count_chat(self, body: &[u8], model: &str) -> Result<Vec<u8>, GatewayError> {
+        let mut v: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+            GatewayError::invalid_request(format!("The request body is not valid JSON: {e}."))
+        })?;
+        match self {
+            Front::Gemini => {
+                // `countTokens` may wrap the request: `{"generateContentRequest": {...}}`.
+                let inner = v.get("generateContentRequest").unwrap_or(&v);
+                let inner = serde_json::to_vec(inner).expect("a JSON value serializes");
+                Ok(gemini::request_to_chat(&inner, model, false)?.body)
+            }
+            _ => {
+                // A count request carries no `max_tokens`; the translation wants one.
+                if let Some(o) = v.as_object_mut() {
+                    o.entry("max_tokens").or_insert(1.into());
+                }
+                let with_max = serde_json::to_vec(&v).expect("a JSON value serializes");
+                Ok(messages::request_to_chat(&with_max)?.body)
+            }
+        }
+    }
+
+    /// The token count endpoint's answer at this door.
+    pub fn count_answer(self, tokens: u64) -> String {
+        match self {
+            Front::Gemini => format!("{{\"totalTokens\":{tokens}}}"),
+            _ => format!("{{\"input_tokens\":{tokens}}}"),
+        }
+    }
+
     /// Whether a request at this door goes to `provider` as the client sent it (the provider
     /// speaks the door's protocol), rather than as a chat completion.
     pub fn native_to(self, provider: &Provider) -> bool {

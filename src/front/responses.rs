@@ -26,7 +26,7 @@
 //!   A custom tool call's JSON arguments are buffered and its input sent whole at its end.
 //!   Text is copied as raw JSON string literals, never unescaped and escaped again.
 
-use super::chat::{
+use super::shared::{
     content_text, error_message, finish_of, inside, invalid, join_line, json_str, reasoning_text,
     request_object, text_in, usage_of, Chunk, ToolCallDelta,
 };

@@ -1,7 +1,9 @@
 //! Step 1, auth: the client's key, from `Authorization: Bearer` or `x-api-key`, to the
-//! configured key it matches.
+//! configured key it matches: the caller every later step reads (what it may use, whom the
+//! request is accounted to). Run once per request, by the dispatch, for every authenticated
+//! endpoint.
 
-use crate::config::{hash_key, ClientKey, Snapshot};
+use crate::config::{hash_key, ClientKey, ModelRoute, Snapshot};
 use crate::error::GatewayError;
 use pingora_http::RequestHeader;
 
@@ -34,14 +36,29 @@ pub fn presented_key(req: &RequestHeader) -> Option<&[u8]> {
         })
 }
 
-/// Finds the client key of this request: 401 when it is missing or unknown.
+/// Who is calling: the client key the request presented, and what it may do.
+#[derive(Clone, Copy)]
+pub struct Caller<'s> {
+    pub key: &'s ClientKey,
+}
+
+impl Caller<'_> {
+    /// Whether the caller may use `route`, asked for as `asked` (a key may allow either the
+    /// name it was asked by or the route's own).
+    pub fn may_use(&self, asked: &str, route: &ModelRoute) -> bool {
+        self.key.allows(asked) || self.key.allows(&route.name)
+    }
+}
+
+/// Finds the caller of this request: 401 when its key is missing or unknown.
 pub fn authenticate<'s>(
     req: &RequestHeader,
     snapshot: &'s Snapshot,
-) -> Result<&'s ClientKey, GatewayError> {
+) -> Result<Caller<'s>, GatewayError> {
     let key = presented_key(req).ok_or_else(GatewayError::missing_key)?;
     snapshot
         .key_by_hash(&hash_key(key))
+        .map(|key| Caller { key })
         .ok_or_else(GatewayError::invalid_key)
 }
 

@@ -1,49 +1,45 @@
-//! The request path: a Pingora `HttpServerApp` that owns each client session. Steps, in the
-//! order a request meets them: [`auth`], [`body`], parse and route ([`chat`]), [`forward`].
+//! The request path: a Pingora `HttpServerApp` that owns each client session. A request
+//! meets, in order: [`dispatch`] (which endpoint; the caller found once, by [`auth`]), then
+//! for a model request at any door ([`Gateway::complete`]): [`body`], parse (the door's,
+//! `Front::parse`), [`route`], [`failover`] over the candidates, each one an [`attempt`]
+//! whose answer is [`relay`]ed back through [`translate`] (where a door meets a provider),
+//! and last [`account`]. [`reply`] writes what the gateway says itself; [`count_tokens`] and
+//! [`models`] are the other endpoints.
 
+pub mod account;
 pub mod attempt;
 pub mod auth;
 pub mod body;
-pub mod chat;
-pub mod forward;
-pub mod gemini;
-pub mod messages;
+pub mod count_tokens;
+pub mod dispatch;
+pub mod failover;
 pub mod models;
-pub mod respond;
+pub mod relay;
+pub mod reply;
+pub mod route;
 pub mod translate;
 
 use crate::config::Snapshot;
-use crate::error::{ErrorKind, GatewayError};
+use crate::error::GatewayError;
 use crate::front::Front;
 use crate::net::session as lifecycle;
+use crate::providers;
+use crate::trace;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use auth::Caller;
 use bytes::Bytes;
 use pingora_core::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream};
 use pingora_core::connectors::http::Connector;
 use pingora_core::connectors::ConnectorOptions;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::ShutdownWatch;
+use relay::Outcome;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Longest time spent draining an unread request body before reusing a connection.
 const DRAIN_TIME: Duration = Duration::from_secs(2);
-
-/// What a request asks for, by method and path.
-enum Endpoint {
-    Chat,
-    Messages,
-    CountTokens,
-    Responses,
-    Gemini,
-    GeminiCountTokens,
-    Models,
-    Health,
-    Ready,
-    WrongMethod,
-    Unknown,
-}
 
 /// The gateway application: the current config snapshot and the upstream connection pools.
 pub struct Gateway {
@@ -86,113 +82,96 @@ impl Gateway {
         }
     }
 
-    /// Routes one request to its handler and writes the answer; true if the connection must
-    /// be closed afterwards.
-    async fn request_filter(
+    /// A model request at any door (chat completions, Messages, Responses, Gemini), step by
+    /// step; accounted for exactly once, however it ends.
+    async fn complete(
         &self,
         session: &mut ServerSession,
         snapshot: &Snapshot,
-        shutting_down: bool,
-    ) -> bool {
-        // hot path: the endpoint is found on the borrowed request line; nothing is copied
-        // unless an error message needs it.
-        let endpoint = {
-            let req = session.req_header();
-            match (req.method.as_str(), req.uri.path()) {
-                ("POST", "/v1/chat/completions" | "/chat/completions") => Endpoint::Chat,
-                ("POST", "/v1/messages") => Endpoint::Messages,
-                ("POST", "/v1/responses" | "/responses") => Endpoint::Responses,
-                ("POST", path) if gemini::route(path).is_some() => {
-                    match gemini::route(path).map(|(_, m)| m) {
-                        Some(gemini::Method::CountTokens) => Endpoint::GeminiCountTokens,
-                        _ => Endpoint::Gemini,
-                    }
-                }
-                ("POST", "/v1/messages/count_tokens") => Endpoint::CountTokens,
-                ("GET", "/v1/models" | "/models") => Endpoint::Models,
-                ("GET" | "HEAD", "/health") => Endpoint::Health,
-                ("GET" | "HEAD", "/ready") => Endpoint::Ready,
-                (
-                    _,
-                    "/v1/chat/completions"
-                    | "/chat/completions"
-                    | "/v1/messages"
-                    | "/v1/messages/count_tokens"
-                    | "/v1/responses"
-                    | "/responses"
-                    | "/v1/models"
-                    | "/models"
-                    | "/health"
-                    | "/ready",
-                ) => Endpoint::WrongMethod,
-                _ => Endpoint::Unknown,
-            }
+        front: Front,
+        caller: Result<Caller<'_>, GatewayError>,
+    ) -> Result<Outcome, GatewayError> {
+        let trace = trace::Context::from_request(session.req_header());
+        let mut ctx = attempt::Context {
+            front,
+            keepalive: snapshot.server.stream_keepalive,
+            responses: None,
+            traceparent: trace.traceparent(),
+            retry_statuses: &snapshot.routing.retry_statuses,
         };
-        let front = match endpoint {
-            Endpoint::Messages | Endpoint::CountTokens => Front::Messages,
-            Endpoint::Responses => Front::Responses,
-            Endpoint::Gemini | Endpoint::GeminiCountTokens => Front::Gemini,
-            _ => Front::Chat,
+        let mut accounted = account::Accounted::start(self, trace);
+        let result = self
+            .steps(session, snapshot, caller, &mut ctx, &mut accounted.seen)
+            .await;
+        accounted.finish(Some(&result));
+        result
+    }
+
+    async fn steps(
+        &self,
+        session: &mut ServerSession,
+        snapshot: &Snapshot,
+        caller: Result<Caller<'_>, GatewayError>,
+        ctx: &mut attempt::Context<'_>,
+        seen: &mut account::Seen,
+    ) -> Result<Outcome, GatewayError> {
+        // 1. auth (resolved by the dispatch)
+        let caller = caller?;
+        seen.key = Some(caller.key.name.clone());
+        // 2. body
+        let reading = std::time::Instant::now();
+        let body = body::read_body(
+            session,
+            snapshot.server.max_body_bytes,
+            snapshot.server.body_timeout,
+        )
+        .await;
+        seen.body_read = reading.elapsed();
+        let body = body?;
+        // 3. parse, by the door
+        let parsed = ctx.front.parse(&body, session.req_header())?;
+        let info = parsed.info;
+        seen.stream = info.stream;
+        ctx.responses = parsed.responses;
+        // 4. route
+        let route = route::resolve(snapshot, &info.model).inspect_err(|_| {
+            seen.model = Some(info.model.as_str().into());
+        })?;
+        seen.model = Some(route.name.clone());
+        seen.label = Some(route::label(snapshot, &route));
+        route::check(caller, &info.model, &route)?;
+        // 5. attempt, then relay (6), over the candidates in turn
+        // The chat form goes to the upstreams that do not speak the door's protocol (and to
+        // an estimate); the client's own bytes to those that do.
+        let (chat, native, untranslatable) = match parsed.chat {
+            None => (body.clone(), None, None),
+            Some(Ok(chat)) => (Bytes::from(chat), Some(body.clone()), None),
+            Some(Err(e)) => (body.clone(), Some(body.clone()), Some(e)),
         };
-        let result = match endpoint {
-            Endpoint::Chat | Endpoint::Messages | Endpoint::Responses | Endpoint::Gemini => {
-                chat::chat_completions(self, session, snapshot, front)
-                    .await
-                    .map(|o| o.close)
-            }
-            Endpoint::CountTokens => messages::count_tokens(self, session, snapshot)
-                .await
-                .map(|()| false),
-            Endpoint::GeminiCountTokens => gemini::count_tokens(self, session, snapshot)
-                .await
-                .map(|()| false),
-            Endpoint::Models => models::list_models(session, snapshot).await.map(|()| false),
-            Endpoint::Health => {
-                respond::write_json(session, 200, Bytes::from_static(b"{\"status\":\"ok\"}")).await;
-                Ok(false)
-            }
-            Endpoint::Ready if shutting_down => Err(GatewayError::new(
-                ErrorKind::Unavailable,
-                "The gateway is shutting down.",
-            )
-            .code("shutting_down")),
-            Endpoint::Ready => {
-                respond::write_json(session, 200, Bytes::from_static(b"{\"status\":\"ready\"}"))
-                    .await;
-                Ok(false)
-            }
-            Endpoint::WrongMethod => {
-                let req = session.req_header();
-                Err(GatewayError::new(
-                    ErrorKind::MethodNotAllowed,
-                    format!(
-                        "Method {} is not allowed on {}.",
-                        req.method,
-                        req.uri.path()
-                    ),
-                )
-                .code("method_not_allowed"))
-            }
-            Endpoint::Unknown => Err(GatewayError::new(
-                ErrorKind::NotFound,
-                format!(
-                    "Unknown path {}.",
-                    crate::error::Printable(session.req_header().uri.path())
-                ),
-            )
-            .code("unknown_url")),
+        let chat = seen.body.insert(chat);
+        let query = session.req_header().uri.query().map(str::to_owned);
+        let inbound = providers::Inbound {
+            info: &info,
+            chat: match &untranslatable {
+                Some(e) => Err(e),
+                None => Ok(chat),
+            },
+            native: native.as_deref().map(|body| providers::Native {
+                body,
+                query: query.as_deref(),
+                headers: &parsed.native_headers,
+            }),
         };
-        match result {
-            Ok(close) => close,
-            Err(e) => {
-                respond::write_error(session, &e, front).await;
-                if e.kind == ErrorKind::PayloadTooLarge {
-                    body::discard_rest(session).await;
-                    return true;
-                }
-                false
-            }
-        }
+        failover::run(
+            self,
+            session,
+            snapshot,
+            &route,
+            &inbound,
+            ctx,
+            &mut seen.tally,
+        )
+        .await
     }
 }
 
@@ -223,9 +202,7 @@ impl crate::net::listener::Serve for Gateway {
         });
         session.set_abort_on_close(true);
         session.set_total_drain_timeout(Some(DRAIN_TIME));
-        let close = self
-            .request_filter(&mut session, &snapshot, shutting_down)
-            .await;
+        let close = dispatch::dispatch(self, &mut session, &snapshot, shutting_down).await;
         // Boxed: finishing (draining the request body, handing the connection back) is a
         // 5 KB future that would otherwise size this one while the answer streams.
         Box::pin(lifecycle::finish(session, close)).await

@@ -1,7 +1,8 @@
 //! `GET /v1/models`: the models the caller's key may use, in one list both OpenAI's and
 //! Anthropic's clients read (each reads its own fields and ignores the other's).
 
-use super::{auth, respond};
+use super::auth::Caller;
+use super::reply;
 use crate::config::Snapshot;
 use crate::error::GatewayError;
 use pingora_core::protocols::http::ServerSession;
@@ -31,8 +32,9 @@ struct Model<'a> {
 pub async fn list_models(
     session: &mut ServerSession,
     snapshot: &Snapshot,
+    caller: Caller<'_>,
 ) -> Result<(), GatewayError> {
-    let key = auth::authenticate(session.req_header(), snapshot)?;
+    let key = caller.key;
     let data: Vec<Model> = snapshot
         .model_names
         .iter()
@@ -55,6 +57,6 @@ pub async fn list_models(
         data,
     })
     .unwrap_or_default();
-    respond::write_json(session, 200, body.into()).await;
+    reply::write_json(session, 200, body.into()).await;
     Ok(())
 }

@@ -29,3 +29,16 @@ pub async fn finish(mut session: ServerSession, close: bool) -> Option<ReusedHtt
         _ => None,
     }
 }
+
+/// Runs `fut` unless the client disconnects first (then `None`): a client's close shows at
+/// once here, where a write would notice it only on its second try.
+pub async fn or_client_gone<T>(
+    session: &mut ServerSession,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        r = fut => Some(r),
+        _ = session.read_body_or_idle(true) => None,
+    }
+}

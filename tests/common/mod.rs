@@ -1,6 +1,9 @@
 //! Test harness: runs `junction mock` and `junction serve` as child processes on free ports.
 #![allow(dead_code)]
 
+pub mod accounting;
+pub mod reload;
+
 use sha2::{Digest, Sha256};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;

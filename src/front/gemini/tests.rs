@@ -820,3 +820,25 @@ fn error_bodies_use_google_statuses() {
     }
     assert_eq!(real["error"]["status"], ours["error"]["status"]);
 }
+
+// ---------------------------------------------------------------------------------------
+// Paths
+
+#[test]
+fn paths_name_a_model_and_a_method() {
+    assert_eq!(
+        route("/v1beta/models/gemini-2.5-flash:streamGenerateContent"),
+        Some(("gemini-2.5-flash", Method::Stream))
+    );
+    assert_eq!(
+        route("/v1/models/m:generateContent"),
+        Some(("m", Method::Generate))
+    );
+    assert_eq!(
+        route("/v1beta/models/m:countTokens"),
+        Some(("m", Method::CountTokens))
+    );
+    assert_eq!(route("/v1beta/models/m:embedContent"), None);
+    assert_eq!(route("/v1beta/models/:generateContent"), None);
+    assert_eq!(route("/v1/chat/completions"), None);
+}

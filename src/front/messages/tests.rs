@@ -3,6 +3,7 @@ use crate::front::test_support::{
     call, calls, chat_stream, delta, feed_pieces, finish, fixture, usage,
 };
 use bytes::Bytes;
+use pingora_http::RequestHeader;
 use serde_json::json;
 
 const MODEL: &str = "claude-sonnet-4-5";
@@ -999,4 +1000,34 @@ fn a_real_claude_code_request_translates_with_its_mid_conversation_system_messag
     assert_eq!(v["stream_options"]["include_usage"], true);
     let text = String::from_utf8_lossy(&chat.body);
     assert!(!text.contains("cache_control") && !text.contains("context_management"));
+}
+
+// ---------------------------------------------------------------------------------------
+// What routing needs of a request
+
+#[test]
+fn peek_reads_model_and_stream_and_refuses_the_rest() {
+    let p = peek(br#"{"model":"claude-sonnet-4-5","max_tokens":5,"messages":[],"stream":true,"metadata":{"user_id":"u1"}}"#)
+        .unwrap();
+    assert_eq!((p.model.as_str(), p.stream), ("claude-sonnet-4-5", true));
+    assert_eq!(p.session, Some(crate::routing::fnv1a(b"u1")));
+    let p = peek(br#"{"model":"m","messages":[]}"#).unwrap();
+    assert_eq!((p.model.as_str(), p.stream, p.session), ("m", false, None));
+    let e = peek(br#"{"messages":[]}"#).unwrap_err();
+    assert_eq!((e.status(), e.param), (400, Some("model")));
+    assert_eq!(peek(b"{not json").unwrap_err().status(), 400);
+}
+
+#[test]
+fn only_anthropic_headers_are_passed() {
+    let mut r = RequestHeader::build("POST", b"/v1/messages", None).unwrap();
+    r.insert_header("anthropic-version", "2023-06-01").unwrap();
+    r.insert_header("anthropic-beta", "interleaved-thinking-2025-05-14")
+        .unwrap();
+    r.insert_header("x-api-key", "sk-client").unwrap();
+    r.insert_header("authorization", "Bearer sk-client")
+        .unwrap();
+    let passed = passed_headers(&r);
+    let names: Vec<&str> = passed.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["anthropic-version", "anthropic-beta"]);
 }

@@ -1,4 +1,5 @@
-//! Writing answers the gateway makes itself: JSON bodies and OpenAI-format errors.
+//! Writing what the gateway says itself: response headers, JSON bodies, and errors in the
+//! client's protocol (before or after a stream's header went out).
 
 use crate::error::GatewayError;
 use crate::front::Front;
@@ -14,6 +15,16 @@ pub fn client_header(status: u16) -> ResponseHeader {
     ResponseHeader::build_no_case(status, Some(8)).expect("valid status")
 }
 
+/// The header of an SSE stream (chunked over HTTP/1.1, so the connection stays reusable).
+pub fn sse_header() -> ResponseHeader {
+    let mut header = client_header(200);
+    let _ = header.insert_header(http::header::CONTENT_TYPE, "text/event-stream");
+    let _ = header.insert_header(http::header::CACHE_CONTROL, "no-cache");
+    let _ = header.insert_header(http::header::TRANSFER_ENCODING, "chunked");
+    let _ = header.insert_header("x-accel-buffering", "no");
+    header
+}
+
 /// A response header with a JSON content type and a known length.
 pub fn json_header(status: u16, len: usize) -> ResponseHeader {
     let mut h = client_header(status);
@@ -22,7 +33,6 @@ pub fn json_header(status: u16, len: usize) -> ResponseHeader {
     h
 }
 
-/// Writes a whole JSON response. Errors mean the client is gone; there is no one to tell.
 /// Writes a whole JSON response; false when the client could not be written to.
 pub async fn write_json(session: &mut ServerSession, status: u16, body: Bytes) -> bool {
     let header = json_header(status, body.len());

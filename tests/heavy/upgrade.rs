@@ -1,9 +1,7 @@
 //! Binary upgrade under load: a new process takes the listening sockets over from the running
 //! one (Pingora's hand-over on SIGQUIT) and no request fails.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,8 +1,6 @@
 //! Graceful shutdown: SIGTERM turns /ready off and lets the streams in flight finish.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_util::StreamExt;
 use std::time::Duration;
 

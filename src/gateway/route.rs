@@ -1,0 +1,45 @@
+//! Step 4, route: the model a request names, to the configured route that serves it (a model,
+//! an alias, or `provider/model` straight to a provider), if the caller may use it.
+
+use super::auth::Caller;
+use crate::config::{ModelRoute, Snapshot};
+use crate::error::GatewayError;
+use std::sync::Arc;
+
+/// The route of a model: 404 when there is none.
+pub fn resolve(snapshot: &Snapshot, model: &str) -> Result<Arc<ModelRoute>, GatewayError> {
+    snapshot
+        .route(model)
+        .ok_or_else(|| GatewayError::model_not_found(model))
+}
+
+/// The caller's allowlist, the one place it is checked: 403 when it may not use `route`
+/// (asked for as `model`).
+pub fn check(caller: Caller<'_>, model: &str, route: &ModelRoute) -> Result<(), GatewayError> {
+    if caller.may_use(model, route) {
+        Ok(())
+    } else {
+        Err(GatewayError::model_not_allowed(model))
+    }
+}
+
+/// The route of a model the caller may use: 404 when there is none, 403 when it may not.
+pub fn allowed(
+    snapshot: &Snapshot,
+    caller: Caller<'_>,
+    model: &str,
+) -> Result<Arc<ModelRoute>, GatewayError> {
+    let route = resolve(snapshot, model)?;
+    check(caller, model, &route)?;
+    Ok(route)
+}
+
+/// The route's metrics label: a configured model's name, `provider/*` for a direct address
+/// (so that clients cannot grow the label set).
+pub fn label(snapshot: &Snapshot, route: &ModelRoute) -> Arc<str> {
+    if snapshot.models.contains_key(&*route.name) {
+        route.name.clone()
+    } else {
+        format!("{}/*", route.deployments[0].provider.name).into()
+    }
+}
