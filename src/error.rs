@@ -77,6 +77,75 @@ impl ErrorKind {
     }
 }
 
+macro_rules! codes {
+    ($($(#[$doc:meta])* $name:ident = $wire:literal,)*) => {
+        /// Why a request failed, as a closed set: its string is the `code` on the wire and a
+        /// metrics label, so neither a client nor a provider can grow the set of values.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Code {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl Code {
+            /// Every code, for tests and metric descriptions.
+            pub const ALL: &'static [Code] = &[$(Code::$name),*];
+
+            /// The wire value.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$name => $wire,)*
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    // The client's request.
+    InvalidRequest = "invalid_request",
+    InvalidJson = "invalid_json",
+    /// A parameter the provider kind cannot honour, under the `error` policy.
+    UnsupportedParameter = "unsupported_parameter",
+    InvalidQuery = "invalid_query",
+    MissingApiKey = "missing_api_key",
+    InvalidApiKey = "invalid_api_key",
+    ModelNotFound = "model_not_found",
+    ModelNotAllowed = "model_not_allowed",
+    UnknownUrl = "unknown_url",
+    MethodNotAllowed = "method_not_allowed",
+    RequestTimeout = "request_timeout",
+    RequestTooLarge = "request_too_large",
+    // The gateway's own state.
+    RateLimitExceeded = "rate_limit_exceeded",
+    ShuttingDown = "shutting_down",
+    NoDeploymentAvailable = "no_deployment_available",
+    /// The request was still in flight when the runtime stopped under it.
+    Interrupted = "interrupted",
+    /// The admin API asked for the ledger, which is off.
+    LedgerOff = "ledger_off",
+    // An upstream's failure, as the gateway saw it.
+    UpstreamTimeout = "upstream_timeout",
+    UpstreamStreamCut = "upstream_stream_cut",
+    UpstreamUnreachable = "upstream_unreachable",
+    UpstreamResponseTooLarge = "upstream_response_too_large",
+    UpstreamBadResponse = "upstream_bad_response",
+    /// The provider refused the gateway's own credentials.
+    UpstreamAuthFailed = "upstream_auth_failed",
+    UpstreamError = "upstream_error",
+    // An upstream's error, by the provider's own type.
+    InvalidRequestError = "invalid_request_error",
+    AuthenticationError = "authentication_error",
+    PermissionError = "permission_error",
+    NotFoundError = "not_found_error",
+    Overloaded = "overloaded",
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An error to send to the client in OpenAI's format:
 /// `{"error":{"message":..,"type":..,"param":..,"code":..}}`.
 #[derive(Debug, Clone)]
@@ -84,7 +153,10 @@ pub struct GatewayError {
     pub kind: ErrorKind,
     pub message: String,
     pub param: Option<&'static str>,
-    pub code: Option<&'static str>,
+    pub code: Option<Code>,
+    /// The failure is the deployment's, not the request's: another deployment may serve the
+    /// request (set where the error is made; the configured retry statuses move on too).
+    pub fails_over: bool,
     /// Seconds, passed on as `Retry-After`.
     pub retry_after: Option<u64>,
     /// The upstream's own error body, passed on unchanged to clients of its protocol.
@@ -106,13 +178,20 @@ impl GatewayError {
             message: message.into(),
             param: None,
             code: None,
+            fails_over: false,
             retry_after: None,
             upstream_body: None,
         }
     }
 
-    pub fn code(mut self, code: &'static str) -> Self {
+    pub fn code(mut self, code: Code) -> Self {
         self.code = Some(code);
+        self
+    }
+
+    /// Marks the failure as the deployment's: another may serve the request.
+    pub fn fails_over(mut self) -> Self {
+        self.fails_over = true;
         self
     }
 
@@ -126,7 +205,7 @@ impl GatewayError {
     }
 
     pub fn invalid_request(message: impl Into<String>) -> Self {
-        Self::new(ErrorKind::InvalidRequest, message).code("invalid_request")
+        Self::new(ErrorKind::InvalidRequest, message).code(Code::InvalidRequest)
     }
 
     pub fn missing_key() -> Self {
@@ -134,11 +213,11 @@ impl GatewayError {
             ErrorKind::Authentication,
             "Missing API key: send it as `Authorization: Bearer <key>` or `x-api-key: <key>`.",
         )
-        .code("missing_api_key")
+        .code(Code::MissingApiKey)
     }
 
     pub fn invalid_key() -> Self {
-        Self::new(ErrorKind::Authentication, "Invalid API key.").code("invalid_api_key")
+        Self::new(ErrorKind::Authentication, "Invalid API key.").code(Code::InvalidApiKey)
     }
 
     pub fn model_not_found(model: &str) -> Self {
@@ -150,7 +229,7 @@ impl GatewayError {
             ),
         )
         .param("model")
-        .code("model_not_found")
+        .code(Code::ModelNotFound)
     }
 
     pub fn model_not_allowed(model: &str) -> Self {
@@ -159,7 +238,7 @@ impl GatewayError {
             format!("This key may not use the model `{}`.", Printable(model)),
         )
         .param("model")
-        .code("model_not_allowed")
+        .code(Code::ModelNotAllowed)
     }
 
     pub fn body_too_large(limit: usize) -> Self {
@@ -167,7 +246,7 @@ impl GatewayError {
             ErrorKind::PayloadTooLarge,
             format!("Request body is larger than the limit of {limit} bytes."),
         )
-        .code("request_too_large")
+        .code(Code::RequestTooLarge)
     }
 
     /// A short description for lists of reasons: the message, or the code of a passed-on
@@ -193,7 +272,7 @@ impl GatewayError {
             self.kind.openai_type(),
             &self.message,
             self.param,
-            self.code,
+            self.code.map(Code::as_str),
         )
     }
 
@@ -276,6 +355,25 @@ mod tests {
         assert_eq!(v["error"]["param"], "model");
         assert_eq!(v["error"]["type"], "invalid_request_error");
         assert!(v["error"]["message"].as_str().unwrap().contains("nope"));
+    }
+
+    #[test]
+    fn codes_are_distinct_snake_case_wire_values() {
+        let mut seen = std::collections::HashSet::new();
+        for c in Code::ALL {
+            assert!(seen.insert(c.as_str()), "{c} twice");
+            assert!(
+                c.as_str()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{c}"
+            );
+        }
+        let e = GatewayError::invalid_key();
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(v["error"]["code"], "invalid_api_key");
+        // Only errors that say so move a request on.
+        assert!(!e.fails_over);
     }
 
     #[test]

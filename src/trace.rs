@@ -159,7 +159,7 @@ impl Tracer {
             attrs.push(attr_int("junction.ttft_ms", t.as_millis() as i64));
         }
         if let Some(code) = e.error {
-            attrs.push(attr_str("error.type", code));
+            attrs.push(attr_str("error.type", code.as_str()));
         }
         let mut span = json!({
             "traceId": format!("{:032x}", ctx.trace_id),

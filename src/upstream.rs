@@ -1,7 +1,7 @@
 //! Where a provider lives on the network: its base URL, parsed once, and the Pingora peer
 //! (address, TLS, ALPN, timeouts) used to take pooled connections to it.
 
-use crate::error::{ErrorKind, GatewayError};
+use crate::error::{Code, ErrorKind, GatewayError};
 use pingora_core::protocols::tls::CaType;
 use pingora_core::protocols::ALPN;
 use pingora_core::upstreams::peer::HttpPeer;
@@ -169,7 +169,7 @@ impl Upstream {
                     ErrorKind::BadGateway,
                     format!("cannot resolve the upstream host `{}`", self.host),
                 )
-                .code("upstream_unreachable")
+                .code(Code::UpstreamUnreachable)
             })?;
         let peer = Arc::new(self.peer_for(addr));
         *self.resolved.lock().unwrap_or_else(|e| e.into_inner()) =

@@ -2,7 +2,7 @@
 //! own key. `GET /admin/deployments`: every deployment with its health.
 
 use crate::config::{hash_key, Snapshot};
-use crate::error::{ErrorKind, GatewayError};
+use crate::error::{Code, ErrorKind, GatewayError};
 use crate::gateway::{auth, reply};
 use crate::net::session as lifecycle;
 use crate::routing::health::Health;
@@ -119,7 +119,7 @@ impl Admin {
                 ErrorKind::NotFound,
                 format!("Unknown admin path {}.", crate::error::Printable(&path)),
             )
-            .code("unknown_url")),
+            .code(Code::UnknownUrl)),
         }
     }
 
@@ -130,7 +130,7 @@ impl Admin {
         let bad = |m: String, param: &'static str| {
             GatewayError::new(ErrorKind::InvalidRequest, m)
                 .param(param)
-                .code("invalid_query")
+                .code(Code::InvalidQuery)
         };
         let mut group_by = crate::usage::ledger::GroupBy::Model;
         let (mut from, mut to) = (0i64, i64::MAX);
@@ -170,7 +170,7 @@ impl Admin {
                 ErrorKind::NotFound,
                 "The ledger is off ([ledger] enabled = false).",
             )
-            .code("ledger_off"));
+            .code(Code::LedgerOff));
         };
         self.accounting.flush().await;
         let totals = tokio::task::spawn_blocking(move || {

@@ -1,7 +1,7 @@
 //! What the translating front doors share of OpenAI chat completions: the chunk of a chat
 //! stream as they read it, and small helpers for the raw JSON they copy into their answers.
 
-use crate::error::{GatewayError, Printable};
+use crate::error::{Code, GatewayError, Printable};
 use crate::usage::{OpenAiUsage, Usage};
 use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
@@ -25,7 +25,7 @@ pub(crate) fn request_object(body: &[u8]) -> Result<Map<String, Value>, GatewayE
             "The request body is not valid JSON: {}",
             Printable(&e.to_string())
         ))
-        .code("invalid_json")
+        .code(Code::InvalidJson)
     })?;
     let Value::Object(req) = v else {
         return Err(GatewayError::invalid_request(

@@ -5,7 +5,7 @@
 use super::failover::Tally;
 use super::relay::Outcome;
 use super::Gateway;
-use crate::error::GatewayError;
+use crate::error::{Code, GatewayError};
 use crate::metrics::Labels;
 use crate::trace;
 use crate::usage::ledger::{Ending, Entry};
@@ -101,7 +101,7 @@ impl<'a> Accounted<'a> {
             }
             None => {
                 entry.status = if tally.ttft.is_some() { 200 } else { 503 };
-                entry.error = Some("interrupted");
+                entry.error = Some(Code::Interrupted);
                 entry.ending = Ending::Interrupted;
             }
         }

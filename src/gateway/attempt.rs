@@ -7,7 +7,7 @@ use super::relay::{relay, Outcome, Relay};
 use super::reply;
 use super::translate::{self, Stream};
 use crate::config::{Deployment, Provider, Timeouts};
-use crate::error::{ErrorKind, GatewayError};
+use crate::error::{Code, ErrorKind, GatewayError};
 use crate::front::{self, Front};
 use crate::net::session::or_client_gone;
 use crate::providers::openai::ChatRequestInfo;
@@ -124,10 +124,9 @@ pub async fn attempt(
             connector, up, &peer, provider, status,
         ))
         .await;
-        // Our credentials refused, or the provider's own trouble: another deployment may do.
-        let moves_on = ctx.retry_statuses.contains(&status)
-            || e.code == Some("upstream_auth_failed")
-            || e.kind == ErrorKind::Unavailable;
+        // A configured retry status, or an error that says so where it was made (our
+        // credentials refused, the provider overloaded): another deployment may do.
+        let moves_on = ctx.retry_statuses.contains(&status) || e.fails_over;
         if !moves_on {
             return Attempt::Final(Err(e));
         }
@@ -152,7 +151,7 @@ pub async fn attempt(
                             t.ttft().as_millis()
                         ),
                     )
-                    .code("upstream_timeout");
+                    .code(Code::UpstreamTimeout);
                     return failed(e, Failure::Broken);
                 }
                 Some(Ok(Err(e))) => {
@@ -169,7 +168,7 @@ pub async fn attempt(
                             provider.name
                         ),
                     )
-                    .code("upstream_stream_cut");
+                    .code(Code::UpstreamStreamCut);
                     return failed(e, Failure::Broken);
                 }
                 Some(Ok(Ok(Some(chunk)))) => chunk,
@@ -216,7 +215,7 @@ pub async fn attempt(
                             provider.name
                         ),
                     )
-                    .code("upstream_bad_response");
+                    .code(Code::UpstreamBadResponse);
                     return failed(e, Failure::Broken);
                 }
             };
@@ -273,7 +272,7 @@ async fn read_whole_body(
                             provider.name
                         ),
                     )
-                    .code("upstream_response_too_large")));
+                    .code(Code::UpstreamResponseTooLarge)));
                 }
                 body.extend_from_slice(&chunk);
             }
@@ -452,7 +451,7 @@ fn transport_error(
                 t.connect.as_millis()
             ),
         )
-        .code("upstream_timeout"),
+        .code(Code::UpstreamTimeout),
         ErrorType::ReadTimedout | ErrorType::WriteTimedout => GatewayError::new(
             ErrorKind::GatewayTimeout,
             format!(
@@ -460,7 +459,7 @@ fn transport_error(
                 t.first_byte.as_millis()
             ),
         )
-        .code("upstream_timeout"),
+        .code(Code::UpstreamTimeout),
         other => GatewayError::new(
             ErrorKind::BadGateway,
             format!(
@@ -468,7 +467,7 @@ fn transport_error(
                 other.as_str()
             ),
         )
-        .code("upstream_unreachable"),
+        .code(Code::UpstreamUnreachable),
     }
 }
 

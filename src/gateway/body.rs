@@ -1,6 +1,6 @@
 //! Step 2, read body: the whole request body, Content-Length or chunked, up to the limit.
 
-use crate::error::{ErrorKind, GatewayError};
+use crate::error::{Code, ErrorKind, GatewayError};
 use bytes::{Bytes, BytesMut};
 use pingora_core::protocols::http::ServerSession;
 use std::time::Duration;
@@ -51,7 +51,7 @@ pub async fn read_body(
                         timeout.as_millis()
                     ),
                 )
-                .code("request_timeout"))
+                .code(Code::RequestTimeout))
             }
             Ok(Err(e)) => {
                 return Err(GatewayError::invalid_request(format!(

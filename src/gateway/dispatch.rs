@@ -4,7 +4,7 @@
 
 use super::{auth, body, count_tokens, models, reply, Gateway};
 use crate::config::Snapshot;
-use crate::error::{ErrorKind, GatewayError};
+use crate::error::{Code, ErrorKind, GatewayError};
 use crate::front::{gemini, Front};
 use bytes::Bytes;
 use pingora_core::protocols::http::ServerSession;
@@ -118,7 +118,7 @@ pub async fn dispatch(
             ErrorKind::Unavailable,
             "The gateway is shutting down.",
         )
-        .code("shutting_down")),
+        .code(Code::ShuttingDown)),
         Endpoint::Ready => {
             reply::write_json(session, 200, Bytes::from_static(b"{\"status\":\"ready\"}")).await;
             Ok(false)
@@ -133,7 +133,7 @@ pub async fn dispatch(
                     req.uri.path()
                 ),
             )
-            .code("method_not_allowed"))
+            .code(Code::MethodNotAllowed))
         }
         Endpoint::Unknown => Err(GatewayError::new(
             ErrorKind::NotFound,
@@ -142,7 +142,7 @@ pub async fn dispatch(
                 crate::error::Printable(session.req_header().uri.path())
             ),
         )
-        .code("unknown_url")),
+        .code(Code::UnknownUrl)),
     };
     match result {
         Ok(close) => close,

@@ -6,7 +6,7 @@ use super::attempt::{self, Attempt, Context};
 use super::relay::Outcome;
 use super::Gateway;
 use crate::config::{Deployment, ModelRoute, Snapshot};
-use crate::error::{ErrorKind, GatewayError};
+use crate::error::{Code, ErrorKind, GatewayError};
 use crate::metrics::AttemptOutcome;
 use crate::providers;
 use crate::routing::{self, health::Failure};
@@ -200,7 +200,7 @@ fn all_failed(
             ErrorKind::RateLimited,
             format!("Every deployment is rate limited: {list}."),
         )
-        .code("rate_limit_exceeded");
+        .code(Code::RateLimitExceeded);
         e.retry_after = soonest_retry.map(|d| d.as_secs_f64().ceil().max(1.0) as u64);
         return e;
     }
@@ -208,7 +208,7 @@ fn all_failed(
         ErrorKind::Unavailable,
         format!("No deployment could serve the request: {list}."),
     )
-    .code("no_deployment_available")
+    .code(Code::NoDeploymentAvailable)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use super::reply;
 use super::translate::Stream;
 use crate::config::{Provider, Timeouts};
-use crate::error::{ErrorKind, GatewayError};
+use crate::error::{Code, ErrorKind, GatewayError};
 use crate::net::session::or_client_gone;
 use crate::providers::Dialect;
 use crate::usage::ledger::Ending;
@@ -82,7 +82,7 @@ impl Relay {
                 provider.name
             ),
         )
-        .code("upstream_stream_cut");
+        .code(Code::UpstreamStreamCut);
         Some(join(tail, t.error_event(&e)))
     }
 
@@ -116,7 +116,7 @@ impl Relay {
                 ),
             )
         };
-        let err = GatewayError::new(kind, message).code("upstream_stream_cut");
+        let err = GatewayError::new(kind, message).code(Code::UpstreamStreamCut);
         Some(join(translator.finish(), translator.error_event(&err)))
     }
 

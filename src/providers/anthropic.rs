@@ -468,6 +468,7 @@ pub fn map_error(
         kind,
         format!("Provider `{provider}`: {}", Printable(&message)),
     );
+    e.fails_over = status == 529;
     e.code = Some(super::static_code(&kind_code));
     e.retry_after = retry_after;
     if parsed.is_some() {

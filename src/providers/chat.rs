@@ -1,7 +1,7 @@
 //! The OpenAI chat completion request, typed, as the translating adapters read it; and the
 //! policy for parameters a provider cannot honour.
 
-use crate::error::GatewayError;
+use crate::error::{Code, GatewayError};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -29,7 +29,7 @@ impl Unsupported {
                 "`{param}` is not supported by {provider_kind} models: {why}. Set `unsupported_params = \"drop\"` on the provider to leave such parameters out instead."
             ))
             .param(param)
-            .code("unsupported_parameter")),
+            .code(Code::UnsupportedParameter)),
         }
     }
 }

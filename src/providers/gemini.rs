@@ -644,7 +644,7 @@ impl translate::Events for State {
                 .message
                 .as_deref()
                 .unwrap_or("The provider reported an error.");
-            translate::error_event(out, code, message);
+            translate::error_event(out, code.as_str(), message);
             return true;
         }
         if self.writer.is_none() {

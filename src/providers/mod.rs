@@ -7,7 +7,7 @@ mod conformance;
 pub mod gemini;
 pub mod openai;
 
-use crate::error::{ErrorKind, GatewayError};
+use crate::error::{Code, ErrorKind, GatewayError};
 
 /// The gateway's own key for a provider was refused: the client's key was fine, so this is
 /// the gateway's failure (502), never the provider's message (it may quote part of the key).
@@ -16,25 +16,24 @@ pub fn credentials_refused(provider: &str, status: u16) -> GatewayError {
         ErrorKind::BadGateway,
         format!("Provider `{provider}` refused the gateway's credentials (status {status})."),
     )
-    .code("upstream_auth_failed")
+    .code(Code::UpstreamAuthFailed)
+    .fails_over()
 }
 
-/// A provider's error type as an error `code` (the codes are a closed set, so that a
-/// provider cannot grow the set of values a client or a metric sees).
-pub fn static_code(provider_code: &str) -> &'static str {
+/// A provider's error type as an error [`Code`].
+pub fn static_code(provider_code: &str) -> Code {
     match provider_code {
         "invalid_request_error" | "INVALID_ARGUMENT" | "FAILED_PRECONDITION" => {
-            "invalid_request_error"
+            Code::InvalidRequestError
         }
-        "authentication_error" | "UNAUTHENTICATED" => "authentication_error",
-        "permission_error" | "PERMISSION_DENIED" => "permission_error",
-        "not_found_error" | "NOT_FOUND" => "not_found_error",
-        "request_too_large" => "request_too_large",
-        "rate_limit_error" | "RESOURCE_EXHAUSTED" => "rate_limit_exceeded",
-        "overloaded_error" | "UNAVAILABLE" => "overloaded",
-        "DEADLINE_EXCEEDED" => "upstream_timeout",
-        "api_error" | "INTERNAL" => "upstream_error",
-        _ => "upstream_error",
+        "authentication_error" | "UNAUTHENTICATED" => Code::AuthenticationError,
+        "permission_error" | "PERMISSION_DENIED" => Code::PermissionError,
+        "not_found_error" | "NOT_FOUND" => Code::NotFoundError,
+        "request_too_large" => Code::RequestTooLarge,
+        "rate_limit_error" | "RESOURCE_EXHAUSTED" => Code::RateLimitExceeded,
+        "overloaded_error" | "UNAVAILABLE" => Code::Overloaded,
+        "DEADLINE_EXCEEDED" => Code::UpstreamTimeout,
+        _ => Code::UpstreamError,
     }
 }
 

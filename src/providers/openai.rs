@@ -2,7 +2,7 @@
 //! upstream with only `model` (and `stream_options.include_usage`) patched in its bytes, and
 //! the response comes back as the upstream sent it.
 
-use crate::error::GatewayError;
+use crate::error::{Code, GatewayError};
 use crate::stream::sse::{data_of, SseFramer};
 use crate::usage::{OpenAiUsage, Usage};
 use bytes::{Bytes, BytesMut};
@@ -66,7 +66,7 @@ pub fn parse_request(
             "The request body is not valid JSON: control byte 0x{:02x} at offset {at}.",
             body[at]
         ))
-        .code("invalid_json"));
+        .code(Code::InvalidJson));
     }
     scratch.input.clear();
     scratch.input.extend_from_slice(body);
@@ -76,7 +76,7 @@ pub fn parse_request(
                 "The request body is not valid JSON: {}",
                 clean_serde_message(&e.to_string())
             ))
-            .code("invalid_json")
+            .code(Code::InvalidJson)
         })?;
     let root = tape.as_value();
     let Some(obj) = root.as_object() else {
@@ -557,7 +557,7 @@ pub fn map_error(
                 crate::error::Printable(text.trim())
             ),
         )
-        .code("upstream_error")
+        .code(Code::UpstreamError)
     };
     e.retry_after = retry_after;
     e

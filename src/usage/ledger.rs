@@ -81,7 +81,7 @@ pub struct Entry {
     pub latency: Duration,
     pub ttft: Option<Duration>,
     pub attempts: u32,
-    pub error: Option<&'static str>,
+    pub error: Option<crate::error::Code>,
     /// The client's request body (for estimates, and content when stored).
     pub request: Option<Bytes>,
     /// What was relayed to the client (a bounded prefix).
@@ -469,7 +469,7 @@ fn record<'a>(f: &'a Final, request_id: &'a str, trace_id: Option<&'a str>) -> R
         latency_ms: e.latency.as_secs_f64() * 1000.0,
         ttft_ms: e.ttft.map(|t| t.as_secs_f64() * 1000.0),
         attempts: e.attempts,
-        error: e.error,
+        error: e.error.map(crate::error::Code::as_str),
     }
 }
 
@@ -524,7 +524,7 @@ fn insert(db: &mut Connection, batch: &[Final], store_content: bool) -> rusqlite
                     _ => None,
                 },
                 e.ending.as_str(),
-                e.error,
+                e.error.map(crate::error::Code::as_str),
                 prompt,
                 completion,
             ])?;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::error::Code;
 use crate::front::test_support::{
     call, calls, chat_stream, delta, feed_pieces, finish, fixture, usage,
 };
@@ -583,7 +584,7 @@ fn a_cut_stream_is_left_open_for_the_gateway_error() {
     assert_eq!(e.finish(), None);
     assert!(!e.done());
     let error = GatewayError::new(ErrorKind::GatewayTimeout, "The upstream stopped answering.")
-        .code("upstream_timeout");
+        .code(Code::UpstreamTimeout);
     out.extend_from_slice(&e.feed(error.sse_event()).unwrap());
     assert!(e.done());
     let m = check_grammar(&out);

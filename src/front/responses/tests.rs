@@ -1,4 +1,5 @@
 use super::*;
+use crate::error::Code;
 use crate::front::test_support::{self, chat_stream, delta, feed_pieces, finish, fixture};
 use serde_json::json;
 use std::collections::HashMap;
@@ -1019,7 +1020,7 @@ fn stateful_and_unsupported_requests_are_refused() {
 #[test]
 fn malformed_requests_are_refused_naming_the_field() {
     let e = refused(b"{not json");
-    assert_eq!(e.code, Some("invalid_json"));
+    assert_eq!(e.code, Some(Code::InvalidJson));
     let e = refused(br#"{"input":"x"}"#);
     assert_eq!(e.param, Some("model"));
     assert!(e.message.contains("model"));

@@ -1,4 +1,5 @@
 use super::*;
+use crate::error::Code;
 use crate::providers::conformance::*;
 use bytes::Bytes;
 
@@ -283,7 +284,7 @@ fn unsupported_parameters_follow_the_policy() {
     let req = ChatRequest::parse(body).unwrap();
     let e = translate_request(&req, "c", &opts(), false).unwrap_err();
     assert_eq!(e.status(), 400);
-    assert_eq!(e.code, Some("unsupported_parameter"));
+    assert_eq!(e.code, Some(Code::UnsupportedParameter));
     assert_eq!(e.param, Some("logit_bias"));
     let drop = Options {
         unsupported: Unsupported::Drop,
@@ -316,17 +317,19 @@ fn error_bodies_map_to_statuses_the_client_can_act_on() {
     let overloaded = fixture("anthropic_error_overloaded_529.json");
     let e = map_error("claude", 529, &overloaded, None);
     assert_eq!(e.status(), 503);
-    assert_eq!(e.code, Some("overloaded"));
+    assert_eq!(e.code, Some(Code::Overloaded));
+    assert!(e.fails_over, "overloaded moves on to another deployment");
     assert!(e.message.contains("Overloaded"));
     let http = String::from_utf8(fixture("anthropic_error_400_invalid_request.http")).unwrap();
     let body = http.split("\n\n").nth(1).unwrap().as_bytes();
     let e = map_error("claude", 400, body, None);
     assert_eq!(e.status(), 400);
-    assert_eq!(e.code, Some("invalid_request_error"));
+    assert_eq!(e.code, Some(Code::InvalidRequestError));
     assert!(e.message.contains("prompt is too long"));
     let e = map_error("claude", 401, br#"{"type":"error","error":{"type":"authentication_error","message":"invalid x-api-key"}}"#, None);
     assert_eq!(e.status(), 502);
-    assert_eq!(e.code, Some("upstream_auth_failed"));
+    assert_eq!(e.code, Some(Code::UpstreamAuthFailed));
+    assert!(e.fails_over, "a refused key moves on to another deployment");
     let e = map_error(
         "claude",
         429,

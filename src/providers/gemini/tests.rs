@@ -1,4 +1,5 @@
 use super::*;
+use crate::error::Code;
 use crate::providers::conformance::*;
 use bytes::Bytes;
 
@@ -261,7 +262,7 @@ fn error_bodies_map_to_statuses_the_client_can_act_on() {
     );
     assert_eq!(e.status(), 429);
     assert_eq!(e.retry_after, Some(35));
-    assert_eq!(e.code, Some("rate_limit_exceeded"));
+    assert_eq!(e.code, Some(Code::RateLimitExceeded));
     let e = map_error(
         "gem",
         429,
@@ -276,7 +277,8 @@ fn error_bodies_map_to_statuses_the_client_can_act_on() {
         None,
     );
     assert_eq!(e.status(), 502);
-    assert_eq!(e.code, Some("upstream_auth_failed"));
+    assert_eq!(e.code, Some(Code::UpstreamAuthFailed));
+    assert!(e.fails_over, "a refused key moves on to another deployment");
     assert!(!e.message.contains("API key not valid"));
     let e = map_error(
         "gem",

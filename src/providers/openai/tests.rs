@@ -1,4 +1,5 @@
 use super::*;
+use crate::error::Code;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/providers/");
 
@@ -320,7 +321,7 @@ fn nul_bytes_are_refused_like_any_invalid_json() {
     ] {
         let e = parse_request(body, &mut JsonScratch::default()).unwrap_err();
         assert_eq!(e.status(), 400);
-        assert_eq!(e.code, Some("invalid_json"));
+        assert_eq!(e.code, Some(Code::InvalidJson));
     }
 }
 
@@ -335,7 +336,7 @@ fn a_long_number_followed_by_junk_is_refused() {
     ] {
         let body = format!("{{\"model\":\"m\",\"messages\":[{{}}],\"x\":{tail}}}");
         let e = parse_request(body.as_bytes(), &mut JsonScratch::default()).unwrap_err();
-        assert_eq!(e.code, Some("invalid_json"), "{tail}");
+        assert_eq!(e.code, Some(Code::InvalidJson), "{tail}");
     }
 }
 
