@@ -370,25 +370,10 @@ impl HttpServerApp for Admin {
 
 /// `%XX` and `+` decoded (query values); a malformed escape is kept as it is.
 fn percent_decode(v: &str) -> String {
-    let b = v.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = b
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (b[i], hex) {
-            (b'+', _) => out.push(b' '),
-            (b'%', Some(x)) => {
-                out.push(x);
-                i += 2;
-            }
-            (c, _) => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let v = v.replace('+', " ");
+    percent_encoding::percent_decode_str(&v)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// Unix milliseconds, or RFC 3339 (`2026-11-22`, `2026-11-22T10:00:00Z`, with fraction or
@@ -397,58 +382,11 @@ fn parse_time_ms(v: &str) -> Option<i64> {
     if let Ok(ms) = v.parse::<i64>() {
         return Some(ms);
     }
-    let num = |s: &str| -> Option<i64> {
-        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok())?
-    };
-    let (date, time) = match v.split_once(['T', 't', ' ']) {
-        Some((d, t)) => (d, Some(t)),
-        None => (v, None),
-    };
-    let mut d = date.splitn(3, '-');
-    let (y, m, day) = (num(d.next()?)?, num(d.next()?)?, num(d.next()?)?);
-    if !(1..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
-        return None;
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(v) {
+        return Some(at.timestamp_millis());
     }
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let (yy, mm) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let doy = (153 * mm + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let mut ms = days * 86_400_000;
-    if let Some(t) = time {
-        let (clock, offset) = if let Some(c) = t.strip_suffix(['Z', 'z']) {
-            (c, 0)
-        } else if let Some(i) = t.rfind(['+', '-']) {
-            let (c, o) = t.split_at(i);
-            let sign = if o.starts_with('-') { -1 } else { 1 };
-            let (oh, om) = o[1..].split_once(':')?;
-            let (oh, om) = (num(oh)?, num(om)?);
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            (c, sign * (oh * 60 + om) * 60_000)
-        } else {
-            return None;
-        };
-        let (hms, frac) = clock.split_once('.').unwrap_or((clock, ""));
-        let mut p = hms.splitn(3, ':');
-        let (h, mi, s) = (num(p.next()?)?, num(p.next()?)?, num(p.next()?)?);
-        if h > 23 || mi > 59 || s > 60 {
-            return None;
-        }
-        if !frac.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let frac_ms = if frac.is_empty() {
-            0
-        } else {
-            num(&format!("{:0<3}", &frac[..frac.len().min(3)]))?
-        };
-        ms += ((h * 60 + mi) * 60 + s) * 1000 + frac_ms - offset;
-    }
-    Some(ms)
+    let day = chrono::NaiveDate::parse_from_str(v, "%Y-%m-%d").ok()?;
+    Some(day.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis())
 }
 
 #[cfg(test)]

@@ -894,15 +894,7 @@ impl crate::stream::watch::Watch for PassState {
 
 /// The usage of a whole Messages response, from the end of its body.
 pub fn usage_in_tail(tail: &[u8]) -> Option<Usage> {
-    let at = memchr::memmem::rfind(tail, b"\"usage\"")?;
-    // `"usage"` then `:` then the object; read the object only.
-    let rest = &tail[at + 7..];
-    let colon = rest.iter().position(|b| !b.is_ascii_whitespace())?;
-    if rest[colon] != b':' {
-        return None;
-    }
-    let mut de = serde_json::Deserializer::from_slice(&rest[colon + 1..]);
-    let u = AUsage::deserialize(&mut de).ok()?;
+    let u = crate::usage::in_tail::<AUsage>(tail, b"\"usage\"")?;
     let mut usage = Usage::default();
     u.apply(&mut usage);
     Some(usage)

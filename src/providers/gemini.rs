@@ -555,14 +555,7 @@ pub fn map_error(
 
 /// The usage of a whole `generateContent` response, from the end of its body.
 pub fn usage_in_tail(tail: &[u8]) -> Option<Usage> {
-    let at = memchr::memmem::rfind(tail, b"\"usageMetadata\"")?;
-    let rest = &tail[at + 15..];
-    let colon = rest.iter().position(|b| !b.is_ascii_whitespace())?;
-    if rest[colon] != b':' {
-        return None;
-    }
-    let mut de = serde_json::Deserializer::from_slice(&rest[colon + 1..]);
-    GUsage::deserialize(&mut de).ok().map(Usage::from)
+    crate::usage::in_tail::<GUsage>(tail, b"\"usageMetadata\"").map(Usage::from)
 }
 
 /// Translates one Gemini SSE stream into OpenAI chunks, event by event. Gemini sends no

@@ -509,16 +509,7 @@ impl StreamFilter {
 /// Usage from the end of a whole chat completion body, where it comes last but for a few
 /// short fields; `tail` is the body's last few KiB.
 pub fn usage_in_tail(tail: &[u8]) -> Option<Usage> {
-    let at = memchr::memmem::rfind(tail, b"\"usage\"")?;
-    let colon = skip_ws(tail, at + 7);
-    if tail.get(colon) != Some(&b':') {
-        return None;
-    }
-    let start = skip_ws(tail, colon + 1);
-    let end = value_end(tail, start)?;
-    serde_json::from_slice::<OpenAiUsage>(&tail[start..end])
-        .ok()
-        .map(Usage::from)
+    crate::usage::in_tail::<OpenAiUsage>(tail, b"\"usage\"").map(Usage::from)
 }
 
 /// An OpenAI(-compatible) error status and body, as the client is told: the provider's own
@@ -602,16 +593,7 @@ impl From<ResponsesUsage> for Usage {
 
 /// The usage of a whole Responses `response` object, from the end of its body.
 pub fn responses_usage_in_tail(tail: &[u8]) -> Option<Usage> {
-    let at = memchr::memmem::rfind(tail, b"\"usage\"")?;
-    let colon = skip_ws(tail, at + 7);
-    if tail.get(colon) != Some(&b':') {
-        return None;
-    }
-    let start = skip_ws(tail, colon + 1);
-    let end = value_end(tail, start)?;
-    serde_json::from_slice::<ResponsesUsage>(&tail[start..end])
-        .ok()
-        .map(Usage::from)
+    crate::usage::in_tail::<ResponsesUsage>(tail, b"\"usage\"").map(Usage::from)
 }
 
 /// Watches a Responses event stream passed through unchanged, for its usage and its end.

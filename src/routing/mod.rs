@@ -252,24 +252,10 @@ fn go_duration(s: &str) -> Option<std::time::Duration> {
     Some(std::time::Duration::from_secs_f64(total))
 }
 
-/// Seconds since the epoch of an RFC 3339 UTC time such as `2025-01-01T00:00:30Z`.
+/// Seconds since the epoch of an RFC 3339 time such as `2025-01-01T00:00:30Z`.
 fn rfc3339_secs(s: &str) -> Option<f64> {
-    let s = s.strip_suffix('Z')?;
-    let (date, time) = s.split_once('T')?;
-    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
-    let (y, mo, da) = (d.next()??, d.next()??, d.next()??);
-    let mut t = time.split(':');
-    let (h, mi): (i64, i64) = (t.next()?.parse().ok()?, t.next()?.parse().ok()?);
-    let sec: f64 = t.next()?.parse().ok()?;
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if mo <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + da - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some((days * 86_400 + h * 3600 + mi * 60) as f64 + sec)
+    let at = chrono::DateTime::parse_from_rfc3339(s).ok()?;
+    Some(at.timestamp() as f64 + f64::from(at.timestamp_subsec_nanos()) / 1e9)
 }
 
 #[cfg(test)]

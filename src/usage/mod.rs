@@ -119,6 +119,21 @@ impl From<OpenAiUsage> for Usage {
 
 /// Cost of `usage` at `price`, in micro-dollars, rounded to the nearest: prices are integers
 /// (micro-dollars per million tokens) and so is the result; no float is ever summed.
+/// The usage object a whole answer ends with, read from the last few KiB of its body: the
+/// value after the last `quoted` key (`b"\"usage\""`) and its colon (providers put usage
+/// last but for a few short fields). One scanner for every dialect; `T` is the dialect's own
+/// usage shape.
+pub fn in_tail<T: serde::de::DeserializeOwned>(tail: &[u8], quoted: &[u8]) -> Option<T> {
+    let at = memchr::memmem::rfind(tail, quoted)?;
+    let rest = &tail[at + quoted.len()..];
+    let colon = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+    if rest[colon] != b':' {
+        return None;
+    }
+    let mut de = serde_json::Deserializer::from_slice(&rest[colon + 1..]);
+    T::deserialize(&mut de).ok()
+}
+
 pub fn cost_micros(usage: &Usage, price: &crate::config::Price) -> u64 {
     let cached = usage.cached_input_tokens.min(usage.input_tokens);
     let written = usage.cache_write_tokens.min(usage.input_tokens - cached);
