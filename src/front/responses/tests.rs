@@ -19,7 +19,7 @@ fn run(pieces: &[&[u8]]) -> Vec<u8> {
 }
 
 /// A chat chunk with the one tool call fragment `call`.
-fn call(index: u32, id: Option<&str>, name: Option<&str>, arguments: &str) -> Value {
+pub(super) fn call(index: u32, id: Option<&str>, name: Option<&str>, arguments: &str) -> Value {
     test_support::calls(vec![test_support::call(index, id, name, arguments)])
 }
 
@@ -27,9 +27,9 @@ fn call(index: u32, id: Option<&str>, name: Option<&str>, arguments: &str) -> Va
 #[derive(Debug, Default)]
 struct Built {
     added: Value,
-    id: String,
+    pub(super) id: String,
     /// Per content part (message), or the one summary part (reasoning): (kind, text, done).
-    parts: Vec<(String, String, bool)>,
+    pub(super) parts: Vec<(String, String, bool)>,
     /// Joined function_call_arguments / custom_tool_call_input deltas.
     arguments: String,
     arguments_done: Option<String>,
@@ -40,7 +40,7 @@ struct Built {
 #[derive(Debug, Default)]
 struct Stream {
     events: Vec<Value>,
-    items: Vec<Built>,
+    pub(super) items: Vec<Built>,
     /// The last event's type and its response object.
     end: Option<(String, Value)>,
 }
@@ -279,8 +279,8 @@ struct ChatParts {
     content: String,
     reasoning: String,
     calls: Vec<(u64, String, String, String)>,
-    usage: Value,
-    finish: Option<String>,
+    pub(super) usage: Value,
+    pub(super) finish: Option<String>,
 }
 
 fn chat_parts(sse: &[u8]) -> ChatParts {

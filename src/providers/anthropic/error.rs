@@ -1,0 +1,49 @@
+//! An Anthropic error status and body, as the client is told.
+
+use super::*;
+
+/// An Anthropic error status and body, as the client is told.
+pub fn map_error(
+    provider: &str,
+    status: u16,
+    body: &[u8],
+    retry_after: Option<u64>,
+) -> GatewayError {
+    #[derive(Deserialize)]
+    struct Envelope {
+        error: Inner,
+    }
+    #[derive(Deserialize)]
+    struct Inner {
+        #[serde(rename = "type")]
+        kind: String,
+        message: String,
+    }
+    let parsed = serde_json::from_slice::<Envelope>(body).ok();
+    if status == 401 || status == 403 {
+        return crate::providers::credentials_refused(provider, status);
+    }
+    let (kind_code, message) = match &parsed {
+        Some(e) => (e.error.kind.clone(), e.error.message.clone()),
+        None => (
+            "api_error".to_string(),
+            String::from_utf8_lossy(body).trim().to_string(),
+        ),
+    };
+    let kind = match status {
+        // Overloaded: the provider's trouble, and worth retrying elsewhere.
+        529 => ErrorKind::Unavailable,
+        s => ErrorKind::Upstream(s),
+    };
+    let mut e = GatewayError::new(
+        kind,
+        format!("Provider `{provider}`: {}", Printable(&message)),
+    );
+    e.fails_over = status == 529;
+    e.code = Some(crate::providers::static_code(&kind_code));
+    e.retry_after = retry_after;
+    if parsed.is_some() {
+        e.upstream_body = Some(UpstreamBody::Anthropic(Bytes::copy_from_slice(body)));
+    }
+    e
+}

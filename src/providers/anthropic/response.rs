@@ -1,0 +1,105 @@
+//! A whole Messages answer as a chat completion, and its usage.
+
+use super::*;
+
+/// The OpenAI `finish_reason` for an Anthropic `stop_reason`.
+pub fn finish_reason(stop_reason: Option<&str>, json_tool: bool) -> &'static str {
+    match stop_reason {
+        Some("max_tokens") | Some("model_context_window_exceeded") => "length",
+        Some("tool_use") if !json_tool => "tool_calls",
+        Some("refusal") => "content_filter",
+        _ => "stop",
+    }
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+pub(super) struct AUsage {
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+}
+
+impl AUsage {
+    /// Folds a (possibly partial) report into `u`: message_start carries the input side,
+    /// message_delta the output side (and, on newer models, the input side again).
+    pub(super) fn apply(&self, u: &mut Usage) {
+        if let Some(i) = self.input_tokens {
+            let read = self.cache_read_input_tokens.unwrap_or(0);
+            let write = self.cache_creation_input_tokens.unwrap_or(0);
+            u.input_tokens = i + read + write;
+            u.cached_input_tokens = read;
+            u.cache_write_tokens = write;
+        }
+        if let Some(o) = self.output_tokens {
+            u.output_tokens = o;
+        }
+    }
+}
+
+/// Translates a whole Messages response into an OpenAI `chat.completion`.
+pub fn translate_response(
+    body: &[u8],
+    t: Translation,
+    created: u64,
+) -> Result<(Vec<u8>, Usage), String> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+    let mut text = String::new();
+    let mut reasoning = String::new();
+    let mut tool_calls = Vec::new();
+    for block in v["content"].as_array().ok_or("no `content` array")? {
+        match block["type"].as_str() {
+            Some("text") => text.push_str(block["text"].as_str().unwrap_or("")),
+            Some("thinking") => reasoning.push_str(block["thinking"].as_str().unwrap_or("")),
+            Some("tool_use") if t.json_tool && block["name"] == JSON_TOOL => {
+                text.push_str(&block["input"].to_string());
+            }
+            Some("tool_use") => tool_calls.push(json!({
+                "id": block["id"],
+                "type": "function",
+                "function": {"name": block["name"], "arguments": block["input"].to_string()},
+            })),
+            _ => {}
+        }
+    }
+    let mut usage = Usage::default();
+    let u: AUsage = serde_json::from_value(v["usage"].clone()).unwrap_or_default();
+    u.apply(&mut usage);
+    let mut message = Map::new();
+    message.insert("role".into(), "assistant".into());
+    message.insert(
+        "content".into(),
+        if text.is_empty() && !tool_calls.is_empty() {
+            Value::Null
+        } else {
+            text.into()
+        },
+    );
+    if !reasoning.is_empty() {
+        message.insert("reasoning_content".into(), reasoning.into());
+    }
+    if !tool_calls.is_empty() {
+        message.insert("tool_calls".into(), tool_calls.into());
+    }
+    message.insert("refusal".into(), Value::Null);
+    let mut usage_json = Vec::new();
+    chunk::write_usage(&mut usage_json, &usage);
+    let out = json!({
+        "id": v["id"],
+        "object": "chat.completion",
+        "created": created,
+        "model": v["model"],
+        "choices": [{
+            "index": 0,
+            "message": message,
+            "logprobs": null,
+            "finish_reason": finish_reason(v["stop_reason"].as_str(), t.json_tool),
+        }],
+        "usage": serde_json::from_slice::<Value>(&usage_json).unwrap_or(Value::Null),
+    });
+    Ok((serde_json::to_vec(&out).map_err(|e| e.to_string())?, usage))
+}

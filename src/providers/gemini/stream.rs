@@ -1,0 +1,183 @@
+//! Gemini's SSE stream as chat chunks.
+
+use super::*;
+
+/// Translates one Gemini SSE stream into OpenAI chunks, event by event. Gemini sends no
+/// terminator: a stream that gave its finish reason is closed at its end with usage and
+/// `[DONE]`.
+pub type StreamTranslator = Translated<State>;
+
+/// What a Gemini stream has told so far.
+pub struct State {
+    t: Translation,
+    created: u64,
+    upstream_model: String,
+    writer: Option<ChunkWriter>,
+    ids: CallIds,
+    next_tool: u32,
+    /// A finish reason came: the stream may end.
+    finished: bool,
+    usage: Usage,
+}
+
+impl StreamTranslator {
+    pub fn new(t: Translation, upstream_model: &str, created: u64, ids: CallIds) -> Self {
+        Translated::with_state(State {
+            t,
+            created,
+            upstream_model: upstream_model.to_string(),
+            writer: None,
+            ids,
+            next_tool: 0,
+            finished: false,
+            usage: Usage::default(),
+        })
+    }
+}
+
+impl State {
+    fn writer(&mut self) -> &ChunkWriter {
+        let (created, model) = (self.created, &self.upstream_model);
+        self.writer
+            .get_or_insert_with(|| ChunkWriter::new("chatcmpl-gemini", model, created))
+    }
+}
+
+impl translate::Events for State {
+    /// Gemini's counts are cumulative: the last report holds.
+    fn usage(&self) -> Option<Usage> {
+        Some(self.usage)
+    }
+
+    /// After the last event: closes a finished stream; false when it never finished.
+    fn end(&mut self, out: &mut Vec<u8>) -> bool {
+        if !self.finished {
+            return false;
+        }
+        if self.t.include_usage {
+            let usage = self.usage;
+            self.writer().usage(out, &usage);
+        }
+        out.extend_from_slice(chunk::DONE);
+        true
+    }
+
+    /// Translates one event into `out`; true when the stream is over (an error).
+    fn event(&mut self, data: &[u8], at_end: bool, out: &mut Vec<u8>) -> bool {
+        if self.writer.is_some() {
+            if let Some(literal) = fast_text(data) {
+                self.writer()
+                    .delta(out, Delta::ContentLiteral(literal), None);
+                return false;
+            }
+        }
+        let r: GResponse<'_> = match serde_json::from_slice(data) {
+            Ok(r) => r,
+            Err(_) => return translate::unreadable_event(out, at_end),
+        };
+        if let Some(e) = r.error {
+            let code = crate::providers::static_code(e.status.as_deref().unwrap_or("UNKNOWN"));
+            let message = e
+                .message
+                .as_deref()
+                .unwrap_or("The provider reported an error.");
+            translate::error_event(out, code.as_str(), message);
+            return true;
+        }
+        if self.writer.is_none() {
+            let id = format!("chatcmpl-{}", r.response_id.as_deref().unwrap_or("gemini"));
+            let model = r
+                .model_version
+                .as_deref()
+                .unwrap_or(&self.upstream_model)
+                .to_string();
+            let w = ChunkWriter::new(&id, &model, self.created);
+            w.delta(out, Delta::Role, None);
+            self.writer = Some(w);
+        }
+        if let Some(u) = r.usage_metadata {
+            self.usage = u.into();
+        }
+        if let Some(c) = r.candidates.first() {
+            for p in c.content.iter().flat_map(|c| &c.parts) {
+                if let Some(f) = &p.function_call {
+                    let id = self.ids.next();
+                    let index = self.next_tool;
+                    self.next_tool += 1;
+                    let arguments = arguments_of(f);
+                    self.writer().delta(
+                        out,
+                        Delta::ToolStart {
+                            index,
+                            id: &id,
+                            name: &f.name,
+                            arguments: &arguments,
+                        },
+                        None,
+                    );
+                } else if let Some(t) = p.text.as_deref().filter(|t| !t.is_empty()) {
+                    let d = if p.thought == Some(true) {
+                        Delta::Reasoning(t)
+                    } else {
+                        Delta::Content(t)
+                    };
+                    self.writer().delta(out, d, None);
+                }
+            }
+            if let Some(reason) = &c.finish_reason {
+                let reason = finish_reason(reason, self.next_tool > 0);
+                self.writer().delta(out, Delta::Empty, Some(reason));
+                self.finished = true;
+            }
+        } else if r.prompt_feedback.is_some() {
+            self.writer()
+                .delta(out, Delta::Empty, Some("content_filter"));
+            self.finished = true;
+        }
+        false
+    }
+}
+
+/// Skips whitespace, then each token in turn (with whitespace allowed between them).
+fn tokens<'a>(mut b: &'a [u8], expected: &[&[u8]]) -> Option<&'a [u8]> {
+    for t in expected {
+        b = b.trim_ascii_start().strip_prefix(*t)?;
+    }
+    Some(b.trim_ascii_start())
+}
+
+static FINISH_REASON: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"finishReason\""));
+
+// hot path: most events of a Gemini stream hold one text part and nothing else that
+// matters before the last one; reading them by their bytes skips a full JSON parse and
+// re-escaping. Anything else (thoughts, calls, several parts, the final event) takes the
+// general path.
+/// The text literal of an event whose only part is plain text and that does not finish.
+fn fast_text(data: &[u8]) -> Option<&[u8]> {
+    let rest = tokens(
+        data,
+        &[
+            b"{",
+            b"\"candidates\"",
+            b":",
+            b"[",
+            b"{",
+            b"\"content\"",
+            b":",
+            b"{",
+            b"\"parts\"",
+            b":",
+            b"[",
+            b"{",
+            b"\"text\"",
+            b":",
+        ],
+    )?;
+    let len = chunk::json_string_literal(rest)?;
+    let after = tokens(&rest[len..], &[b"}", b"]"])?;
+    if FINISH_REASON.find(after).is_some() {
+        return None;
+    }
+    Some(&rest[..len])
+}

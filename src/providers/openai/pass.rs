@@ -1,0 +1,81 @@
+//! A Responses request passed through to a provider that serves the Responses API, and its answer watched for usage.
+
+use super::*;
+
+/// Usage as the Responses API reports it.
+#[derive(Deserialize, Default)]
+struct ResponsesUsage {
+    #[serde(default)]
+    input_tokens: u64,
+    #[serde(default)]
+    output_tokens: u64,
+    #[serde(default)]
+    input_tokens_details: Option<crate::usage::PromptDetails>,
+    #[serde(default)]
+    output_tokens_details: Option<crate::usage::CompletionDetails>,
+}
+
+impl From<ResponsesUsage> for Usage {
+    fn from(u: ResponsesUsage) -> Usage {
+        Usage {
+            input_tokens: u.input_tokens,
+            output_tokens: u.output_tokens,
+            cached_input_tokens: u
+                .input_tokens_details
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
+            cache_write_tokens: 0,
+            reasoning_tokens: u
+                .output_tokens_details
+                .and_then(|d| d.reasoning_tokens)
+                .unwrap_or(0),
+        }
+    }
+}
+
+/// The usage of a whole Responses `response` object, from the end of its body.
+pub fn responses_usage_in_tail(tail: &[u8]) -> Option<Usage> {
+    crate::usage::in_tail::<ResponsesUsage>(tail, b"\"usage\"").map(Usage::from)
+}
+
+/// Watches a Responses event stream passed through unchanged, for its usage and its end.
+pub type ResponsesPass = crate::stream::watch::Watched<ResponsesState>;
+
+/// What a passed-through Responses stream told of its usage: only the final events are read.
+#[derive(Default)]
+pub struct ResponsesState {
+    usage: Option<Usage>,
+}
+
+impl crate::stream::watch::Watch for ResponsesState {
+    fn observe(&mut self, data: &[u8]) -> bool {
+        let head = &data[..data.len().min(64)];
+        let last = [
+            &b"\"response.completed\""[..],
+            b"\"response.incomplete\"",
+            b"\"response.failed\"",
+        ];
+        if !last.iter().any(|t| memchr::memmem::find(head, t).is_some()) {
+            return false;
+        }
+        #[derive(Deserialize)]
+        struct Final {
+            response: Option<Inner>,
+        }
+        #[derive(Deserialize)]
+        struct Inner {
+            usage: Option<ResponsesUsage>,
+        }
+        if let Ok(Final {
+            response: Some(Inner { usage: Some(u) }),
+        }) = serde_json::from_slice::<Final>(data)
+        {
+            self.usage = Some(u.into());
+        }
+        true
+    }
+
+    fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+}
