@@ -279,6 +279,7 @@ impl GatewayError {
     /// The same error as one SSE event, for streams that already started.
     pub fn sse_event(&self) -> Bytes {
         let body = self.body();
+        let body = one_line(&body);
         let mut out = Vec::with_capacity(body.len() + 8);
         out.extend_from_slice(b"data: ");
         out.extend_from_slice(&body);
@@ -323,6 +324,24 @@ pub fn error_body(kind: &str, message: &str, param: Option<&str>, code: Option<&
     serde_json::to_vec(&envelope)
         .unwrap_or_else(|_| b"{\"error\":{}}".to_vec())
         .into()
+}
+
+/// A JSON body on one line, for an SSE `data:` field: providers pretty-print their error
+/// bodies (OpenAI's and Google's span lines), and a line break inside `data:` would end the
+/// field there and leave the client half a JSON object.
+pub fn one_line(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    use std::borrow::Cow;
+    if !body.iter().any(|b| matches!(b, b'\n' | b'\r')) {
+        return Cow::Borrowed(body);
+    }
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => Cow::Owned(serde_json::to_vec(&v).expect("a JSON value serializes")),
+        Err(_) => Cow::Owned(
+            body.iter()
+                .map(|&b| if matches!(b, b'\n' | b'\r') { b' ' } else { b })
+                .collect(),
+        ),
+    }
 }
 
 /// Shows client-supplied text in a message without letting it grow the message unboundedly.
@@ -374,6 +393,32 @@ mod tests {
         assert_eq!(v["error"]["code"], "invalid_api_key");
         // Only errors that say so move a request on.
         assert!(!e.fails_over);
+    }
+
+    #[test]
+    fn a_pretty_printed_upstream_body_is_one_line_in_a_stream_error_event() {
+        let pretty = b"{\n  \"error\": {\n    \"message\": \"no\",\n    \"code\": 7\n  }\n}\n";
+        let mut e = GatewayError::new(ErrorKind::Upstream(400), "");
+        e.upstream_body = Some(UpstreamBody::OpenAi(Bytes::from_static(pretty)));
+        let event = e.sse_event();
+        let data = event
+            .strip_prefix(b"data: ")
+            .unwrap()
+            .strip_suffix(b"\n\n")
+            .unwrap();
+        assert!(
+            !data.contains(&b'\n'),
+            "{}",
+            String::from_utf8_lossy(&event)
+        );
+        let v: serde_json::Value = serde_json::from_slice(data).unwrap();
+        assert_eq!(
+            v,
+            serde_json::from_slice::<serde_json::Value>(pretty).unwrap()
+        );
+        // A body that is not JSON still stays on its line.
+        assert_eq!(&*one_line(b"a\r\nb"), b"a  b");
+        assert!(matches!(one_line(b"{}"), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]

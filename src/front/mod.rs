@@ -229,6 +229,7 @@ impl Front {
             Front::Chat => e.sse_event(),
             Front::Messages => {
                 let body = anthropic_error_body(e);
+                let body = crate::error::one_line(&body);
                 let mut out = Vec::with_capacity(body.len() + 24);
                 out.extend_from_slice(b"event: error\ndata: ");
                 out.extend_from_slice(&body);
@@ -240,6 +241,7 @@ impl Front {
                 .failed_event(responses_code(e), &e.message_or_code()),
             Front::Gemini => {
                 let body = Front::Gemini.error_body(e);
+                let body = crate::error::one_line(&body);
                 let mut out = Vec::with_capacity(body.len() + 10);
                 out.extend_from_slice(b"data: ");
                 out.extend_from_slice(&body);

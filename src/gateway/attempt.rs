@@ -493,7 +493,13 @@ async fn upstream_error_status(
     if body.is_some() {
         release(connector, up, peer).await;
     }
-    providers::map_error(provider, status, &body.unwrap_or_default(), retry_after)
+    providers::map_error(
+        provider.kind,
+        &provider.name,
+        status,
+        &body.unwrap_or_default(),
+        retry_after,
+    )
 }
 
 /// Reads a whole body up to [`MAX_ERROR_BODY`]; `None` if it failed or was larger.

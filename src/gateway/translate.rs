@@ -102,3 +102,6 @@ pub fn whole(
         usage,
     ))
 }
+
+#[cfg(test)]
+mod contract;

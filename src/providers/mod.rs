@@ -3,7 +3,8 @@
 
 pub mod anthropic;
 pub mod chat;
-mod conformance;
+#[cfg(test)]
+pub(crate) mod conformance;
 pub mod gemini;
 pub mod openai;
 
@@ -296,15 +297,16 @@ pub fn authenticate(provider: &Provider, req: &mut RequestHeader) -> Result<(), 
 
 /// An upstream error status and body, as the client is told.
 pub fn map_error(
-    provider: &Provider,
+    kind: ProviderKind,
+    provider: &str,
     status: u16,
     body: &[u8],
     retry_after: Option<u64>,
 ) -> GatewayError {
-    match provider.kind {
-        ProviderKind::OpenAi => openai::map_error(&provider.name, status, body, retry_after),
-        ProviderKind::Anthropic => anthropic::map_error(&provider.name, status, body, retry_after),
-        ProviderKind::Gemini => gemini::map_error(&provider.name, status, body, retry_after),
+    match kind {
+        ProviderKind::OpenAi => openai::map_error(provider, status, body, retry_after),
+        ProviderKind::Anthropic => anthropic::map_error(provider, status, body, retry_after),
+        ProviderKind::Gemini => gemini::map_error(provider, status, body, retry_after),
     }
 }
 
