@@ -1,13 +1,20 @@
-//! Prometheus metrics: atomic counters and fixed-bucket histograms, rendered as text on the
-//! admin listener. Label values are bounded by construction: models and providers are the
-//! configured names (a `provider/model` addressed directly is labelled `provider/*`), status
-//! classes and outcomes are fixed sets.
+//! Every Prometheus metric Junction exports, in one registry (the `prometheus` crate); the
+//! admin listener only serves [`Metrics::scrape`]. Label values are bounded by construction:
+//! models and providers are the configured names (a `provider/model` addressed directly is
+//! labelled `provider/*`), deployments are configured ids, and status classes, token kinds,
+//! outcomes and breaker states are fixed sets.
+//!
+//! On the request path a (model, provider) pair's counters are resolved once and kept
+//! ([`Series`]): a request costs one read-locked lookup and the atomic updates, never a
+//! label hash per metric.
 
 use crate::usage::Usage;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
 use std::collections::HashMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 /// Seconds: request duration and time to first token.
@@ -37,85 +44,6 @@ const OVERHEAD_BUCKETS: &[f64] = &[
     0.1,
 ];
 
-/// A histogram with fixed bucket bounds (seconds); the sum is kept in microseconds (a u64 of
-/// them lasts 580,000 years of summed durations).
-pub struct Histogram {
-    bounds: &'static [f64],
-    /// Per bucket (not cumulative), the last one for +Inf.
-    counts: Box<[AtomicU64]>,
-    sum_us: AtomicU64,
-}
-
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Histogram {
-        Histogram {
-            bounds,
-            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
-            sum_us: AtomicU64::new(0),
-        }
-    }
-
-    pub fn observe(&self, d: Duration) {
-        let s = d.as_secs_f64();
-        let i = self.bounds.partition_point(|b| *b < s);
-        self.counts[i].fetch_add(1, Relaxed);
-        self.sum_us.fetch_add(d.as_micros() as u64, Relaxed);
-    }
-
-    pub fn count(&self) -> u64 {
-        self.counts.iter().map(|c| c.load(Relaxed)).sum()
-    }
-
-    /// The `q` quantile, interpolated within its bucket as Prometheus' `histogram_quantile`.
-    pub fn quantile(&self, q: f64) -> Option<f64> {
-        let counts: Vec<u64> = self.counts.iter().map(|c| c.load(Relaxed)).collect();
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            return None;
-        }
-        let rank = q * total as f64;
-        let mut below = 0u64;
-        for (i, c) in counts.iter().enumerate() {
-            if (below + c) as f64 >= rank && *c > 0 {
-                let lo = if i == 0 { 0.0 } else { self.bounds[i - 1] };
-                let Some(&hi) = self.bounds.get(i) else {
-                    return Some(lo);
-                };
-                return Some(lo + (hi - lo) * (rank - below as f64) / *c as f64);
-            }
-            below += c;
-        }
-        None
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for (i, c) in self.counts.iter().enumerate() {
-            cumulative += c.load(Relaxed);
-            let le = match self.bounds.get(i) {
-                Some(b) => format!("{b}"),
-                None => "+Inf".to_string(),
-            };
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
-            );
-        }
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(
-            out,
-            "{name}_sum{braces} {}",
-            self.sum_us.load(Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "{name}_count{braces} {cumulative}");
-    }
-}
-
 /// Status classes counted: 1xx–5xx.
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 /// Token kinds counted.
@@ -126,27 +54,6 @@ const TOKEN_KINDS: [&str; 5] = [
     "cache_write",
     "reasoning",
 ];
-
-/// Everything counted for one (model, provider) pair.
-pub struct Series {
-    requests: [AtomicU64; 5],
-    pub duration: Histogram,
-    pub ttft: Histogram,
-    tokens: [AtomicU64; 5],
-    cost_micros: AtomicU64,
-}
-
-impl Series {
-    fn new() -> Series {
-        Series {
-            requests: Default::default(),
-            duration: Histogram::new(LATENCY_BUCKETS),
-            ttft: Histogram::new(LATENCY_BUCKETS),
-            tokens: Default::default(),
-            cost_micros: AtomicU64::new(0),
-        }
-    }
-}
 
 /// How an upstream attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -182,30 +89,257 @@ impl AttemptOutcome {
     }
 }
 
-/// Series by (model, provider) label values.
-type SeriesMap = HashMap<(Arc<str>, Arc<str>), Arc<Series>>;
-
-/// The process's metrics.
-pub struct Metrics {
-    series: RwLock<SeriesMap>,
-    attempts: RwLock<HashMap<Arc<str>, Arc<[AtomicU64; 5]>>>,
-    pub overhead: Histogram,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics {
-            series: RwLock::default(),
-            attempts: RwLock::default(),
-            overhead: Histogram::new(OVERHEAD_BUCKETS),
-        }
-    }
+/// A (model, provider) pair's metrics, resolved from their vectors once.
+pub struct Series {
+    requests: [IntCounter; 5],
+    pub duration: Histogram,
+    pub ttft: Histogram,
+    tokens: [IntCounter; 5],
+    cost_micros: IntCounter,
 }
 
 /// The label of a request's model and provider: configured names, or empty.
 pub struct Labels {
     pub model: Arc<str>,
     pub provider: Arc<str>,
+}
+
+/// A breaker's state, as the `state` label says it (`routing::health::BreakerState`).
+pub type BreakerState = &'static str;
+
+/// What the process counts elsewhere, read when the metrics are scraped.
+pub struct Sampled<'a> {
+    pub in_flight: u64,
+    pub ledger_queue_depth: u64,
+    pub ledger_written: u64,
+    pub ledger_dropped: u64,
+    pub ledger_write_errors: u64,
+    pub ledger_unestimated: u64,
+    pub spans_exported: u64,
+    pub spans_dropped: u64,
+    /// Config reloads applied and refused, and whether the last one was applied (when the
+    /// config came from a file).
+    pub reloads: Option<(u64, u64, bool)>,
+    /// Each deployment's breaker state, and every state there is.
+    pub breakers: Vec<(&'a str, BreakerState)>,
+    pub breaker_states: &'a [BreakerState],
+}
+
+/// Series by (model, provider) label values.
+type SeriesMap = HashMap<(Arc<str>, Arc<str>), Arc<Series>>;
+
+/// The process's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    ttft: HistogramVec,
+    pub overhead: Histogram,
+    tokens: IntCounterVec,
+    cost_micros: IntCounterVec,
+    attempts: IntCounterVec,
+    series: RwLock<SeriesMap>,
+    attempt_series: RwLock<HashMap<Arc<str>, Arc<[IntCounter; 5]>>>,
+    sampled: SampledMetrics,
+    /// One scrape at a time: the sampled counters are set from their sources while it runs.
+    scraping: Mutex<()>,
+}
+
+/// The metrics whose values live elsewhere, set at each scrape.
+struct SampledMetrics {
+    in_flight: IntGauge,
+    ledger_queue_depth: IntGauge,
+    ledger_written: IntCounter,
+    ledger_dropped: IntCounter,
+    ledger_write_errors: IntCounter,
+    ledger_unestimated: IntCounter,
+    spans_exported: IntCounter,
+    spans_dropped: IntCounter,
+    reloads: IntCounterVec,
+    last_reload_ok: IntGaugeVec,
+    breaker_open: IntGaugeVec,
+    breaker_state: IntGaugeVec,
+}
+
+/// Registers `metric` and hands it back (names and labels are constants: a failure here is a
+/// bug, caught by the tests).
+fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("a metric registers once");
+    metric
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    register(
+        r,
+        IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
+}
+
+fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    register(
+        r,
+        IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
+    )
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    register(r, IntCounter::new(name, help).expect("valid metric"))
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    register(r, IntGauge::new(name, help).expect("valid metric"))
+}
+
+fn histogram_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    buckets: &[f64],
+    labels: &[&str],
+) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(buckets.to_vec());
+    register(r, HistogramVec::new(opts, labels).expect("valid metric"))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let r = Registry::new();
+        let pair = &["model", "provider"];
+        let requests = counter_vec(
+            &r,
+            "junction_requests_total",
+            "Chat requests by model, provider and status class.",
+            &["model", "provider", "status_class"],
+        );
+        let duration = histogram_vec(
+            &r,
+            "junction_request_duration_seconds",
+            "Time from the request's arrival to the end of its response.",
+            LATENCY_BUCKETS,
+            pair,
+        );
+        let ttft = histogram_vec(
+            &r,
+            "junction_ttft_seconds",
+            "Time from the request's arrival to the first byte of the answer.",
+            LATENCY_BUCKETS,
+            pair,
+        );
+        let overhead = register(
+            &r,
+            Histogram::with_opts(
+                HistogramOpts::new(
+                    "junction_gateway_overhead_seconds",
+                    "Time spent in the gateway itself: the request's duration less reading its \
+                     body, waiting on upstreams and backing off.",
+                )
+                .buckets(OVERHEAD_BUCKETS.to_vec()),
+            )
+            .expect("valid metric"),
+        );
+        let tokens = counter_vec(
+            &r,
+            "junction_tokens_total",
+            "Tokens accounted, by kind (cached_input and cache_write are part of input, \
+             reasoning of output).",
+            &["model", "provider", "kind"],
+        );
+        let cost_micros = counter_vec(
+            &r,
+            "junction_cost_usd_micros_total",
+            "Cost accounted, in micro-dollars (requests of unknown price add nothing).",
+            pair,
+        );
+        let attempts = counter_vec(
+            &r,
+            "junction_upstream_attempts_total",
+            "Upstream attempts by provider and outcome.",
+            &["provider", "outcome"],
+        );
+        let sampled = SampledMetrics {
+            in_flight: gauge(
+                &r,
+                "junction_in_flight_requests",
+                "Client requests being served.",
+            ),
+            ledger_queue_depth: gauge(
+                &r,
+                "junction_ledger_queue_depth",
+                "Records waiting for the accounting thread.",
+            ),
+            ledger_written: counter(
+                &r,
+                "junction_ledger_records_written_total",
+                "Records written by the accounting thread (ledger and access log).",
+            ),
+            ledger_dropped: counter(
+                &r,
+                "junction_ledger_records_dropped_total",
+                "Records dropped because the queue was full.",
+            ),
+            ledger_write_errors: counter(
+                &r,
+                "junction_ledger_write_errors_total",
+                "Ledger rows lost because the database could not be written.",
+            ),
+            ledger_unestimated: counter(
+                &r,
+                "junction_ledger_unestimated_total",
+                "Records whose body and chunks were let go (queue over its byte budget), so \
+                 their usage could not be estimated.",
+            ),
+            spans_exported: counter(
+                &r,
+                "junction_spans_exported_total",
+                "Spans the OTLP collector took.",
+            ),
+            spans_dropped: counter(
+                &r,
+                "junction_spans_dropped_total",
+                "Spans dropped (queue full or export failed).",
+            ),
+            reloads: counter_vec(
+                &r,
+                "junction_config_reloads_total",
+                "Config reloads by result.",
+                &["result"],
+            ),
+            last_reload_ok: gauge_vec(
+                &r,
+                "junction_config_last_reload_ok",
+                "1 when the last reload was applied (or none was tried).",
+                &[],
+            ),
+            breaker_open: gauge_vec(
+                &r,
+                "junction_deployment_breaker_open",
+                "1 when a deployment's breaker is open or half-open.",
+                &["deployment"],
+            ),
+            breaker_state: gauge_vec(
+                &r,
+                "junction_deployment_breaker_state",
+                "1 for the state each deployment's breaker is in.",
+                &["deployment", "state"],
+            ),
+        };
+        Metrics {
+            registry: r,
+            requests,
+            duration,
+            ttft,
+            overhead,
+            tokens,
+            cost_micros,
+            attempts,
+            series: RwLock::default(),
+            attempt_series: RwLock::default(),
+            sampled,
+            scraping: Mutex::new(()),
+        }
+    }
 }
 
 impl Metrics {
@@ -220,11 +354,21 @@ impl Metrics {
         {
             return s.clone();
         }
+        let pair = [&*labels.model, &*labels.provider];
+        let series = Series {
+            requests: CLASSES
+                .map(|class| self.requests.with_label_values(&[pair[0], pair[1], class])),
+            duration: self.duration.with_label_values(&pair),
+            ttft: self.ttft.with_label_values(&pair),
+            tokens: TOKEN_KINDS
+                .map(|kind| self.tokens.with_label_values(&[pair[0], pair[1], kind])),
+            cost_micros: self.cost_micros.with_label_values(&pair),
+        };
         self.series
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .entry(key)
-            .or_insert_with(|| Arc::new(Series::new()))
+            .or_insert_with(|| Arc::new(series))
             .clone()
     }
 
@@ -239,13 +383,13 @@ impl Metrics {
     ) {
         let s = self.series(labels);
         let class = (status / 100).clamp(1, 5) as usize - 1;
-        s.requests[class].fetch_add(1, Relaxed);
-        s.duration.observe(duration);
+        s.requests[class].inc();
+        s.duration.observe(duration.as_secs_f64());
         if let Some(t) = ttft {
-            s.ttft.observe(t);
+            s.ttft.observe(t.as_secs_f64());
         }
         if let Some(o) = overhead {
-            self.overhead.observe(o);
+            self.overhead.observe(o.as_secs_f64());
         }
     }
 
@@ -260,10 +404,10 @@ impl Metrics {
             usage.reasoning_tokens,
         ];
         for (counter, n) in s.tokens.iter().zip(kinds) {
-            counter.fetch_add(n, Relaxed);
+            counter.inc_by(n);
         }
         if let Some(c) = cost_micros {
-            s.cost_micros.fetch_add(c, Relaxed);
+            s.cost_micros.inc_by(c);
         }
     }
 
@@ -273,156 +417,127 @@ impl Metrics {
             .position(|o| *o == outcome)
             .unwrap_or(0);
         if let Some(c) = self
-            .attempts
+            .attempt_series
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(provider)
         {
-            c[i].fetch_add(1, Relaxed);
+            c[i].inc();
             return;
         }
-        self.attempts
+        let counters = AttemptOutcome::ALL
+            .map(|o| self.attempts.with_label_values(&[&**provider, o.as_str()]));
+        self.attempt_series
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .entry(provider.clone())
-            .or_default()[i]
-            .fetch_add(1, Relaxed);
+            .or_insert_with(|| Arc::new(counters))[i]
+            .inc();
     }
 
-    /// Prometheus text of the request, token, cost and attempt metrics.
-    pub fn render(&self, out: &mut String) {
-        let series = self.series.read().unwrap_or_else(|e| e.into_inner());
-        let mut pairs: Vec<_> = series.iter().collect();
-        pairs.sort_by(|a, b| a.0.cmp(b.0));
-        let labels = |(m, p): &(Arc<str>, Arc<str>)| {
-            format!("model=\"{}\",provider=\"{}\"", escape(m), escape(p))
-        };
-        header(
-            out,
-            "junction_requests_total",
-            "counter",
-            "Chat requests by model, provider and status class.",
-        );
-        for (k, s) in &pairs {
-            for (class, c) in CLASSES.iter().zip(&s.requests) {
-                let n = c.load(Relaxed);
-                if n > 0 {
-                    let _ = writeln!(
-                        out,
-                        "junction_requests_total{{{},status_class=\"{class}\"}} {n}",
-                        labels(k)
-                    );
-                }
+    /// Every metric in Prometheus' text format, the sampled ones set from `sampled` first.
+    pub fn scrape(&self, sampled: &Sampled<'_>) -> Vec<u8> {
+        let _one = self.scraping.lock().unwrap_or_else(|e| e.into_inner());
+        let m = &self.sampled;
+        m.in_flight.set(sampled.in_flight as i64);
+        m.ledger_queue_depth.set(sampled.ledger_queue_depth as i64);
+        for (c, v) in [
+            (&m.ledger_written, sampled.ledger_written),
+            (&m.ledger_dropped, sampled.ledger_dropped),
+            (&m.ledger_write_errors, sampled.ledger_write_errors),
+            (&m.ledger_unestimated, sampled.ledger_unestimated),
+            (&m.spans_exported, sampled.spans_exported),
+            (&m.spans_dropped, sampled.spans_dropped),
+        ] {
+            c.reset();
+            c.inc_by(v);
+        }
+        if let Some((applied, refused, last_ok)) = sampled.reloads {
+            for (result, n) in [("applied", applied), ("refused", refused)] {
+                let c = m.reloads.with_label_values(&[result]);
+                c.reset();
+                c.inc_by(n);
+            }
+            m.last_reload_ok
+                .with_label_values(&[] as &[&str])
+                .set(i64::from(last_ok));
+        }
+        // Deployments removed by a reload leave the lists.
+        m.breaker_open.reset();
+        m.breaker_state.reset();
+        for (id, state) in &sampled.breakers {
+            let open = *state != sampled.breaker_states[0];
+            m.breaker_open.with_label_values(&[id]).set(i64::from(open));
+            for s in sampled.breaker_states {
+                m.breaker_state
+                    .with_label_values(&[id, s])
+                    .set(i64::from(state == s));
             }
         }
-        header(
-            out,
-            "junction_request_duration_seconds",
-            "histogram",
-            "Time from the request's arrival to the end of its response.",
-        );
-        for (k, s) in &pairs {
-            s.duration
-                .render(out, "junction_request_duration_seconds", &labels(k));
-        }
-        header(
-            out,
-            "junction_ttft_seconds",
-            "histogram",
-            "Time from the request's arrival to the first byte of the answer.",
-        );
-        for (k, s) in &pairs {
-            if s.ttft.count() > 0 {
-                s.ttft.render(out, "junction_ttft_seconds", &labels(k));
-            }
-        }
-        header(out, "junction_gateway_overhead_seconds", "histogram", "Time spent in the gateway itself: the request's duration less reading its body, waiting on upstreams and backing off.");
-        self.overhead
-            .render(out, "junction_gateway_overhead_seconds", "");
-        header(out, "junction_tokens_total", "counter", "Tokens accounted, by kind (cached_input and cache_write are part of input, reasoning of output).");
-        for (k, s) in &pairs {
-            for (kind, c) in TOKEN_KINDS.iter().zip(&s.tokens) {
-                let _ = writeln!(
-                    out,
-                    "junction_tokens_total{{{},kind=\"{kind}\"}} {}",
-                    labels(k),
-                    c.load(Relaxed)
-                );
-            }
-        }
-        header(
-            out,
-            "junction_cost_usd_micros_total",
-            "counter",
-            "Cost accounted, in micro-dollars (requests of unknown price add nothing).",
-        );
-        for (k, s) in &pairs {
-            let _ = writeln!(
-                out,
-                "junction_cost_usd_micros_total{{{}}} {}",
-                labels(k),
-                s.cost_micros.load(Relaxed)
-            );
-        }
-        drop(series);
-        header(
-            out,
-            "junction_upstream_attempts_total",
-            "counter",
-            "Upstream attempts by provider and outcome.",
-        );
-        let attempts = self.attempts.read().unwrap_or_else(|e| e.into_inner());
-        let mut providers: Vec<_> = attempts.iter().collect();
-        providers.sort_by(|a, b| a.0.cmp(b.0));
-        for (p, counts) in providers {
-            for (o, c) in AttemptOutcome::ALL.iter().zip(counts.iter()) {
-                let _ = writeln!(
-                    out,
-                    "junction_upstream_attempts_total{{provider=\"{}\",outcome=\"{}\"}} {}",
-                    escape(p),
-                    o.as_str(),
-                    c.load(Relaxed)
-                );
-            }
-        }
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("the text format writes to a Vec");
+        out
     }
-}
-
-pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// A label value escaped for the text format.
-pub fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn histogram_buckets_are_cumulative_and_quantiles_interpolate() {
-        let h = Histogram::new(OVERHEAD_BUCKETS);
-        for us in [5, 20, 20, 40, 2000] {
-            h.observe(Duration::from_micros(us));
+    fn sampled() -> Sampled<'static> {
+        Sampled {
+            in_flight: 3,
+            ledger_queue_depth: 0,
+            ledger_written: 9,
+            ledger_dropped: 0,
+            ledger_write_errors: 0,
+            ledger_unestimated: 0,
+            spans_exported: 0,
+            spans_dropped: 0,
+            reloads: None,
+            breakers: vec![("a/m", "open")],
+            breaker_states: &["closed", "open", "half_open"],
         }
-        let mut out = String::new();
-        h.render(&mut out, "x", "");
-        assert!(out.contains("x_bucket{le=\"0.000005\"} 1\n"), "{out}");
-        assert!(out.contains("x_bucket{le=\"0.00001\"} 1\n"), "{out}");
-        assert!(out.contains("x_bucket{le=\"0.000025\"} 3\n"), "{out}");
-        assert!(out.contains("x_bucket{le=\"0.00005\"} 4\n"), "{out}");
-        assert!(out.contains("x_bucket{le=\"+Inf\"} 5\n"), "{out}");
-        assert!(out.contains("x_count 5\n"));
-        assert!(out.contains("x_sum 0.002085\n"), "{out}");
-        // The median (rank 2.5 of 5) lies in the 10–25 µs bucket.
-        let p50 = h.quantile(0.5).unwrap();
-        assert!((0.000_01..=0.000_025).contains(&p50), "{p50}");
-        assert_eq!(Histogram::new(OVERHEAD_BUCKETS).quantile(0.5), None);
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let m = Metrics::default();
+        for us in [5, 20, 20, 40, 2000] {
+            m.overhead.observe(Duration::from_micros(us).as_secs_f64());
+        }
+        let out = String::from_utf8(m.scrape(&sampled())).unwrap();
+        let name = "junction_gateway_overhead_seconds";
+        assert!(
+            out.contains(&format!("{name}_bucket{{le=\"0.000005\"}} 1\n")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("{name}_bucket{{le=\"0.00001\"}} 1\n")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("{name}_bucket{{le=\"0.000025\"}} 3\n")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("{name}_bucket{{le=\"0.00005\"}} 4\n")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("{name}_bucket{{le=\"+Inf\"}} 5\n")),
+            "{out}"
+        );
+        assert!(out.contains(&format!("{name}_count 5\n")), "{out}");
+        let sum: f64 = out
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}_sum ")))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((sum - 0.002085).abs() < 1e-12, "{sum}");
     }
 
     #[test]
@@ -435,11 +550,44 @@ mod tests {
         m.request(&l, 200, Duration::from_millis(3), None, None);
         m.request(&l, 503, Duration::from_millis(3), None, None);
         m.request(&l, 200, Duration::from_millis(3), None, None);
-        let mut out = String::new();
-        m.render(&mut out);
-        assert!(out.contains(
-            "junction_requests_total{model=\"a\\\"b\",provider=\"p\",status_class=\"2xx\"} 2\n"
-        ));
+        m.attempt(&"p".into(), AttemptOutcome::Failed);
+        let out = String::from_utf8(m.scrape(&sampled())).unwrap();
+        assert!(
+            out.contains(
+                "junction_requests_total{model=\"a\\\"b\",provider=\"p\",status_class=\"2xx\"} 2\n"
+            ),
+            "{out}"
+        );
         assert!(out.contains("status_class=\"5xx\"} 1\n"));
+        assert!(
+            out.contains("junction_upstream_attempts_total{outcome=\"failed\",provider=\"p\"} 1\n")
+        );
+        // The sampled values, and no reload metrics where the config came from no file.
+        assert!(out.contains("junction_in_flight_requests 3\n"));
+        assert!(out.contains("junction_ledger_records_written_total 9\n"));
+        assert!(out.contains("junction_deployment_breaker_open{deployment=\"a/m\"} 1\n"));
+        assert!(out
+            .contains("junction_deployment_breaker_state{deployment=\"a/m\",state=\"open\"} 1\n"));
+        assert!(!out.contains("junction_config_last_reload_ok "));
+        assert!(out.contains("# TYPE junction_ledger_records_written_total counter\n"));
+    }
+
+    #[test]
+    fn a_second_scrape_counts_from_the_sources_not_on_top_of_the_first() {
+        let m = Metrics::default();
+        let mut s = sampled();
+        s.reloads = Some((4, 1, true));
+        let _ = m.scrape(&s);
+        s.ledger_written = 12;
+        s.breakers.clear();
+        let out = String::from_utf8(m.scrape(&s)).unwrap();
+        assert!(
+            out.contains("junction_ledger_records_written_total 12\n"),
+            "{out}"
+        );
+        assert!(out.contains("junction_config_reloads_total{result=\"applied\"} 4\n"));
+        assert!(out.contains("junction_config_last_reload_ok 1\n"));
+        // A deployment gone from the config is gone from the metrics.
+        assert!(!out.contains("deployment=\"a/m\""), "{out}");
     }
 }

@@ -190,86 +190,43 @@ impl Admin {
         }
     }
 
-    /// Prometheus text: requests, tokens, cost, attempts, in-flight requests, the ledger's
-    /// queue, config reloads and deployment breaker states.
+    /// Prometheus text: every metric of `crate::metrics`, with the values that live
+    /// elsewhere (in-flight requests, the ledger's queue, config reloads, breaker states) read
+    /// now.
     fn metrics(&self) -> Vec<u8> {
-        use crate::metrics::header;
-        use std::fmt::Write;
-        use std::sync::atomic::Ordering;
-        let mut out = String::new();
-        self.metrics.render(&mut out);
+        use crate::routing::health::BreakerState;
+        use std::sync::atomic::Ordering::Relaxed;
         let a = &self.accounting;
         let t = &self.tracer;
-        let samples: [(&str, &str, &str, u64); 8] = [
-            ("junction_in_flight_requests", "gauge", "Client requests being served.", self.drain.in_flight() as u64),
-            ("junction_ledger_queue_depth", "gauge", "Records waiting for the accounting thread.", a.depth()),
-            ("junction_ledger_records_written_total", "counter", "Records written by the accounting thread (ledger and access log).", a.written.load(Ordering::Relaxed)),
-            ("junction_ledger_records_dropped_total", "counter", "Records dropped because the queue was full.", a.dropped.load(Ordering::Relaxed)),
-            ("junction_ledger_write_errors_total", "counter", "Ledger rows lost because the database could not be written.", a.write_errors.load(Ordering::Relaxed)),
-            ("junction_ledger_unestimated_total", "counter", "Records whose body and chunks were let go (queue over its byte budget), so their usage could not be estimated.", a.unestimated.load(Ordering::Relaxed)),
-            ("junction_spans_exported_total", "counter", "Spans the OTLP collector took.", t.exported.load(Ordering::Relaxed)),
-            ("junction_spans_dropped_total", "counter", "Spans dropped (queue full or export failed).", t.dropped.load(Ordering::Relaxed)),
-        ];
-        for (name, kind, help, value) in samples {
-            header(&mut out, name, kind, help);
-            let _ = writeln!(out, "{name} {value}");
-        }
-        if let Some(r) = &self.reloader {
-            let _ = writeln!(
-                out,
-                "# HELP junction_config_reloads_total Config reloads by result."
-            );
-            let _ = writeln!(out, "# TYPE junction_config_reloads_total counter");
-            let _ = writeln!(
-                out,
-                "junction_config_reloads_total{{result=\"applied\"}} {}",
-                r.applied.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                out,
-                "junction_config_reloads_total{{result=\"refused\"}} {}",
-                r.refused.load(Ordering::Relaxed)
-            );
-            let last_ok = r.last().is_none_or(|l| l.ok);
-            let _ = writeln!(out, "# HELP junction_config_last_reload_ok 1 when the last reload was applied (or none was tried).");
-            let _ = writeln!(out, "# TYPE junction_config_last_reload_ok gauge");
-            let _ = writeln!(out, "junction_config_last_reload_ok {}", u8::from(last_ok));
-        }
-        let _ = writeln!(out, "# HELP junction_deployment_breaker_open 1 when a deployment's breaker is open or half-open.");
-        let _ = writeln!(out, "# TYPE junction_deployment_breaker_open gauge");
-        let all = self.health.all();
-        for (id, h) in &all {
-            let open = h.state() != crate::routing::health::BreakerState::Closed;
-            let _ = writeln!(
-                out,
-                "junction_deployment_breaker_open{{deployment=\"{}\"}} {}",
-                crate::metrics::escape(id),
-                u8::from(open)
-            );
-        }
-        header(
-            &mut out,
-            "junction_deployment_breaker_state",
-            "gauge",
-            "1 for the state each deployment's breaker is in.",
-        );
-        for (id, h) in &all {
-            let state = h.state();
-            for s in [
-                crate::routing::health::BreakerState::Closed,
-                crate::routing::health::BreakerState::Open,
-                crate::routing::health::BreakerState::HalfOpen,
-            ] {
-                let _ = writeln!(
-                    out,
-                    "junction_deployment_breaker_state{{deployment=\"{}\",state=\"{}\"}} {}",
-                    crate::metrics::escape(id),
-                    s.as_str(),
-                    u8::from(state == s)
-                );
-            }
-        }
-        out.into_bytes()
+        let health = self.health.all();
+        let states = [
+            BreakerState::Closed,
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+        ]
+        .map(BreakerState::as_str);
+        self.metrics.scrape(&crate::metrics::Sampled {
+            in_flight: self.drain.in_flight() as u64,
+            ledger_queue_depth: a.depth(),
+            ledger_written: a.written.load(Relaxed),
+            ledger_dropped: a.dropped.load(Relaxed),
+            ledger_write_errors: a.write_errors.load(Relaxed),
+            ledger_unestimated: a.unestimated.load(Relaxed),
+            spans_exported: t.exported.load(Relaxed),
+            spans_dropped: t.dropped.load(Relaxed),
+            reloads: self.reloader.as_ref().map(|r| {
+                (
+                    r.applied.load(Relaxed),
+                    r.refused.load(Relaxed),
+                    r.last().is_none_or(|l| l.ok),
+                )
+            }),
+            breakers: health
+                .iter()
+                .map(|(id, h)| (&**id, h.state().as_str()))
+                .collect(),
+            breaker_states: &states,
+        })
     }
 
     /// The running config, secrets left out (keys appear by name, provider keys as `*****`).
