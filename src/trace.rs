@@ -5,7 +5,8 @@
 //! `traceparent` with that span as their parent. With `[tracing] otlp_endpoint` set, spans
 //! are exported in OTLP/HTTP JSON to `…/v1/traces` in batches by a background task, with the
 //! OpenTelemetry GenAI semantic-convention attributes (`gen_ai.*`). The request path only
-//! hands a finished span to a bounded queue.
+//! hands a finished span, a plain [`Span`], to a bounded queue; the exporter's task writes
+//! the JSON.
 
 use crate::usage::ledger::Entry;
 use async_trait::async_trait;
@@ -90,10 +91,82 @@ pub fn parse_traceparent(v: &[u8]) -> Option<(u128, u64, u8)> {
     Some((trace, parent, u8::from_str_radix(flags, 16).ok()?))
 }
 
+/// A finished request's span, as the request path hands it on: plain values and shared
+/// names, no JSON (the exporter's task writes it, off the request thread).
+pub struct Span {
+    ctx: Context,
+    start_ns: u64,
+    end_ns: u64,
+    model: Option<std::sync::Arc<str>>,
+    status: u16,
+    attempts: u32,
+    ending: &'static str,
+    deployment: Option<crate::config::Deployment>,
+    /// Input and output tokens.
+    usage: Option<(u64, u64)>,
+    ttft: Option<Duration>,
+    error: Option<crate::error::Code>,
+}
+
+impl Span {
+    /// The span in OTLP JSON, with the GenAI semantic-convention attributes.
+    fn to_otlp(&self) -> Value {
+        let model = self.model.as_deref().unwrap_or("");
+        let mut attrs = vec![
+            attr_str("gen_ai.operation.name", "chat"),
+            attr_str("gen_ai.request.model", model),
+            attr_int("http.response.status_code", self.status as i64),
+            attr_int("junction.attempts", self.attempts as i64),
+            attr_str("junction.ending", self.ending),
+        ];
+        if let Some(d) = &self.deployment {
+            attrs.push(attr_str(
+                "gen_ai.provider.name",
+                match d.provider.kind {
+                    crate::config::ProviderKind::OpenAi => "openai",
+                    crate::config::ProviderKind::Anthropic => "anthropic",
+                    crate::config::ProviderKind::Gemini => "gcp.gemini",
+                },
+            ));
+            attrs.push(attr_str("gen_ai.response.model", &d.upstream_model));
+            attrs.push(attr_str("server.address", &d.provider.upstream.host));
+            attrs.push(attr_int("server.port", d.provider.upstream.port as i64));
+            attrs.push(attr_str("junction.deployment", &d.id));
+        }
+        if let Some((input, output)) = self.usage {
+            attrs.push(attr_int("gen_ai.usage.input_tokens", input as i64));
+            attrs.push(attr_int("gen_ai.usage.output_tokens", output as i64));
+        }
+        if let Some(t) = self.ttft {
+            attrs.push(attr_int("junction.ttft_ms", t.as_millis() as i64));
+        }
+        if let Some(code) = self.error {
+            attrs.push(attr_str("error.type", code.as_str()));
+        }
+        let mut span = json!({
+            "traceId": format!("{:032x}", self.ctx.trace_id),
+            "spanId": format!("{:016x}", self.ctx.span_id),
+            "name": format!("chat {model}"),
+            // SPAN_KIND_SERVER toward the client; upstream calls are its children.
+            "kind": 2,
+            "startTimeUnixNano": self.start_ns.to_string(),
+            "endTimeUnixNano": self.end_ns.to_string(),
+            "attributes": attrs,
+            // Unset, or Error for the gateway's and upstreams' failures (a client's 4xx is
+            // not a server span's error).
+            "status": { "code": if self.status >= 500 { 2 } else { 0 } },
+        });
+        if let Some(p) = self.ctx.parent {
+            span["parentSpanId"] = format!("{p:016x}").into();
+        }
+        span
+    }
+}
+
 /// Hands finished spans to the exporter (when there is one).
 pub struct Tracer {
-    tx: Option<mpsc::Sender<Value>>,
-    rx: Mutex<Option<mpsc::Receiver<Value>>>,
+    tx: Option<mpsc::Sender<Span>>,
+    rx: Mutex<Option<mpsc::Receiver<Span>>>,
     pub exported: AtomicU64,
     pub dropped: AtomicU64,
 }
@@ -114,7 +187,7 @@ impl Tracer {
         }
     }
 
-    /// The request's span, in OTLP JSON, queued for export.
+    /// The request's span, queued for export.
     pub fn span(&self, ctx: &Context, e: &Entry, started: Instant) {
         let Some(tx) = &self.tx else { return };
         // The client's trace said not to record (sampled flag off).
@@ -125,58 +198,19 @@ impl Tracer {
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default();
         let end_ns = now.as_nanos() as u64;
-        let start_ns = end_ns.saturating_sub(started.elapsed().as_nanos() as u64);
-        let model = e.model.as_deref().unwrap_or("");
-        let mut attrs = vec![
-            attr_str("gen_ai.operation.name", "chat"),
-            attr_str("gen_ai.request.model", model),
-            attr_int("http.response.status_code", e.status as i64),
-            attr_int("junction.attempts", e.attempts as i64),
-            attr_str("junction.ending", e.ending.as_str()),
-        ];
-        if let Some(d) = &e.deployment {
-            attrs.push(attr_str(
-                "gen_ai.provider.name",
-                match d.provider.kind {
-                    crate::config::ProviderKind::OpenAi => "openai",
-                    crate::config::ProviderKind::Anthropic => "anthropic",
-                    crate::config::ProviderKind::Gemini => "gcp.gemini",
-                },
-            ));
-            attrs.push(attr_str("gen_ai.response.model", &d.upstream_model));
-            attrs.push(attr_str("server.address", &d.provider.upstream.host));
-            attrs.push(attr_int("server.port", d.provider.upstream.port as i64));
-            attrs.push(attr_str("junction.deployment", &d.id));
-        }
-        if let Some(u) = &e.usage {
-            attrs.push(attr_int("gen_ai.usage.input_tokens", u.input_tokens as i64));
-            attrs.push(attr_int(
-                "gen_ai.usage.output_tokens",
-                u.output_tokens as i64,
-            ));
-        }
-        if let Some(t) = e.ttft {
-            attrs.push(attr_int("junction.ttft_ms", t.as_millis() as i64));
-        }
-        if let Some(code) = e.error {
-            attrs.push(attr_str("error.type", code.as_str()));
-        }
-        let mut span = json!({
-            "traceId": format!("{:032x}", ctx.trace_id),
-            "spanId": format!("{:016x}", ctx.span_id),
-            "name": format!("chat {model}"),
-            // SPAN_KIND_SERVER toward the client; upstream calls are its children.
-            "kind": 2,
-            "startTimeUnixNano": start_ns.to_string(),
-            "endTimeUnixNano": end_ns.to_string(),
-            "attributes": attrs,
-            // Unset, or Error for the gateway's and upstreams' failures (a client's 4xx is
-            // not a server span's error).
-            "status": { "code": if e.status >= 500 { 2 } else { 0 } },
-        });
-        if let Some(p) = ctx.parent {
-            span["parentSpanId"] = format!("{p:016x}").into();
-        }
+        let span = Span {
+            ctx: *ctx,
+            start_ns: end_ns.saturating_sub(started.elapsed().as_nanos() as u64),
+            end_ns,
+            model: e.model.clone(),
+            status: e.status,
+            attempts: e.attempts,
+            ending: e.ending.as_str(),
+            deployment: e.deployment.clone(),
+            usage: e.usage.map(|u| (u.input_tokens, u.output_tokens)),
+            ttft: e.ttft,
+            error: e.error,
+        };
         if tx.try_send(span).is_err() {
             self.dropped.fetch_add(1, Relaxed);
         }
@@ -249,7 +283,8 @@ impl BackgroundService for Exporter {
 
 impl Exporter {
     /// Posts one batch; true when the collector took it.
-    async fn post(&self, spans: Vec<Value>) -> bool {
+    async fn post(&self, spans: Vec<Span>) -> bool {
+        let spans: Vec<Value> = spans.iter().map(Span::to_otlp).collect();
         let body = json!({
             "resourceSpans": [{
                 "resource": { "attributes": [attr_str("service.name", &self.service_name)] },
