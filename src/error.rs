@@ -121,6 +121,8 @@ codes! {
     NoDeploymentAvailable = "no_deployment_available",
     /// The request was still in flight when the runtime stopped under it.
     Interrupted = "interrupted",
+    /// A config file refused by a reload.
+    InvalidConfig = "invalid_config",
     /// The admin API asked for the ledger, which is off.
     LedgerOff = "ledger_off",
     // An upstream's failure, as the gateway saw it.
@@ -161,6 +163,8 @@ pub struct GatewayError {
     pub retry_after: Option<u64>,
     /// The upstream's own error body, passed on unchanged to clients of its protocol.
     pub upstream_body: Option<UpstreamBody>,
+    /// Fields written beside `error` in the body (a refused reload's `problems`).
+    pub extra: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 /// An upstream's error body, by the protocol it is written in.
@@ -181,6 +185,7 @@ impl GatewayError {
             fails_over: false,
             retry_after: None,
             upstream_body: None,
+            extra: None,
         }
     }
 
@@ -268,12 +273,18 @@ impl GatewayError {
         if let Some(UpstreamBody::OpenAi(b)) = &self.upstream_body {
             return b.clone();
         }
-        error_body(
-            self.kind.openai_type(),
-            &self.message,
-            self.param,
-            self.code.map(Code::as_str),
-        )
+        let envelope = Envelope {
+            error: Body {
+                message: &self.message,
+                kind: self.kind.openai_type(),
+                param: self.param,
+                code: self.code.map(Code::as_str),
+            },
+            extra: self.extra.as_deref(),
+        };
+        serde_json::to_vec(&envelope)
+            .unwrap_or_else(|_| b"{\"error\":{}}".to_vec())
+            .into()
     }
 
     /// The same error as one SSE event, for streams that already started.
@@ -299,6 +310,8 @@ impl std::error::Error for GatewayError {}
 #[derive(Serialize)]
 struct Envelope<'a> {
     error: Body<'a>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    extra: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Serialize)]
@@ -319,6 +332,7 @@ pub fn error_body(kind: &str, message: &str, param: Option<&str>, code: Option<&
             param,
             code,
         },
+        extra: None,
     };
     // Serializing plain strings into a Vec cannot fail.
     serde_json::to_vec(&envelope)

@@ -40,6 +40,7 @@ async fn an_invalid_file_is_refused_and_the_old_config_keeps_serving() {
     let (status, v) = env.reload().await;
     assert_eq!(status, 400, "{v}");
     assert_eq!(v["error"]["code"], "invalid_config");
+    assert_eq!(v["reloaded"], false, "{v}");
     let problem = v["problems"][0].as_str().unwrap();
     assert!(problem.contains("unknown field `wrong_key`"), "{problem}");
     assert!(

@@ -99,18 +99,16 @@ impl Admin {
                     Err(e) => {
                         let problems: Vec<String> =
                             e.to_string().lines().map(str::to_string).collect();
-                        let body = serde_json::to_vec(&serde_json::json!({
-                            "reloaded": false,
-                            "error": {
-                                "message": format!("The config was refused; the old one keeps serving. {}", problems.join(" ")),
-                                "type": "invalid_request_error",
-                                "param": null,
-                                "code": "invalid_config",
-                            },
-                            "problems": problems,
-                        }))
-                        .unwrap_or_default();
-                        reply::write_json(session, 400, body.into()).await;
+                        let mut refused = GatewayError::invalid_request(format!(
+                            "The config was refused; the old one keeps serving. {}",
+                            problems.join(" ")
+                        ))
+                        .code(Code::InvalidConfig);
+                        let mut extra = serde_json::Map::new();
+                        extra.insert("reloaded".into(), false.into());
+                        extra.insert("problems".into(), problems.into());
+                        refused.extra = Some(Box::new(extra));
+                        return Err(refused);
                     }
                 }
                 Ok(())
