@@ -41,5 +41,8 @@ fn architecture_names_every_top_level_module() {
             missing.push(named);
         }
     }
-    assert!(missing.is_empty(), "ARCHITECTURE.md does not name {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md does not name {missing:?}"
+    );
 }

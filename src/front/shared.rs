@@ -6,7 +6,7 @@ use crate::usage::{OpenAiUsage, Usage};
 use serde::de::{Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use std::borrow::Cow;
 use std::marker::PhantomData;
 
@@ -33,6 +33,54 @@ pub(crate) fn request_object(body: &[u8]) -> Result<Map<String, Value>, GatewayE
         ));
     };
     Ok(req)
+}
+
+/// A piece of a user (or assistant) message as a door reads it: text, or an image as chat's
+/// `image_url` object.
+pub(crate) enum Piece {
+    Text(String),
+    Image(Value),
+}
+
+impl Piece {
+    /// An image by its URL (a data URL or a link).
+    pub(crate) fn image_url(url: String) -> Piece {
+        Piece::Image(json!({ "url": url }))
+    }
+}
+
+/// A chat message's `content` from its pieces: content parts when it holds an image, else
+/// the texts joined by lines. `None` when there is nothing.
+pub(crate) fn message_content(pieces: Vec<Piece>) -> Option<Value> {
+    if pieces.is_empty() {
+        return None;
+    }
+    if pieces.iter().any(|p| matches!(p, Piece::Image(_))) {
+        let parts = pieces.into_iter().map(|p| match p {
+            Piece::Text(text) => json!({"type": "text", "text": text}),
+            Piece::Image(image) => json!({"type": "image_url", "image_url": image}),
+        });
+        return Some(Value::Array(parts.collect()));
+    }
+    let mut text = String::new();
+    for p in &pieces {
+        if let Piece::Text(t) = p {
+            join_line(&mut text, t);
+        }
+    }
+    Some(Value::String(text))
+}
+
+/// Takes the string field `key` out of `object`; `missing` says what is wrong otherwise.
+pub(crate) fn take_string(
+    object: &mut Map<String, Value>,
+    key: &str,
+    missing: impl FnOnce() -> GatewayError,
+) -> Result<String, GatewayError> {
+    match object.remove(key) {
+        Some(Value::String(s)) => Ok(s),
+        _ => Err(missing()),
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -32,7 +32,8 @@
 
 use super::shared::{
     arguments_object, content_text, error_message, invalid, join_line, json_str, literal,
-    reasoning_text, request_object, text_in, unescaped, usage_of, Chunk, ToolCallDelta,
+    message_content, reasoning_text, request_object, take_string, text_in, unescaped, usage_of,
+    Chunk, Piece, ToolCallDelta,
 };
 use crate::error::{ErrorKind, GatewayError, Printable};
 use crate::stream::translate::{Events, Translated};

@@ -102,11 +102,6 @@ fn system_text(system: Value) -> Result<String, GatewayError> {
 }
 
 /// A piece of a user message.
-enum Piece {
-    Text(String),
-    ImageUrl(String),
-}
-
 fn part_error(i: usize, j: usize, what: impl std::fmt::Display) -> GatewayError {
     invalid(format!("`contents[{i}].parts[{j}]`: {what}"), "contents")
 }
@@ -118,14 +113,9 @@ fn string_in(
     kind: &str,
     key: &str,
 ) -> Result<String, GatewayError> {
-    match o.remove(key) {
-        Some(Value::String(s)) => Ok(s),
-        _ => Err(part_error(
-            i,
-            j,
-            format_args!("`{kind}` needs a string `{key}`."),
-        )),
-    }
+    take_string(o, key, || {
+        part_error(i, j, format_args!("`{kind}` needs a string `{key}`."))
+    })
 }
 
 /// The chat messages for Gemini content `i`.
@@ -230,7 +220,7 @@ fn user_content(
                 ));
             }
             let data = string_in((i, j), &mut data, "inlineData", "data")?;
-            pieces.push(Piece::ImageUrl(format!("data:{mime};base64,{data}")));
+            pieces.push(Piece::image_url(format!("data:{mime};base64,{data}")));
         } else if let Some(file) = p.remove("fileData") {
             let Value::Object(mut file) = file else {
                 return Err(part_error(i, j, "`fileData` must be an object."));
@@ -253,7 +243,7 @@ fn user_content(
                     ),
                 ));
             }
-            pieces.push(Piece::ImageUrl(string_in(
+            pieces.push(Piece::image_url(string_in(
                 (i, j),
                 &mut file,
                 "fileData",
@@ -299,25 +289,9 @@ fn user_content(
             return Err(unsupported_part(i, j, &p));
         }
     }
-    if pieces.is_empty() {
-        return Ok(());
+    if let Some(content) = message_content(pieces) {
+        out.push(json!({"role": "user", "content": content}));
     }
-    let content = if pieces.iter().any(|p| matches!(p, Piece::ImageUrl(_))) {
-        let parts = pieces.into_iter().map(|p| match p {
-            Piece::Text(text) => json!({"type": "text", "text": text}),
-            Piece::ImageUrl(url) => json!({"type": "image_url", "image_url": {"url": url}}),
-        });
-        Value::Array(parts.collect())
-    } else {
-        let mut text = String::new();
-        for p in &pieces {
-            if let Piece::Text(t) = p {
-                join_line(&mut text, t);
-            }
-        }
-        Value::String(text)
-    };
-    out.push(json!({"role": "user", "content": content}));
     Ok(())
 }
 

@@ -33,7 +33,8 @@
 
 use super::shared::{
     arguments_object, content_text, error_message, finish_of, invalid, join_line, json_str,
-    literal, reasoning_text, request_object, text_in, usage_of, Chunk, ToolCallDelta,
+    literal, message_content, reasoning_text, request_object, take_string, text_in, usage_of,
+    Chunk, Piece, ToolCallDelta,
 };
 use crate::error::{ErrorKind, GatewayError, Printable};
 use crate::stream::translate::{Events, Translated};

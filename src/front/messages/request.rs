@@ -170,16 +170,15 @@ fn string_field(
     kind: &str,
     key: &str,
 ) -> Result<String, GatewayError> {
-    match b.remove(key) {
-        Some(Value::String(s)) => Ok(s),
-        _ => Err(invalid(
+    take_string(b, key, || {
+        invalid(
             format!(
                 "`messages[{i}].content`: a `{}` block needs a string `{key}`.",
                 Printable(kind)
             ),
             "messages",
-        )),
-    }
+        )
+    })
 }
 
 fn unsupported_block(i: usize, kind: &str) -> GatewayError {
@@ -193,11 +192,6 @@ fn unsupported_block(i: usize, kind: &str) -> GatewayError {
 }
 
 /// A piece of a user message.
-enum Piece {
-    Text(String),
-    ImageUrl(String),
-}
-
 /// Appends the OpenAI messages for Anthropic message `i`.
 fn push_turn(i: usize, turn: Value, out: &mut Vec<Value>) -> Result<(), GatewayError> {
     let Value::Object(mut turn) = turn else {
@@ -259,7 +253,7 @@ fn user_turn(i: usize, blocks: Vec<Value>, out: &mut Vec<Value>) -> Result<(), G
         let (mut b, kind) = block(i, b)?;
         match kind.as_str() {
             "text" => pieces.push(Piece::Text(string_field(i, &mut b, &kind, "text")?)),
-            "image" => pieces.push(Piece::ImageUrl(image_url(i, &mut b)?)),
+            "image" => pieces.push(Piece::image_url(image_url(i, &mut b)?)),
             "document" => {
                 let text = document_text(&mut b).ok_or_else(|| {
                     invalid(
@@ -273,25 +267,9 @@ fn user_turn(i: usize, blocks: Vec<Value>, out: &mut Vec<Value>) -> Result<(), G
             other => return Err(unsupported_block(i, other)),
         }
     }
-    if pieces.is_empty() {
-        return Ok(());
+    if let Some(content) = message_content(pieces) {
+        out.push(json!({"role": "user", "content": content}));
     }
-    let content = if pieces.iter().any(|p| matches!(p, Piece::ImageUrl(_))) {
-        let parts = pieces.into_iter().map(|p| match p {
-            Piece::Text(text) => json!({"type": "text", "text": text}),
-            Piece::ImageUrl(url) => json!({"type": "image_url", "image_url": {"url": url}}),
-        });
-        Value::Array(parts.collect())
-    } else {
-        let mut text = String::new();
-        for p in &pieces {
-            if let Piece::Text(t) = p {
-                join_line(&mut text, t);
-            }
-        }
-        Value::String(text)
-    };
-    out.push(json!({"role": "user", "content": content}));
     Ok(())
 }
 

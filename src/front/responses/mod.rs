@@ -27,8 +27,8 @@
 //!   Text is copied as raw JSON string literals, never unescaped and escaped again.
 
 use super::shared::{
-    content_text, error_message, finish_of, inside, invalid, join_line, json_str, reasoning_text,
-    request_object, text_in, usage_of, Chunk, ToolCallDelta,
+    content_text, error_message, finish_of, inside, invalid, join_line, json_str, message_content,
+    reasoning_text, request_object, take_string, text_in, usage_of, Chunk, Piece, ToolCallDelta,
 };
 use crate::error::{ErrorKind, GatewayError, Printable};
 use crate::stream::translate::{Events, Translated};

@@ -256,13 +256,12 @@ fn item_string(
     kind: &str,
     key: &str,
 ) -> Result<String, GatewayError> {
-    match item.remove(key) {
-        Some(Value::String(s)) => Ok(s),
-        _ => Err(invalid(
+    take_string(item, key, || {
+        invalid(
             format!("`input[{i}]`: a `{kind}` item needs a string `{key}`."),
             "input",
-        )),
-    }
+        )
+    })
 }
 
 /// The upstream name of a tool the client may have declared in a namespace.
@@ -382,11 +381,6 @@ fn push_call(id: String, name: String, arguments: String, out: &mut Vec<Value>) 
 }
 
 /// A piece of a message.
-enum Piece {
-    Text(String),
-    Image(Value),
-}
-
 fn push_message(
     i: usize,
     mut item: Map<String, Value>,
@@ -476,23 +470,11 @@ fn push_message(
             None => return Err(bad("every content part needs a string `type`.")),
         }
     }
-    let content = if pieces.iter().any(|p| matches!(p, Piece::Image(_))) {
-        let parts = pieces.into_iter().map(|p| match p {
-            Piece::Text(text) => json!({"type": "text", "text": text}),
-            Piece::Image(image) => json!({"type": "image_url", "image_url": image}),
-        });
-        Value::Array(parts.collect())
-    } else {
-        let mut text = String::new();
-        for p in &pieces {
-            if let Piece::Text(t) = p {
-                join_line(&mut text, t);
-            }
-        }
-        if role == "assistant" && text.is_empty() {
-            return Ok(());
-        }
-        Value::String(text)
+    let content = match message_content(pieces) {
+        Some(Value::String(text)) if role == "assistant" && text.is_empty() => return Ok(()),
+        Some(content) => content,
+        None if role == "assistant" => return Ok(()),
+        None => Value::String(String::new()),
     };
     out.push(json!({"role": role, "content": content}));
     Ok(())
