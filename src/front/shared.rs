@@ -71,6 +71,41 @@ pub(crate) fn message_content(pieces: Vec<Piece>) -> Option<Value> {
     Some(Value::String(text))
 }
 
+/// An assistant chat message from its text and tool calls; `None` when it holds neither.
+pub(crate) fn assistant_message(text: String, calls: Vec<Value>) -> Option<Value> {
+    if text.is_empty() && calls.is_empty() {
+        return None;
+    }
+    let mut m = Map::new();
+    m.insert("role".into(), "assistant".into());
+    let content = if text.is_empty() {
+        Value::Null
+    } else {
+        text.into()
+    };
+    m.insert("content".into(), content);
+    if !calls.is_empty() {
+        m.insert("tool_calls".into(), Value::Array(calls));
+    }
+    Some(Value::Object(m))
+}
+
+/// A request's `tools`, each an object: empty when there are none.
+pub(crate) fn tool_objects(v: Option<Value>) -> Result<Vec<Map<String, Value>>, GatewayError> {
+    let tools = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(tools)) => tools,
+        Some(_) => return Err(invalid("`tools` must be an array.", "tools")),
+    };
+    tools
+        .into_iter()
+        .map(|tool| match tool {
+            Value::Object(t) => Ok(t),
+            _ => Err(invalid("Every tool must be an object.", "tools")),
+        })
+        .collect()
+}
+
 /// Takes the string field `key` out of `object`; `missing` says what is wrong otherwise.
 pub(crate) fn take_string(
     object: &mut Map<String, Value>,

@@ -31,9 +31,9 @@
 //!   chunk). No `thoughtSignature` is ever sent: no Gemini backend signed these answers.
 
 use super::shared::{
-    arguments_object, content_text, error_message, invalid, join_line, json_str, literal,
-    message_content, reasoning_text, request_object, take_string, text_in, unescaped, usage_of,
-    Chunk, Piece, ToolCallDelta,
+    arguments_object, assistant_message, content_text, error_message, invalid, join_line, json_str,
+    literal, message_content, reasoning_text, request_object, take_string, text_in, tool_objects,
+    unescaped, usage_of, Chunk, Piece, ToolCallDelta,
 };
 use crate::error::{ErrorKind, GatewayError, Printable};
 use crate::stream::translate::{Events, Translated};

@@ -369,21 +369,7 @@ fn model_content(
             return Err(unsupported_part(i, j, &p));
         }
     }
-    if text.is_empty() && calls.is_empty() {
-        return Ok(());
-    }
-    let mut m = Map::new();
-    m.insert("role".into(), "assistant".into());
-    let content = if text.is_empty() {
-        Value::Null
-    } else {
-        text.into()
-    };
-    m.insert("content".into(), content);
-    if !calls.is_empty() {
-        m.insert("tool_calls".into(), Value::Array(calls));
-    }
-    out.push(Value::Object(m));
+    out.extend(assistant_message(text, calls));
     Ok(())
 }
 
@@ -427,16 +413,8 @@ pub fn json_schema(v: Value) -> Value {
 
 /// The function declarations as chat function tools; other Gemini tools go to `dropped`.
 fn tools(v: Option<Value>, dropped: &mut Vec<String>) -> Result<Vec<Value>, GatewayError> {
-    let tools = match v {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(tools)) => tools,
-        Some(_) => return Err(invalid("`tools` must be an array.", "tools")),
-    };
     let mut out = Vec::new();
-    for tool in tools {
-        let Value::Object(tool) = tool else {
-            return Err(invalid("Every tool must be an object.", "tools"));
-        };
+    for tool in tool_objects(v)? {
         for (kind, v) in tool {
             if kind != "functionDeclarations" && kind != "function_declarations" {
                 dropped.push(kind);

@@ -32,9 +32,9 @@
 //!   for a call closed that way (only a broken upstream sends them) are dropped, with a warning.
 
 use super::shared::{
-    arguments_object, content_text, error_message, finish_of, invalid, join_line, json_str,
-    literal, message_content, reasoning_text, request_object, take_string, text_in, usage_of,
-    Chunk, Piece, ToolCallDelta,
+    arguments_object, assistant_message, content_text, error_message, finish_of, invalid,
+    join_line, json_str, literal, message_content, reasoning_text, request_object, take_string,
+    text_in, tool_objects, usage_of, Chunk, Piece, ToolCallDelta,
 };
 use crate::error::{ErrorKind, GatewayError, Printable};
 use crate::stream::translate::{Events, Translated};

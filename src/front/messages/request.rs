@@ -367,36 +367,15 @@ fn assistant_turn(i: usize, blocks: Vec<Value>, out: &mut Vec<Value>) -> Result<
             other => return Err(unsupported_block(i, other)),
         }
     }
-    if text.is_empty() && calls.is_empty() {
-        return Ok(());
-    }
-    let mut m = Map::new();
-    m.insert("role".into(), "assistant".into());
-    let content = if text.is_empty() {
-        Value::Null
-    } else {
-        text.into()
-    };
-    m.insert("content".into(), content);
-    if !calls.is_empty() {
-        m.insert("tool_calls".into(), Value::Array(calls));
-    }
-    out.push(Value::Object(m));
+    out.extend(assistant_message(text, calls));
     Ok(())
 }
 
 /// The client tools as OpenAI function tools; server tools go to `dropped`.
 fn tools(v: Option<Value>, dropped: &mut Vec<String>) -> Result<Vec<Value>, GatewayError> {
-    let tools = match v {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(tools)) => tools,
-        Some(_) => return Err(invalid("`tools` must be an array.", "tools")),
-    };
+    let tools = tool_objects(v)?;
     let mut out = Vec::with_capacity(tools.len());
-    for tool in tools {
-        let Value::Object(mut t) = tool else {
-            return Err(invalid("Every tool must be an object.", "tools"));
-        };
+    for mut t in tools {
         let name = match t.remove("name") {
             Some(Value::String(name)) => Some(name),
             _ => None,

@@ -28,7 +28,8 @@
 
 use super::shared::{
     content_text, error_message, finish_of, inside, invalid, join_line, json_str, message_content,
-    reasoning_text, request_object, take_string, text_in, usage_of, Chunk, Piece, ToolCallDelta,
+    reasoning_text, request_object, take_string, text_in, tool_objects, usage_of, Chunk, Piece,
+    ToolCallDelta,
 };
 use crate::error::{ErrorKind, GatewayError, Printable};
 use crate::stream::translate::{Events, Translated};

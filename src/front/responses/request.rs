@@ -493,16 +493,9 @@ fn tools(
     renamed: &mut Vec<Renamed>,
     echo: &mut Vec<Value>,
 ) -> Result<Vec<Value>, GatewayError> {
-    let tools = match v {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(tools)) => tools,
-        Some(_) => return Err(invalid("`tools` must be an array.", "tools")),
-    };
+    let tools = tool_objects(v)?;
     let mut out = Vec::with_capacity(tools.len());
-    for tool in tools {
-        let Value::Object(mut t) = tool else {
-            return Err(invalid("Every tool must be an object.", "tools"));
-        };
+    for mut t in tools {
         match t.get("type").and_then(Value::as_str) {
             Some("function" | "custom") => out.push(chat_tool(&t, None, renamed)?),
             Some("namespace") => {
