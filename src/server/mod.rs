@@ -1,7 +1,7 @@
 //! Wiring: Pingora `Server` and listening services for the gateway, its admin listener and background services.
 //! No request logic lives here.
 
-pub mod watch;
+pub mod triggers;
 
 use crate::admin;
 use crate::net::{drain, listener};
@@ -73,7 +73,7 @@ pub struct GatewayServices {
     pub accounting: Arc<crate::usage::ledger::Accounting>,
     /// Reloads on file change and SIGHUP (when the config came from a file).
     pub reload:
-        Option<pingora_core::services::background::GenBackgroundService<watch::ReloadTriggers>>,
+        Option<pingora_core::services::background::GenBackgroundService<triggers::ReloadTriggers>>,
     pub admin: Option<Service<admin::Admin>>,
     pub checks: pingora_core::services::background::GenBackgroundService<
         crate::routing::checks::HealthChecks,
@@ -138,7 +138,7 @@ pub fn gateway_services(
     let reload = reloader.map(|reloader| {
         pingora_core::services::background::background_service(
             "config reload",
-            watch::ReloadTriggers { reloader },
+            triggers::ReloadTriggers { reloader },
         )
     });
     let exporter = snapshot.tracing.otlp_endpoint.as_ref().and_then(|e| {
