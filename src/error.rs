@@ -159,6 +159,9 @@ pub struct GatewayError {
     /// The failure is the deployment's, not the request's: another deployment may serve the
     /// request (set where the error is made; the configured retry statuses move on too).
     pub fails_over: bool,
+    /// Trying the same deployment again may help (a transient failure); false where it
+    /// cannot (the gateway's own key was refused): the request moves on at once.
+    pub retries_help: bool,
     /// Seconds, passed on as `Retry-After`.
     pub retry_after: Option<u64>,
     /// The upstream's own error body, passed on unchanged to clients of its protocol.
@@ -183,6 +186,7 @@ impl GatewayError {
             param: None,
             code: None,
             fails_over: false,
+            retries_help: true,
             retry_after: None,
             upstream_body: None,
             extra: None,
@@ -197,6 +201,12 @@ impl GatewayError {
     /// Marks the failure as the deployment's: another may serve the request.
     pub fn fails_over(mut self) -> Self {
         self.fails_over = true;
+        self
+    }
+
+    /// Marks the failure as one the same deployment would repeat: no retry there.
+    pub fn not_retried(mut self) -> Self {
+        self.retries_help = false;
         self
     }
 

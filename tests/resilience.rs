@@ -70,6 +70,7 @@ base_url = "http://{b}/v1"
         ("slow-start", r#"{ "x-mock-ttft-ms" = "3000" }"#),
         ("cut", r#"{ "x-mock-cut-after" = "5" }"#),
         ("broken", r#"{ "x-mock-status" = "500" }"#),
+        ("refused-key", r#"{ "x-mock-status" = "401" }"#),
     ] {
         c += &format!(
             r#"
@@ -363,6 +364,17 @@ async fn a_stream_cut_after_five_chunks_ends_with_an_error_event_and_no_failover
     assert_eq!(last["error"]["code"], "upstream_stream_cut");
     // The first byte had gone to the client: B was not asked.
     assert_eq!(env.requests_at(&env.b).await, 0);
+}
+
+#[tokio::test]
+async fn a_refused_provider_key_moves_on_without_a_retry_on_the_same_deployment() {
+    let env = env();
+    let (status, body) = env.ask("refused-key", false).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(served_by(&body), "model-b");
+    // retries_per_deployment = 1, but the same key would be refused again: one try at A.
+    assert_eq!(env.requests_at(&env.a).await, 1);
+    assert_eq!(env.requests_at(&env.b).await, 1);
 }
 
 #[tokio::test]

@@ -141,6 +141,7 @@ pub async fn run(
                     if !tried.contains(&&**id) {
                         tried.push(id);
                     }
+                    let retries_help = error.retries_help;
                     last_error = Some(error);
                     if failure == Failure::RateLimited {
                         let wait = retry_after.unwrap_or(Duration::from_secs(1));
@@ -149,7 +150,7 @@ pub async fn run(
                         continue 'candidates;
                     }
                     all_rate_limited = false;
-                    if tries >= settings.retries_per_deployment {
+                    if tries >= settings.retries_per_deployment || !retries_help {
                         continue 'candidates;
                     }
                     tries += 1;

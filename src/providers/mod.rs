@@ -12,6 +12,7 @@ use crate::error::{Code, ErrorKind, GatewayError};
 
 /// The gateway's own key for a provider was refused: the client's key was fine, so this is
 /// the gateway's failure (502), never the provider's message (it may quote part of the key).
+/// Another deployment may serve the request; this one would refuse the key again.
 pub fn credentials_refused(provider: &str, status: u16) -> GatewayError {
     GatewayError::new(
         ErrorKind::BadGateway,
@@ -19,6 +20,7 @@ pub fn credentials_refused(provider: &str, status: u16) -> GatewayError {
     )
     .code(Code::UpstreamAuthFailed)
     .fails_over()
+    .not_retried()
 }
 
 /// A provider's error type as an error [`Code`].

@@ -279,6 +279,7 @@ fn error_bodies_map_to_statuses_the_client_can_act_on() {
     assert_eq!(e.status(), 502);
     assert_eq!(e.code, Some(Code::UpstreamAuthFailed));
     assert!(e.fails_over, "a refused key moves on to another deployment");
+    assert!(!e.retries_help, "and is not tried again on the same one");
     assert!(!e.message.contains("API key not valid"));
     let e = map_error(
         "gem",
