@@ -116,7 +116,9 @@ pub(super) fn arguments_of(call: &GFunctionCall<'_>) -> String {
     }
 }
 
-/// Makes tool call ids (`call_` + 24 hex digits); seeded in tests.
+/// Makes the ids Gemini does not send: tool call ids (`call_` + 24 hex digits) and, for an
+/// answer without a `responseId`, the completion's (`chatcmpl-` + 24 hex digits); seeded in
+/// tests.
 pub struct CallIds(fastrand::Rng);
 
 impl CallIds {
@@ -130,6 +132,15 @@ impl CallIds {
 
     pub(super) fn next(&mut self) -> String {
         format!("call_{:016x}{:08x}", self.0.u64(..), self.0.u32(..))
+    }
+
+    /// The completion's id: `chatcmpl-` and Gemini's `responseId`, or a new one when it sent
+    /// none (each answer has its own, as OpenAI's do).
+    pub(super) fn completion_id(&mut self, response_id: Option<&str>) -> String {
+        match response_id.filter(|id| !id.is_empty()) {
+            Some(id) => format!("chatcmpl-{id}"),
+            None => format!("chatcmpl-{:016x}{:08x}", self.0.u64(..), self.0.u32(..)),
+        }
     }
 }
 
@@ -207,7 +218,7 @@ pub fn translate_response(
     let mut usage_json = Vec::new();
     chunk::write_usage(&mut usage_json, &usage);
     let out = json!({
-        "id": format!("chatcmpl-{}", r.response_id.as_deref().unwrap_or("gemini")),
+        "id": ids.completion_id(r.response_id.as_deref()),
         "object": "chat.completion",
         "created": created,
         "model": r.model_version.as_deref().unwrap_or(upstream_model),

@@ -37,9 +37,11 @@ impl StreamTranslator {
 
 impl State {
     fn writer(&mut self) -> &ChunkWriter {
-        let (created, model) = (self.created, &self.upstream_model);
-        self.writer
-            .get_or_insert_with(|| ChunkWriter::new("chatcmpl-gemini", model, created))
+        if self.writer.is_none() {
+            let id = self.ids.completion_id(None);
+            self.writer = Some(ChunkWriter::new(&id, &self.upstream_model, self.created));
+        }
+        self.writer.as_ref().expect("set above")
     }
 }
 
@@ -85,7 +87,7 @@ impl translate::Events for State {
             return true;
         }
         if self.writer.is_none() {
-            let id = format!("chatcmpl-{}", r.response_id.as_deref().unwrap_or("gemini"));
+            let id = self.ids.completion_id(r.response_id.as_deref());
             let model = r
                 .model_version
                 .as_deref()

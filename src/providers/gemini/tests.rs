@@ -315,3 +315,25 @@ fn a_passed_through_stream_is_unchanged_and_reads_the_translators_usage() {
         assert!(pass.done(), "{name}");
     }
 }
+
+#[test]
+fn an_answer_without_a_response_id_gets_an_id_of_its_own() {
+    let capture = fixture("gemini_generate_content.json");
+    assert!(!String::from_utf8_lossy(&capture).contains("responseId"));
+    let id = |body: &[u8]| {
+        let (json, _) = translate_response(body, "g", CREATED, &mut CallIds::new()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        v["id"].as_str().unwrap().to_string()
+    };
+    let (a, b) = (id(&capture), id(&capture));
+    assert!(
+        a.starts_with("chatcmpl-") && a.len() == "chatcmpl-".len() + 24,
+        "{a}"
+    );
+    assert_ne!(a, b, "two answers, two ids");
+    // Gemini's own id is kept when it sends one.
+    let with_id = fixture("gemini_generate_content_gemini3.json");
+    let v: serde_json::Value = serde_json::from_slice(&with_id).unwrap();
+    let response_id = v["responseId"].as_str().unwrap();
+    assert_eq!(id(&with_id), format!("chatcmpl-{response_id}"));
+}
