@@ -154,7 +154,7 @@ impl fmt::Display for Code {
 pub struct GatewayError {
     pub kind: ErrorKind,
     pub message: String,
-    pub param: Option<&'static str>,
+    pub param: Option<std::borrow::Cow<'static, str>>,
     pub code: Option<Code>,
     /// The failure is the deployment's, not the request's: another deployment may serve the
     /// request (set where the error is made; the configured retry statuses move on too).
@@ -210,8 +210,8 @@ impl GatewayError {
         self
     }
 
-    pub fn param(mut self, param: &'static str) -> Self {
-        self.param = Some(param);
+    pub fn param(mut self, param: impl Into<std::borrow::Cow<'static, str>>) -> Self {
+        self.param = Some(param.into());
         self
     }
 
@@ -287,7 +287,7 @@ impl GatewayError {
             error: Body {
                 message: &self.message,
                 kind: self.kind.openai_type(),
-                param: self.param,
+                param: self.param.as_deref(),
                 code: self.code.map(Code::as_str),
             },
             extra: self.extra.as_deref(),

@@ -20,16 +20,20 @@ impl Unsupported {
     pub fn apply(
         self,
         provider_kind: &str,
-        param: &'static str,
+        param: impl Into<std::borrow::Cow<'static, str>>,
         why: &str,
     ) -> Result<(), GatewayError> {
         match self {
             Unsupported::Drop => Ok(()),
-            Unsupported::Reject => Err(GatewayError::invalid_request(format!(
-                "`{param}` is not supported by {provider_kind} models: {why}. Set `unsupported_params = \"drop\"` on the provider to leave such parameters out instead."
-            ))
-            .param(param)
-            .code(Code::UnsupportedParameter)),
+            Unsupported::Reject => {
+                let param = param.into();
+                Err(GatewayError::invalid_request(format!(
+                    "`{}` is not supported by {provider_kind} models: {why}. Set `unsupported_params = \"drop\"` on the provider to leave such parameters out instead.",
+                    crate::error::Printable(&param)
+                ))
+                .param(param)
+                .code(Code::UnsupportedParameter))
+            }
         }
     }
 }
@@ -139,38 +143,35 @@ impl ChatRequest {
 
     /// Fields this gateway knows no provider-neutral meaning for, other than those it handles:
     /// each goes through the policy. Values that ask for nothing (null, false, 0, 1 choice)
-    /// are accepted everywhere.
+    /// are accepted everywhere, and so are fields that only hint (caching keys, safety and
+    /// user identifiers, metadata): they change no answer, so they never fail a request, and
+    /// are used where they mean something (`prompt_cache_key` drives deployment affinity) and
+    /// left out where they do not. Only parameters that change the answer meet the policy.
     pub fn check_common(&self, kind: &str, policy: Unsupported) -> Result<(), GatewayError> {
-        const IGNORED: &[&str] = &["store", "metadata", "service_tier", "stream_options"];
+        /// Hints, and fields the gateway handles itself.
+        const IGNORED: &[&str] = &[
+            "store",
+            "metadata",
+            "service_tier",
+            "stream_options",
+            "prompt_cache_key",
+            "prompt_cache_retention",
+            "safety_identifier",
+        ];
         for (k, v) in &self.other {
             if IGNORED.contains(&k.as_str()) || is_neutral(v) {
                 continue;
             }
-            let name: &'static str = match k.as_str() {
-                "logit_bias" => "logit_bias",
-                "logprobs" => "logprobs",
-                "top_logprobs" => "top_logprobs",
-                "audio" => "audio",
+            let why = match k.as_str() {
                 "modalities" if v == &serde_json::json!(["text"]) => continue,
-                "modalities" => "modalities",
-                "prediction" => "prediction",
-                "web_search_options" => "web_search_options",
-                "functions" => "functions",
-                "function_call" => "function_call",
-                _ => {
-                    // Unknown to OpenAI as well: likely a vendor extension. Same policy.
-                    policy.apply(
-                        kind,
-                        "(unknown field)",
-                        &format!(
-                            "the field `{}` has no equivalent",
-                            crate::error::Printable(k)
-                        ),
-                    )?;
-                    continue;
+                "logit_bias" | "logprobs" | "top_logprobs" | "audio" | "modalities"
+                | "prediction" | "web_search_options" | "functions" | "function_call" => {
+                    "it has no equivalent".to_string()
                 }
+                // Unknown to OpenAI as well: likely a vendor extension. Same policy.
+                _ => "the field is not an OpenAI chat completion parameter".to_string(),
             };
-            policy.apply(kind, name, "it has no equivalent")?;
+            policy.apply(kind, k.clone(), &why)?;
         }
         Ok(())
     }

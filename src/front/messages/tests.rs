@@ -880,7 +880,7 @@ fn bad_requests_are_400s_that_say_why() {
         let e = request_to_chat(body.as_bytes()).unwrap_err();
         let shown = &body[..body.len().min(80)];
         assert_eq!(e.status(), 400, "{shown}");
-        assert_eq!(e.param, param, "{shown}");
+        assert_eq!(e.param.as_deref(), param, "{shown}");
         assert!(e.message.contains(says), "{shown}: {}", e.message);
         assert!(e.message.len() < 400, "{shown}: message too long");
     }
@@ -1015,7 +1015,7 @@ fn peek_reads_model_and_stream_and_refuses_the_rest() {
     let p = peek(br#"{"model":"m","messages":[]}"#).unwrap();
     assert_eq!((p.model.as_str(), p.stream, p.session), ("m", false, None));
     let e = peek(br#"{"messages":[]}"#).unwrap_err();
-    assert_eq!((e.status(), e.param), (400, Some("model")));
+    assert_eq!((e.status(), e.param.as_deref()), (400, Some("model")));
     assert_eq!(peek(b"{not json").unwrap_err().status(), 400);
 }
 

@@ -993,7 +993,7 @@ fn consecutive_calls_merge_and_text_after_calls_does_not() {
 #[test]
 fn stateful_and_unsupported_requests_are_refused() {
     let e = refused(br#"{"model":"m","input":"x","previous_response_id":"resp_1"}"#);
-    assert_eq!(e.param, Some("previous_response_id"));
+    assert_eq!(e.param.as_deref(), Some("previous_response_id"));
     assert!(
         e.message.contains("previous_response_id is not supported"),
         "{}",
@@ -1001,14 +1001,14 @@ fn stateful_and_unsupported_requests_are_refused() {
     );
     assert!(e.message.contains("store: false"));
     let e = refused(br#"{"model":"m","input":"x","conversation":"conv_1"}"#);
-    assert_eq!(e.param, Some("conversation"));
+    assert_eq!(e.param.as_deref(), Some("conversation"));
     let e = refused(br#"{"model":"m","input":[{"type":"item_reference","id":"msg_1"}]}"#);
     assert!(e.message.contains("item_reference"), "{}", e.message);
-    assert_eq!(e.param, Some("input"));
+    assert_eq!(e.param.as_deref(), Some("input"));
     let e = refused(br#"{"model":"m","input":[{"id":"msg_1"}]}"#);
     assert!(e.message.contains("item_reference"), "{}", e.message);
     let e = refused(br#"{"model":"m","input":"x","background":true}"#);
-    assert_eq!(e.param, Some("background"));
+    assert_eq!(e.param.as_deref(), Some("background"));
     let e = refused(br#"{"model":"m","input":[{"type":"web_search_call","id":"ws_1"}]}"#);
     assert!(e.message.contains("`web_search_call`"), "{}", e.message);
     let e = refused(br#"{"model":"m","input":[{"role":"user","content":[{"type":"input_image","file_id":"file_1"}]}]}"#);
@@ -1022,20 +1022,20 @@ fn malformed_requests_are_refused_naming_the_field() {
     let e = refused(b"{not json");
     assert_eq!(e.code, Some(Code::InvalidJson));
     let e = refused(br#"{"input":"x"}"#);
-    assert_eq!(e.param, Some("model"));
+    assert_eq!(e.param.as_deref(), Some("model"));
     assert!(e.message.contains("model"));
     let e = refused(br#"{"model":"m"}"#);
-    assert_eq!(e.param, Some("input"));
+    assert_eq!(e.param.as_deref(), Some("input"));
     let e = refused(br#"{"model":"m","input":[]}"#);
-    assert_eq!(e.param, Some("input"));
+    assert_eq!(e.param.as_deref(), Some("input"));
     let e = refused(br#"{"model":"m","input":42}"#);
-    assert_eq!(e.param, Some("input"));
+    assert_eq!(e.param.as_deref(), Some("input"));
     let e = refused(br#"{"model":"m","input":"x","max_output_tokens":-1}"#);
-    assert_eq!(e.param, Some("max_output_tokens"));
+    assert_eq!(e.param.as_deref(), Some("max_output_tokens"));
     let e = refused(br#"{"model":"m","input":"x","temperature":"hot"}"#);
-    assert_eq!(e.param, Some("temperature"));
+    assert_eq!(e.param.as_deref(), Some("temperature"));
     let e = refused(br#"{"model":"m","input":"x","tools":{}}"#);
-    assert_eq!(e.param, Some("tools"));
+    assert_eq!(e.param.as_deref(), Some("tools"));
     let e = refused(br#"{"model":"m","input":[{"role":"tool","content":"x"}]}"#);
     assert!(e.message.contains("role"), "{}", e.message);
     let e = refused(br#"{"model":"m","input":[{"type":"function_call","name":"f"}]}"#);

@@ -253,7 +253,7 @@ fn max_tokens_defaults_and_reasoning_effort_sets_a_thinking_budget() {
     let v = translate(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "high", "max_tokens": 5000})).unwrap();
     assert_eq!(v["thinking"]["budget_tokens"], 4999);
     let e = translate(serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "low", "max_tokens": 500})).unwrap_err();
-    assert_eq!(e.param, Some("reasoning_effort"));
+    assert_eq!(e.param.as_deref(), Some("reasoning_effort"));
 }
 
 #[test]
@@ -279,13 +279,37 @@ fn response_format_becomes_a_forced_tool_and_comes_back_as_content() {
 }
 
 #[test]
+fn hints_never_fail_a_request_and_an_unknown_field_is_named() {
+    // What Codex sends on every turn, under the default policy (reject).
+    let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"prompt_cache_key":"019a-session","prompt_cache_retention":"24h","safety_identifier":"u-1","metadata":{"a":"b"},"store":false}"#;
+    let req = ChatRequest::parse(body).unwrap();
+    let (out, _) = translate_request(&req, "c", &opts(), false).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    for hint in [
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "safety_identifier",
+    ] {
+        assert!(
+            v.get(hint).is_none(),
+            "{hint} is left out of the Anthropic request"
+        );
+    }
+    // A field that changes the answer, unknown to OpenAI too: refused, and named.
+    let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"top_k":5}"#;
+    let e = translate_request(&ChatRequest::parse(body).unwrap(), "c", &opts(), false).unwrap_err();
+    assert_eq!(e.param.as_deref(), Some("top_k"));
+    assert!(e.message.contains("`top_k`"), "{}", e.message);
+}
+
+#[test]
 fn unsupported_parameters_follow_the_policy() {
     let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"n":2,"logit_bias":{"1":2},"seed":3}"#;
     let req = ChatRequest::parse(body).unwrap();
     let e = translate_request(&req, "c", &opts(), false).unwrap_err();
     assert_eq!(e.status(), 400);
     assert_eq!(e.code, Some(Code::UnsupportedParameter));
-    assert_eq!(e.param, Some("logit_bias"));
+    assert_eq!(e.param.as_deref(), Some("logit_bias"));
     let drop = Options {
         unsupported: Unsupported::Drop,
         ..opts()

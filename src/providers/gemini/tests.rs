@@ -243,7 +243,7 @@ fn a_tool_result_without_its_call_is_400_and_n_cannot_stream() {
         true,
     )
     .unwrap_err();
-    assert_eq!(e.param, Some("n"));
+    assert_eq!(e.param.as_deref(), Some("n"));
     let v = translate(
         serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 2}),
         false,
