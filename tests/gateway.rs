@@ -406,6 +406,58 @@ async fn models_list_and_use_follow_the_key() {
 }
 
 #[tokio::test]
+async fn one_model_and_googles_list_follow_the_key_too() {
+    let env = env();
+    let get = |path: &str, key: &'static str, google: bool| {
+        let req = env.http.get(env.gw.url(path));
+        let req = if google {
+            req.header("x-goog-api-key", key)
+        } else {
+            req.bearer_auth(key)
+        };
+        async move {
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    // The shared list carries Gemini's `models` beside OpenAI's `data`.
+    let (_, v) = get("/v1/models", LIMITED_KEY, false).await;
+    assert_eq!(v["models"][0]["name"], "models/m-plain");
+    assert_eq!(v["models"].as_array().unwrap().len(), 1);
+    // One model, read by every client's fields.
+    let (status, v) = get("/v1/models/m-plain", LIMITED_KEY, false).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (&v["id"], &v["object"]),
+        (&"m-plain".into(), &"model".into())
+    );
+    assert_eq!(v["name"], "models/m-plain");
+    // A model the key may not use does not exist for it: in OpenAI's format, or in Google's
+    // for a client that sent Google's key header.
+    let (status, v) = get("/v1/models/m-echo", LIMITED_KEY, false).await;
+    assert_eq!(
+        (status, &v["error"]["code"]),
+        (404, &"model_not_found".into())
+    );
+    let (status, v) = get("/v1/models/m-echo", LIMITED_KEY, true).await;
+    assert_eq!((status, &v["error"]["status"]), (404, &"NOT_FOUND".into()));
+    // Google's own list and model.
+    let (status, v) = get("/v1beta/models", ALL_KEY, true).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["models"].as_array().unwrap().len(), 11);
+    assert!(v.get("data").is_none());
+    let (status, v) = get("/v1beta/models/models/m-plain", LIMITED_KEY, true).await;
+    assert_eq!((status, &v["name"]), (200, &"models/m-plain".into()));
+    assert_eq!(
+        v["supportedGenerationMethods"],
+        serde_json::json!(["generateContent", "streamGenerateContent", "countTokens"])
+    );
+    let (status, v) = get("/v1beta/models/m-echo", LIMITED_KEY, true).await;
+    assert_eq!((status, &v["error"]["code"]), (404, &404.into()));
+}
+
+#[tokio::test]
 async fn provider_slash_model_routes_to_that_provider() {
     let env = env();
     let (status, _, text) = env.chat(chat_body("echo/some-new-model", false)).await;

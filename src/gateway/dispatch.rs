@@ -18,6 +18,8 @@ enum Endpoint {
     Gemini,
     GeminiCountTokens,
     Models,
+    /// Gemini's `GET /v1beta/models` and `GET /v1beta/models/{model}`.
+    GeminiModels,
     Health,
     Ready,
     WrongMethod,
@@ -36,6 +38,7 @@ impl Endpoint {
                 | Endpoint::Gemini
                 | Endpoint::GeminiCountTokens
                 | Endpoint::Models
+                | Endpoint::GeminiModels
         )
     }
 }
@@ -64,6 +67,12 @@ pub async fn dispatch(
             }
             ("POST", "/v1/messages/count_tokens") => Endpoint::CountTokens,
             ("GET", "/v1/models" | "/models") => Endpoint::Models,
+            ("GET", path) if path.starts_with("/v1/models/") || path.starts_with("/models/") => {
+                Endpoint::Models
+            }
+            ("GET", path) if path == "/v1beta/models" || path.starts_with("/v1beta/models/") => {
+                Endpoint::GeminiModels
+            }
             ("GET" | "HEAD", "/health") => Endpoint::Health,
             ("GET" | "HEAD", "/ready") => Endpoint::Ready,
             (
@@ -85,7 +94,11 @@ pub async fn dispatch(
     let front = match endpoint {
         Endpoint::Messages | Endpoint::CountTokens => Front::Messages,
         Endpoint::Responses => Front::Responses,
-        Endpoint::Gemini | Endpoint::GeminiCountTokens => Front::Gemini,
+        Endpoint::Gemini | Endpoint::GeminiCountTokens | Endpoint::GeminiModels => Front::Gemini,
+        // The shared list: a client that sent Google's key header is told in Google's format.
+        Endpoint::Models if session.req_header().headers.contains_key("x-goog-api-key") => {
+            Front::Gemini
+        }
         _ => Front::Chat,
     };
     // Step 1, once for every endpoint that needs a key: the caller, or why there is none.
@@ -106,6 +119,12 @@ pub async fn dispatch(
         },
         Endpoint::Models => match caller() {
             Ok(caller) => models::list_models(session, snapshot, caller)
+                .await
+                .map(|()| false),
+            Err(e) => Err(e),
+        },
+        Endpoint::GeminiModels => match caller() {
+            Ok(caller) => models::gemini_models(session, snapshot, caller)
                 .await
                 .map(|()| false),
             Err(e) => Err(e),

@@ -107,3 +107,15 @@ def test_count_tokens(gateway):
     short = c.models.count_tokens(model="gpt-sdk", contents="hello").total_tokens
     longer = c.models.count_tokens(model="gpt-sdk", contents="hello " * 50).total_tokens
     assert 0 < short < longer
+
+
+def test_models_are_listed_and_read_in_googles_format(gateway):
+    c = client(gateway)
+    names = [m.name for m in c.models.list()]
+    assert {"models/gemini-sdk", "models/gpt-sdk", "models/claude-sdk"} <= set(names), names
+    m = c.models.get(model="gpt-sdk")
+    assert m.name == "models/gpt-sdk"
+    assert "generateContent" in m.supported_actions
+    with pytest.raises(errors.ClientError) as e:
+        c.models.get(model="no-such-model")
+    assert e.value.code == 404 and e.value.status == "NOT_FOUND"
