@@ -239,7 +239,7 @@ impl GatewayError {
         Self::new(
             ErrorKind::NotFound,
             format!(
-                "The model `{}` does not exist or is not served by this gateway.",
+                "The model `{}` does not exist or is not served by this gateway; `GET /v1/models` lists the models this key may use.",
                 Printable(model)
             ),
         )

@@ -406,6 +406,44 @@ async fn models_list_and_use_follow_the_key() {
 }
 
 #[tokio::test]
+async fn unknown_paths_answer_in_their_doors_format_with_a_hint_for_a_doubled_version() {
+    let env = env();
+    let r = env
+        .http
+        .get(env.gw.url("/v1beta/tunedModels"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["status"], "NOT_FOUND", "{v}");
+    let r = env
+        .http
+        .post(env.gw.url("/v1/v1/messages"))
+        .header("x-api-key", ALL_KEY)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "error", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("version twice"), "{message}");
+    // An unknown model's 404 says where the models are listed.
+    let r = env
+        .post(Some(ALL_KEY), chat_body("no-such", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(error_of(&r.text().await.unwrap())["message"]
+        .as_str()
+        .unwrap()
+        .contains("GET /v1/models"));
+}
+
+#[tokio::test]
 async fn one_model_and_googles_list_follow_the_key_too() {
     let env = env();
     let get = |path: &str, key: &'static str, google: bool| {

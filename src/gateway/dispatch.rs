@@ -99,6 +99,8 @@ pub async fn dispatch(
         Endpoint::Models if session.req_header().headers.contains_key("x-goog-api-key") => {
             Front::Gemini
         }
+        // An unknown path is answered in the format of the door it is under.
+        Endpoint::Unknown | Endpoint::WrongMethod => door_of_path(session.req_header().uri.path()),
         _ => Front::Chat,
     };
     // Step 1, once for every endpoint that needs a key: the caller, or why there is none.
@@ -154,14 +156,7 @@ pub async fn dispatch(
             )
             .code(Code::MethodNotAllowed))
         }
-        Endpoint::Unknown => Err(GatewayError::new(
-            ErrorKind::NotFound,
-            format!(
-                "Unknown path {}.",
-                crate::error::Printable(session.req_header().uri.path())
-            ),
-        )
-        .code(Code::UnknownUrl)),
+        Endpoint::Unknown => Err(unknown_path(session.req_header().uri.path())),
     };
     match result {
         Ok(close) => close,
@@ -173,5 +168,66 @@ pub async fn dispatch(
             }
             false
         }
+    }
+}
+
+/// The door a path is under, for an error about it (a doubled version is looked through).
+fn door_of_path(path: &str) -> Front {
+    let path = ["/v1beta", "/v1"]
+        .iter()
+        .find_map(|v| path.strip_prefix(v).filter(|rest| rest.starts_with("/v1")))
+        .unwrap_or(path);
+    if path.starts_with("/v1beta/") {
+        Front::Gemini
+    } else if path.starts_with("/v1/messages") {
+        Front::Messages
+    } else if path.starts_with("/v1/responses") || path.starts_with("/responses") {
+        Front::Responses
+    } else {
+        Front::Chat
+    }
+}
+
+/// 404 for a path no endpoint serves, with a hint when the client's base URL repeats its
+/// version (`…/v1` given where the SDK adds `/v1` itself).
+fn unknown_path(path: &str) -> GatewayError {
+    let shown = crate::error::Printable(path);
+    let message = match ["/v1/v1/", "/v1beta/v1beta/", "/v1/v1beta/", "/v1beta/v1/"]
+        .iter()
+        .find(|doubled| path.starts_with(**doubled))
+    {
+        Some(doubled) => format!(
+            "Unknown path {shown}: the base URL has its version twice (`{}`). Set the base URL \
+             to the gateway's address with one version, or none where the SDK adds its own.",
+            doubled.trim_end_matches('/')
+        ),
+        None => format!("Unknown path {shown}."),
+    };
+    GatewayError::new(ErrorKind::NotFound, message).code(Code::UnknownUrl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_paths_are_answered_by_their_door_with_a_hint_for_a_doubled_version() {
+        assert_eq!(door_of_path("/v1beta/tunedModels"), Front::Gemini);
+        assert_eq!(door_of_path("/v1/messages/batches"), Front::Messages);
+        assert_eq!(
+            door_of_path("/v1/responses/resp_1/cancel"),
+            Front::Responses
+        );
+        assert_eq!(door_of_path("/v1/embeddings"), Front::Chat);
+        assert_eq!(door_of_path("/v1/v1/messages"), Front::Messages);
+        assert_eq!(door_of_path("/v1beta/v1beta/models/m:x"), Front::Gemini);
+        let e = unknown_path("/v1/v1/messages");
+        assert_eq!((e.status(), e.code), (404, Some(Code::UnknownUrl)));
+        assert!(
+            e.message.contains("version twice (`/v1/v1`)"),
+            "{}",
+            e.message
+        );
+        assert_eq!(unknown_path("/v2/x").message, "Unknown path /v2/x.");
     }
 }
