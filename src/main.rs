@@ -59,12 +59,14 @@ enum Command {
         #[command(flatten)]
         defaults: mock::Controls,
     },
-    /// Run the gateway and the mock upstream in one process, from conf/demo.toml.
+    /// Run the gateway and the mock upstream in one process, from conf/demo.toml (or, where
+    /// there is none, the copy built into the binary); from any directory.
     #[cfg(feature = "mock")]
     Demo {
-        /// The demo config file.
-        #[arg(long, short, default_value = "conf/demo.toml")]
-        config: PathBuf,
+        /// The demo config file (default: conf/demo.toml if it exists here, else the built-in
+        /// copy).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -87,9 +89,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Serve { config, upgrade } => serve(&config, false, upgrade),
+        Command::Serve { config, upgrade } => serve(Source::File(&config), false, upgrade),
         #[cfg(feature = "mock")]
-        Command::Demo { config } => serve(&config, true, false),
+        Command::Demo { config } => {
+            let config = config.or_else(|| {
+                let here = PathBuf::from("conf/demo.toml");
+                here.exists().then_some(here)
+            });
+            match config {
+                Some(path) => serve(Source::File(&path), true, false),
+                None => serve(Source::BuiltInDemo, true, false),
+            }
+        }
         #[cfg(feature = "mock")]
         Command::Mock {
             listen,
@@ -117,15 +128,75 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(path: &std::path::Path, demo: bool, upgrade: bool) -> ExitCode {
-    let snapshot = match config::load(path) {
+/// Where the config comes from.
+enum Source<'a> {
+    File(&'a std::path::Path),
+    /// The demo's config, built into the binary (`junction demo` away from the repository).
+    #[cfg(feature = "mock")]
+    BuiltInDemo,
+}
+
+#[cfg(feature = "mock")]
+const DEMO_CONFIG: &str = include_str!("../conf/demo.toml");
+
+impl Source<'_> {
+    fn name(&self) -> String {
+        match self {
+            Source::File(p) => p.display().to_string(),
+            #[cfg(feature = "mock")]
+            Source::BuiltInDemo => "demo.toml (built in)".into(),
+        }
+    }
+
+    fn load(&self) -> Result<config::Snapshot, config::ConfigError> {
+        match self {
+            Source::File(p) => config::load(p),
+            #[cfg(feature = "mock")]
+            Source::BuiltInDemo => {
+                config::parse_in(&self.name(), DEMO_CONFIG, std::path::Path::new(""), &|k| {
+                    std::env::var(k).ok()
+                })
+            }
+        }
+    }
+}
+
+/// Where the demo keeps its ledger: a data directory (`$JUNCTION_DATA_DIR`, else
+/// `$XDG_DATA_HOME/junction`, else `~/.local/share/junction`), never beside its config.
+#[cfg(feature = "mock")]
+fn demo_data_dir() -> PathBuf {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("JUNCTION_DATA_DIR")
+        .or_else(|| env("XDG_DATA_HOME").map(|d| d.join("junction")))
+        .or_else(|| env("HOME").map(|h| h.join(".local/share/junction")))
+        .unwrap_or_else(|| std::env::temp_dir().join("junction"))
+}
+
+fn serve(source: Source<'_>, demo: bool, upgrade: bool) -> ExitCode {
+    #[allow(unused_mut)]
+    let mut snapshot = match source.load() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(config = %path.display(), models = snapshot.models.len(), providers = snapshot.providers.len(), "config loaded");
+    let name = source.name();
+    #[cfg(feature = "mock")]
+    if demo && snapshot.ledger.path.is_some() {
+        let dir = demo_data_dir();
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            eprintln!("{}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+        let file = format!("junction-demo-{}.sqlite", snapshot.server.listen.port());
+        snapshot.ledger.path = Some(dir.join(file));
+    }
+    tracing::info!(config = %name, models = snapshot.models.len(), providers = snapshot.providers.len(), ledger = ?snapshot.ledger.path, "config loaded");
     let mut server = server::new_server(&server::Lifecycle {
         threads: snapshot.server.threads,
         upgrade_grace: snapshot.server.shutdown_grace,
@@ -137,7 +208,7 @@ fn serve(path: &std::path::Path, demo: bool, upgrade: bool) -> ExitCode {
     #[cfg(feature = "mock")]
     if demo {
         let Some(mock_listen) = snapshot.demo_mock_listen else {
-            eprintln!("{}: the demo needs [demo] mock_listen", path.display());
+            eprintln!("{name}: the demo needs [demo] mock_listen");
             return ExitCode::FAILURE;
         };
         tracing::info!(listen = %mock_listen, "starting the mock upstream");
@@ -153,10 +224,15 @@ fn serve(path: &std::path::Path, demo: bool, upgrade: bool) -> ExitCode {
     let grace = snapshot.server.shutdown_grace;
     let config = Arc::new(ArcSwap::from_pointee(snapshot));
     let drain: Arc<junction::net::drain::Drain> = Arc::default();
-    let services = match server::gateway_services(config, Some(path.to_path_buf()), drain.clone()) {
+    let reload_from = match source {
+        Source::File(p) => Some(p.to_path_buf()),
+        #[cfg(feature = "mock")]
+        Source::BuiltInDemo => None,
+    };
+    let services = match server::gateway_services(config, reload_from, drain.clone()) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("{}: {e}", path.display());
+            eprintln!("{name}: {e}");
             return ExitCode::FAILURE;
         }
     };
@@ -188,4 +264,24 @@ fn serve(path: &std::path::Path, demo: bool, upgrade: bool) -> ExitCode {
         "accounting closed"
     );
     ExitCode::SUCCESS
+}
+
+#[cfg(all(test, feature = "mock"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_demo_is_the_repositorys_and_keeps_its_ledger_in_a_data_directory() {
+        let built_in = Source::BuiltInDemo.load().unwrap();
+        let file = config::load(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/conf/demo.toml"
+        )))
+        .unwrap();
+        assert_eq!(built_in.summary(), file.summary());
+        assert!(built_in.demo_mock_listen.is_some());
+        // The one test that sets it: the data directory follows JUNCTION_DATA_DIR.
+        std::env::set_var("JUNCTION_DATA_DIR", "/tmp/junction-data-test");
+        assert_eq!(demo_data_dir(), PathBuf::from("/tmp/junction-data-test"));
+    }
 }
