@@ -299,13 +299,7 @@ impl GatewayError {
 
     /// The same error as one SSE event, for streams that already started.
     pub fn sse_event(&self) -> Bytes {
-        let body = self.body();
-        let body = one_line(&body);
-        let mut out = Vec::with_capacity(body.len() + 8);
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(&body);
-        out.extend_from_slice(b"\n\n");
-        out.into()
+        sse_event(b"data: ", &self.body(), b"\n\n")
     }
 }
 
@@ -366,6 +360,16 @@ pub fn one_line(body: &[u8]) -> std::borrow::Cow<'_, [u8]> {
                 .collect(),
         ),
     }
+}
+
+/// An error body as one SSE event: `head`, the body on one line ([`one_line`]), `end`.
+pub fn sse_event(head: &[u8], body: &[u8], end: &[u8]) -> Bytes {
+    let body = one_line(body);
+    let mut out = Vec::with_capacity(head.len() + body.len() + end.len());
+    out.extend_from_slice(head);
+    out.extend_from_slice(&body);
+    out.extend_from_slice(end);
+    out.into()
 }
 
 /// Shows client-supplied text in a message without letting it grow the message unboundedly.

@@ -228,25 +228,13 @@ impl Front {
         match self {
             Front::Chat => e.sse_event(),
             Front::Messages => {
-                let body = anthropic_error_body(e);
-                let body = crate::error::one_line(&body);
-                let mut out = Vec::with_capacity(body.len() + 24);
-                out.extend_from_slice(b"event: error\ndata: ");
-                out.extend_from_slice(&body);
-                out.extend_from_slice(b"\n\n");
-                out.into()
+                crate::error::sse_event(b"event: error\ndata: ", &anthropic_error_body(e), b"\n\n")
             }
             // Before any event of the response (a stream that only sent keep-alives).
             Front::Responses => responses::StreamEncoder::new("", responses::Context::default())
                 .failed_event(responses_code(e), &e.message_or_code()),
             Front::Gemini => {
-                let body = Front::Gemini.error_body(e);
-                let body = crate::error::one_line(&body);
-                let mut out = Vec::with_capacity(body.len() + 10);
-                out.extend_from_slice(b"data: ");
-                out.extend_from_slice(&body);
-                out.extend_from_slice(b"\r\n\r\n");
-                out.into()
+                crate::error::sse_event(b"data: ", &Front::Gemini.error_body(e), b"\r\n\r\n")
             }
         }
     }

@@ -107,7 +107,8 @@ pub async fn dispatch(
     let caller = endpoint
         .authenticated()
         .then(|| auth::authenticate(session.req_header(), snapshot));
-    let caller = || caller.clone().expect("an authenticated endpoint");
+    // Each arm below takes it once (only authenticated endpoints read it).
+    let caller = move || caller.expect("an authenticated endpoint");
     let result = match endpoint {
         Endpoint::Chat | Endpoint::Messages | Endpoint::Responses | Endpoint::Gemini => gateway
             .complete(session, snapshot, front, caller())
