@@ -278,6 +278,18 @@ impl GatewayError {
         }
     }
 
+    /// What the error says, for a client: the message, or a passed-on upstream body's.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
+        if !self.message.is_empty() {
+            return self.message.as_str().into();
+        }
+        let v: serde_json::Value = serde_json::from_slice(&self.body()).unwrap_or_default();
+        match v["error"]["message"].as_str() {
+            Some(m) => m.to_string().into(),
+            None => format!("status {}", self.status()).into(),
+        }
+    }
+
     /// The JSON body, in OpenAI's error format.
     pub fn body(&self) -> Bytes {
         if let Some(UpstreamBody::OpenAi(b)) = &self.upstream_body {

@@ -77,21 +77,6 @@ async fn usage(http: &reqwest::Client, admin: &str, query: &str) -> Option<Value
         .ok()
 }
 
-/// Polls `f` until it returns `Some`, for at most 20 s.
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut f: impl FnMut() -> F,
-) -> T {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Sample values of a Prometheus text exposition, by series (name with labels, as written).
 /// Panics on any line that is not valid text format.
 fn parse_prometheus(text: &str) -> HashMap<String, f64> {

@@ -29,7 +29,7 @@ sha256 = "{hash}"
             ),
             ("refused", r#"{ "x-mock-status" = "401" }"#),
             ("bad", r#"{ "x-mock-status" = "400" }"#),
-            ("cut", r#"{ "x-mock-cut-after" = "3" }"#),
+            ("cut", r#"{ "x-mock-cut-after" = "5" }"#),
         ] {
             c += &format!(
                 r#"
@@ -140,5 +140,168 @@ async fn a_translated_stream_cut_short_ends_with_an_error_event() {
         // A translated whole response cut short is a clean 502: nothing was sent yet.
         let (s, _, body) = ask(&gw, &format!("{kind}-cut"), false).await;
         assert_eq!(s, 502, "{kind}: {body}");
+    }
+}
+
+/// A door's streaming request for `model`, and the marks of its complete answer.
+fn door_request(door: &str, model: &str) -> (String, String, &'static str, &'static str) {
+    match door {
+        "chat" => (
+            "/v1/chat/completions".into(),
+            chat_body(model, true),
+            "authorization",
+            "data: [DONE]",
+        ),
+        "messages" => (
+            "/v1/messages".into(),
+            format!(
+                r#"{{"model":"{model}","max_tokens":10,"stream":true,"messages":[{{"role":"user","content":"hi"}}]}}"#
+            ),
+            "x-api-key",
+            "event: message_stop",
+        ),
+        "responses" => (
+            "/v1/responses".into(),
+            format!(r#"{{"model":"{model}","input":"hi","stream":true}}"#),
+            "authorization",
+            "event: response.completed",
+        ),
+        _ => (
+            format!("/v1beta/models/{model}:streamGenerateContent?alt=sse"),
+            r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#.into(),
+            "x-goog-api-key",
+            "\"finishReason\"",
+        ),
+    }
+}
+
+async fn ask_door(gw: &Proc, door: &str, model: &str) -> (u16, String) {
+    let (path, body, header, _) = door_request(door, model);
+    let value = if header == "authorization" {
+        format!("Bearer {ALL_KEY}")
+    } else {
+        ALL_KEY.to_string()
+    };
+    let r = reqwest::Client::new()
+        .post(gw.url(&path))
+        .header(header, value)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap())
+}
+
+/// Issue 15: an error the upstream sends inside its stream before the answer began (HTTP 200,
+/// then `event: error`) is a failed attempt like an error status: the request moves on to the
+/// next deployment and the client never sees it; with no other deployment, the client gets
+/// the error with its status, in its door's format, and the ledger says what happened.
+#[tokio::test]
+async fn an_error_event_before_the_answer_moves_the_request_on_at_every_door() {
+    let mock = start_mock();
+    for (capture, kind, status) in [
+        (
+            "anthropic_stream_error_overloaded.sse",
+            "overloaded_error",
+            503,
+        ),
+        ("anthropic_stream_error_midstream.sse", "api_error", 500),
+    ] {
+        let (up, seen) = recording_upstream(200, "text/event-stream", fixture(capture)).await;
+        let ledger = tmp_path("in-band.sqlite");
+        let config = format!(
+            r#"
+[server]
+listen = "{{listen}}"
+
+[routing]
+backoff_base_ms = 1
+backoff_max_ms = 2
+retries_per_deployment = 0
+
+# Every request here tries the failing deployment first.
+[breaker]
+consecutive_failures = 1000
+min_requests = 1000
+
+[ledger]
+path = "{ledger}"
+
+[[keys]]
+name = "all"
+sha256 = "{hash}"
+
+[providers.flaky]
+kind = "anthropic"
+base_url = "http://{up}/v1"
+api_key = "${{JUNCTION_TEST_PROVIDER_KEY}}"
+
+[providers.good]
+kind = "anthropic"
+base_url = "http://{m}/v1"
+api_key = "${{JUNCTION_TEST_PROVIDER_KEY}}"
+
+[models.fails-over]
+[[models.fails-over.deployments]]
+provider = "flaky"
+model = "claude-flaky"
+[[models.fails-over.deployments]]
+provider = "good"
+model = "claude-good"
+
+[models.alone]
+provider = "flaky"
+model = "claude-flaky"
+"#,
+            ledger = ledger.display(),
+            hash = sha256_hex(ALL_KEY.as_bytes()),
+            m = mock.addr,
+        );
+        let gw = start_gateway(&config);
+        for door in ["chat", "messages", "responses", "gemini"] {
+            let before = seen.lock().unwrap().len();
+            let (got, text) = ask_door(&gw, door, "fails-over").await;
+            let what = format!("{capture} at the {door} door: {text}");
+            assert_eq!(got, 200, "{what}");
+            assert!(text.contains(door_request(door, "").3), "{what}");
+            for error in ["Overloaded", "\"error\":{", "event: error"] {
+                assert!(!text.contains(error), "{what}");
+            }
+            assert_eq!(seen.lock().unwrap().len(), before + 1, "{what}: tried once");
+
+            let (got, text) = ask_door(&gw, door, "alone").await;
+            let what = format!("{capture} alone at the {door} door: {text}");
+            assert_eq!(got, status, "{what}");
+            let v: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{what}: {e}"));
+            match door {
+                "messages" => assert_eq!(v["error"]["type"], kind, "{what}"),
+                "gemini" => assert_eq!(v["error"]["code"], status, "{what}"),
+                _ => assert!(
+                    v["error"]["message"].as_str().unwrap().contains("flaky"),
+                    "{what}"
+                ),
+            }
+        }
+        // Recorded as what it was: an upstream error with its code, never a 200.
+        let rows = eventually("the ledger to hold the refused requests", || async {
+            let db = rusqlite::Connection::open(&ledger).ok()?;
+            let mut q = db
+                .prepare("SELECT status, ending, error FROM requests WHERE model = 'alone'")
+                .ok()?;
+            let rows: Vec<(i64, String, Option<String>)> = q
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .ok()?
+                .map(Result::unwrap)
+                .collect();
+            (rows.len() >= 4).then_some(rows)
+        })
+        .await;
+        assert_eq!(rows.len(), 4, "{capture}: {rows:?}");
+        for (s, ending, error) in rows {
+            assert_eq!(s, i64::from(status), "{capture}");
+            assert_eq!(ending, "upstream_error", "{capture}");
+            assert!(error.is_some(), "{capture}");
+        }
     }
 }

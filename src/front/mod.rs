@@ -231,8 +231,9 @@ impl Front {
                 crate::error::sse_event(b"event: error\ndata: ", &anthropic_error_body(e), b"\n\n")
             }
             // Before any event of the response (a stream that only sent keep-alives).
-            Front::Responses => responses::StreamEncoder::new("", responses::Context::default())
-                .failed_event(responses_code(e), &e.message_or_code()),
+            Front::Responses => {
+                responses::StreamEncoder::new("", responses::Context::default()).failed_event(e)
+            }
             Front::Gemini => {
                 crate::error::sse_event(b"data: ", &Front::Gemini.error_body(e), b"\r\n\r\n")
             }
@@ -280,19 +281,20 @@ impl Encoder {
     pub fn error_event(&mut self, e: &GatewayError) -> Bytes {
         match self {
             Encoder::Messages(_) => Front::Messages.error_event(e),
-            Encoder::Responses(r) => r.failed_event(responses_code(e), &e.message_or_code()),
+            Encoder::Responses(r) => r.failed_event(e),
             Encoder::Gemini(_) => Front::Gemini.error_event(e),
         }
     }
 }
 
-/// The machine-readable `response.failed` code for an error.
-pub fn responses_code(e: &GatewayError) -> &'static str {
-    match e.status() {
-        429 => "rate_limit_exceeded",
-        400..=499 => "invalid_prompt",
-        _ => "server_error",
-    }
+/// The chat stream an encoder was given had an event that is not valid JSON (an OpenAI
+/// upstream's, passed on to be encoded).
+pub(crate) fn unreadable_chunk() -> GatewayError {
+    GatewayError::new(
+        ErrorKind::BadGateway,
+        "The upstream sent an event that is not valid JSON.",
+    )
+    .code(crate::error::Code::UpstreamBadResponse)
 }
 
 /// Anthropic's `error.type` for an error.

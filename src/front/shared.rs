@@ -143,14 +143,6 @@ pub(crate) fn json_str(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
-/// The message of an OpenAI error object (or a bare message).
-pub(crate) fn error_message(error: &Value) -> &str {
-    error["message"]
-        .as_str()
-        .or(error.as_str())
-        .unwrap_or("The upstream reported an error.")
-}
-
 // ---------------------------------------------------------------------------------------
 // Whole response (`chat.completion`)
 
@@ -218,9 +210,6 @@ pub(crate) struct Chunk<'a> {
     pub choices: First<ChunkChoice<'a>>,
     #[serde(default)]
     pub usage: Option<OpenAiUsage>,
-    /// An in-band error (OpenAI's, or the gateway's own when the upstream failed).
-    #[serde(default)]
-    pub error: Option<Value>,
 }
 
 impl Chunk<'_> {

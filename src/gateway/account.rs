@@ -89,6 +89,7 @@ impl<'a> Accounted<'a> {
                 entry.status = outcome.status;
                 entry.usage = outcome.usage;
                 entry.ending = outcome.ending;
+                entry.error = outcome.error;
             }
             Some(Err(e)) => {
                 entry.status = e.status();

@@ -124,64 +124,25 @@ pub async fn attempt(
             connector, up, &peer, provider, status,
         ))
         .await;
-        // A configured retry status, or an error that says so where it was made (our
-        // credentials refused, the provider overloaded): another deployment may do.
-        let moves_on = ctx.retry_statuses.contains(&status) || e.fails_over;
-        if !moves_on {
-            return Attempt::Final(Err(e));
-        }
-        let failure = if status == 429 {
-            Failure::RateLimited
-        } else {
-            Failure::Broken
-        };
-        return failed(e, failure);
+        return judged(e, status, ctx);
     }
-    let (mut mode, first, ttft) = match (info.stream, upstream.dialect) {
+    let (mut mode, held, ttft) = match (info.stream, upstream.dialect) {
         (true, dialect) => {
-            let deadline = started + t.ttft();
-            let first = match first_chunk(session, &mut up, deadline, ctx).await {
-                None => return client_gone(),
-                Some(Err(_)) => {
-                    let e = GatewayError::new(
-                        ErrorKind::GatewayTimeout,
-                        format!(
-                            "Provider `{}` sent no first token within {} ms.",
-                            provider.name,
-                            t.ttft().as_millis()
-                        ),
-                    )
-                    .code(Code::UpstreamTimeout);
-                    return failed(e, Failure::Broken);
-                }
-                Some(Ok(Err(e))) => {
-                    return failed(
-                        transport_error(provider, &e, "waiting for the first token", &t),
-                        Failure::Broken,
-                    )
-                }
-                Some(Ok(Ok(None))) => {
-                    let e = GatewayError::new(
-                        ErrorKind::BadGateway,
-                        format!(
-                            "Provider `{}` ended the stream before sending anything.",
-                            provider.name
-                        ),
-                    )
-                    .code(Code::UpstreamStreamCut);
-                    return failed(e, Failure::Broken);
-                }
-                Some(Ok(Ok(Some(chunk)))) => chunk,
-            };
-            let ttft = started.elapsed();
-            let translator = Stream::new(
+            let mut stream = Stream::new(
                 ctx.front,
                 dialect,
+                &provider.name,
                 info,
                 &deployment.upstream_model,
                 ctx.responses.as_ref(),
             );
-            (Relay::Stream(translator), Some(first), ttft)
+            let deadline = started + t.ttft();
+            let held = match opening(session, &mut up, &mut stream, deadline, ctx, provider).await {
+                Opening::ClientGone => return client_gone(),
+                Opening::Failed(e) => return e,
+                Opening::Answer(held) => held,
+            };
+            (Relay::Stream(stream), held, started.elapsed())
         }
         (false, dialect) if translate::as_is(ctx.front, dialect) => {
             let mode = Relay::Whole {
@@ -234,6 +195,7 @@ pub async fn attempt(
                     } else {
                         Ending::ClientAborted
                     },
+                    error: None,
                     own,
                 },
                 ttft,
@@ -241,8 +203,7 @@ pub async fn attempt(
         }
     };
     // Committed: relayed as it comes (a stream, or a whole body in the client's protocol).
-    let (outcome, reusable) =
-        relay(session, &mut up, provider, &t, &mut mode, first, relayed).await;
+    let (outcome, reusable) = relay(session, &mut up, provider, &t, &mut mode, held, relayed).await;
     if reusable {
         release(connector, up, &peer).await;
     }
@@ -388,6 +349,108 @@ async fn send(
         }
     }
     unreachable!("the loop returns on its second pass")
+}
+
+/// An upstream's error (its status, or one it reported in its stream before the answer
+/// began): a configured retry status, or an error that says so where it was made (our
+/// credentials refused, the provider overloaded), lets another deployment try; any other
+/// ends the request with it.
+fn judged(e: GatewayError, status: u16, ctx: &Context<'_>) -> Attempt {
+    let moves_on = ctx.retry_statuses.contains(&status) || e.fails_over;
+    if !moves_on {
+        return Attempt::Final(Err(e));
+    }
+    let failure = if status == 429 {
+        Failure::RateLimited
+    } else {
+        Failure::Broken
+    };
+    failed(e, failure)
+}
+
+/// How a stream's opening went.
+enum Opening {
+    /// The answer began: what came before it and with it, translated, to send first.
+    Answer(Option<Bytes>),
+    Failed(Attempt),
+    ClientGone,
+}
+
+/// Reads a stream until the upstream sends something of the answer (a token, a tool call,
+/// its end), within the time-to-first-token deadline. What comes before (the opening
+/// events: a message start, a created response) is held back, so a stream that fails first
+/// (an error event such as Anthropic's `overloaded_error`, an end, a broken connection, the
+/// deadline) is a failed attempt like an error status: nothing of it reached the client, and
+/// another deployment may be tried. An upstream that opened its answer but is slow to go on
+/// is not failed at the deadline: its opening goes out and the stream is relayed.
+async fn opening(
+    session: &mut ServerSession,
+    up: &mut HttpSession,
+    stream: &mut Stream,
+    deadline: Instant,
+    ctx: &Context<'_>,
+    provider: &Provider,
+) -> Opening {
+    let t = &provider.timeouts;
+    let mut held: Option<Bytes> = None;
+    loop {
+        let next = match first_chunk(session, up, deadline, ctx).await {
+            None => return Opening::ClientGone,
+            Some(next) => next,
+        };
+        let e = match next {
+            Err(_) if held.is_some() => return Opening::Answer(held),
+            Err(_) => GatewayError::new(
+                ErrorKind::GatewayTimeout,
+                format!(
+                    "Provider `{}` sent no first token within {} ms.",
+                    provider.name,
+                    t.ttft().as_millis()
+                ),
+            )
+            .code(Code::UpstreamTimeout),
+            Ok(Err(e)) => transport_error(provider, &e, "waiting for the first token", t),
+            Ok(Ok(chunk)) => {
+                let ended = chunk.is_none();
+                let out = match chunk {
+                    Some(chunk) => stream.feed(chunk),
+                    None => stream.finish(),
+                };
+                held = join(held, out);
+                if stream.started() && (!ended || stream.done()) {
+                    return Opening::Answer(held);
+                }
+                if let Some(e) = stream.take_failure() {
+                    let status = e.status();
+                    return Opening::Failed(judged(e, status, ctx));
+                }
+                if !ended {
+                    continue;
+                }
+                GatewayError::new(
+                    ErrorKind::BadGateway,
+                    format!(
+                        "Provider `{}` ended the stream before sending anything.",
+                        provider.name
+                    ),
+                )
+                .code(Code::UpstreamStreamCut)
+            }
+        };
+        return Opening::Failed(failed(e, Failure::Broken));
+    }
+}
+
+fn join(head: Option<Bytes>, tail: Option<Bytes>) -> Option<Bytes> {
+    match (head, tail) {
+        (Some(h), Some(t)) => {
+            let mut v = Vec::with_capacity(h.len() + t.len());
+            v.extend_from_slice(&h);
+            v.extend_from_slice(&t);
+            Some(v.into())
+        }
+        (h, t) => h.or(t),
+    }
 }
 
 /// Waits for a stream's first chunk until `deadline` (`None`: the client left first). Every

@@ -26,6 +26,8 @@ pub struct Outcome {
     /// As the upstream reported it, for an answer it completed.
     pub usage: Option<Usage>,
     pub ending: Ending,
+    /// Why an answer that began did not complete.
+    pub error: Option<Code>,
     /// Time the gateway itself spent translating while relaying.
     pub own: Duration,
 }
@@ -37,6 +39,7 @@ impl Outcome {
             status: 499,
             usage: None,
             ending: Ending::ClientAborted,
+            error: None,
             own: Duration::ZERO,
         }
     }
@@ -120,6 +123,19 @@ impl Relay {
         Some(join(translator.finish(), translator.error_event(&err)))
     }
 
+    /// The upstream's body ended already (a stream's opening was all of it).
+    fn upstream_ended(&self) -> bool {
+        matches!(self, Relay::Stream(t) if t.finished())
+    }
+
+    /// The error the upstream's stream ended with.
+    fn failure(&self) -> Option<&GatewayError> {
+        match self {
+            Relay::Stream(t) => t.failure(),
+            Relay::Whole { .. } => None,
+        }
+    }
+
     /// The stream reached its proper end (a whole body always does when it ends).
     pub fn complete(&self) -> bool {
         match self {
@@ -177,7 +193,7 @@ pub async fn relay(
     provider: &Provider,
     t: &Timeouts,
     relay: &mut Relay,
-    first: Option<Bytes>,
+    held: Option<Bytes>,
     relayed: &mut Kept,
 ) -> (Outcome, bool) {
     let mut outcome = Outcome {
@@ -185,15 +201,11 @@ pub async fn relay(
         status: 200,
         usage: None,
         ending: Ending::ClientAborted,
+        error: None,
         own: Duration::ZERO,
     };
-    // The chunk already read (a stream's first), translated before the header goes out.
-    let mut pending = first.and_then(|chunk| {
-        let translating = Instant::now();
-        let out = relay.on_chunk(chunk);
-        outcome.own += translating.elapsed();
-        out
-    });
+    // A stream's opening, already read and translated: it goes out with the header.
+    let mut pending = held;
     // A stream's header may have gone out already, with keep-alives while it waited.
     if !reply::header_sent(session) {
         let header = client_header(up, matches!(relay, Relay::Stream(_)));
@@ -218,9 +230,13 @@ pub async fn relay(
                 break;
             }
         }
-        let next = match or_client_gone(session, up.read_response_body()).await {
-            None => break,
-            Some(r) => r,
+        let next = if relay.upstream_ended() {
+            Ok(None)
+        } else {
+            match or_client_gone(session, up.read_response_body()).await {
+                None => break,
+                Some(r) => r,
+            }
         };
         match next {
             Ok(Some(chunk)) => {
@@ -232,11 +248,18 @@ pub async fn relay(
                 reusable = true;
                 let last = relay.on_end(provider).unwrap_or_default();
                 relayed.keep(&last);
-                outcome.ending = if relay.complete() {
-                    Ending::Complete
-                } else {
-                    outcome.status = 502;
-                    Ending::UpstreamError
+                outcome.ending = match relay.failure() {
+                    Some(e) => {
+                        outcome.status = e.status();
+                        outcome.error = e.code;
+                        Ending::UpstreamError
+                    }
+                    None if relay.complete() => Ending::Complete,
+                    None => {
+                        outcome.status = 502;
+                        outcome.error = Some(Code::UpstreamStreamCut);
+                        Ending::UpstreamError
+                    }
                 };
                 if session.write_response_body(last, true).await.is_err() {
                     outcome.ending = Ending::ClientAborted;
@@ -249,6 +272,7 @@ pub async fn relay(
                 tracing::warn!(provider = %provider.name, error = %e.etype().as_str(), "upstream body failed");
                 outcome.status = 502;
                 outcome.ending = Ending::UpstreamError;
+                outcome.error = Some(Code::UpstreamStreamCut);
                 if let Some(last) = relay.on_error(provider, t, &e) {
                     // The stream ends properly (with an error event): the connection stays.
                     relayed.keep(&last);

@@ -4,12 +4,14 @@
 //! otherwise an answer is `door.encode(provider.decode(bytes))`, streamed ([`Stream`]) or
 //! whole ([`whole`]), for every pair of door and provider alike.
 
-use crate::error::GatewayError;
+use crate::error::{Code, ErrorKind, GatewayError};
 use crate::front::{responses, Encoder, Front};
 use crate::providers::openai::ChatRequestInfo;
 use crate::providers::{self, Decoder, Dialect};
+use crate::stream::InBand;
 use crate::usage::Usage;
 use bytes::Bytes;
+use std::sync::Arc;
 
 /// The upstream's answer is already in the client's protocol: it is relayed as it comes
 /// (a pass-through, or an OpenAI answer to the chat door).
@@ -18,59 +20,133 @@ pub fn as_is(front: Front, dialect: Dialect) -> bool {
 }
 
 /// A stream on its way back: the provider's decoder, then the door's encoder unless the
-/// decoder's output is the client's protocol already.
+/// decoder's output is the client's protocol already. An error the upstream reports inside
+/// its stream becomes a [`GatewayError`] here, as an error status would, and is rendered
+/// once, by the door.
 pub struct Stream {
     front: Front,
+    /// The upstream's own events go to the client (a pass-through): its error event too.
+    passed_through: bool,
+    provider: Arc<str>,
+    kind: crate::config::ProviderKind,
     decoder: Decoder,
     encoder: Option<Box<Encoder>>,
+    failure: Option<GatewayError>,
+    /// The upstream's body ended ([`Stream::finish`] was called).
+    finished: bool,
 }
 
 impl Stream {
     pub fn new(
         front: Front,
         dialect: Dialect,
+        provider: &Arc<str>,
         info: &ChatRequestInfo,
         upstream_model: &str,
         responses: Option<&responses::Context>,
     ) -> Self {
-        let encoder = if dialect.passed_through() {
+        let passed_through = dialect.passed_through();
+        let encoder = if passed_through {
             None
         } else {
             front.encoder(upstream_model, responses).map(Box::new)
         };
         Stream {
             front,
+            passed_through,
+            provider: provider.clone(),
+            kind: dialect.kind(),
             decoder: Decoder::new(dialect, info, upstream_model),
             encoder,
+            failure: None,
+            finished: false,
         }
     }
 
     // hot path: every upstream chunk.
     /// What to send the client for an upstream chunk (`None`: nothing complete yet).
     pub fn feed(&mut self, chunk: Bytes) -> Option<Bytes> {
-        let chat = self.decoder.feed(chunk)?;
-        match &mut self.encoder {
-            None => Some(chat),
-            Some(e) => e.feed(chat),
+        let out = match (self.decoder.feed(chunk), &mut self.encoder) {
+            (None, _) => None,
+            (Some(chat), None) => Some(chat),
+            (Some(chat), Some(e)) => e.feed(chat),
+        };
+        if self.failure.is_none() && self.decoder.failure().is_some() {
+            return self.fail(out);
         }
+        out
     }
 
-    /// At the end of the upstream body: what is left to send.
+    /// At the end of the upstream body: what is left to send (nothing the second time).
     pub fn finish(&mut self) -> Option<Bytes> {
+        if std::mem::replace(&mut self.finished, true) {
+            return None;
+        }
         let chat = self.decoder.finish();
+        if self.failure.is_none() && self.decoder.failure().is_some() {
+            let head = chat.and_then(|c| match &mut self.encoder {
+                Some(e) => e.feed(c),
+                None => Some(c),
+            });
+            return self.fail(head);
+        }
         let Some(e) = &mut self.encoder else {
             return chat;
         };
-        let head = chat.and_then(|c| e.feed(c));
-        match (head, e.finish()) {
-            (Some(h), Some(t)) => Some([h, t].concat().into()),
-            (h, t) => h.or(t),
+        if self.failure.is_some() {
+            return None;
         }
+        let head = chat.and_then(|c| e.feed(c));
+        join(head, e.finish())
     }
 
-    /// The upstream's stream reached its proper end (or an error event told the client).
+    /// The stream ended with the upstream's error: what the decoder found, made the error
+    /// the client is told (as the provider's error status would be), and its event in the
+    /// door's protocol after `head` (a pass-through's bytes carry the upstream's own).
+    #[cold]
+    fn fail(&mut self, head: Option<Bytes>) -> Option<Bytes> {
+        let e = match self.decoder.failure() {
+            Some(InBand::Reported { status, body }) => {
+                providers::map_error(self.kind, &self.provider, *status, body, None)
+            }
+            _ => GatewayError::new(
+                ErrorKind::BadGateway,
+                format!(
+                    "Provider `{}` sent an event that is not valid JSON.",
+                    self.provider
+                ),
+            )
+            .code(Code::UpstreamBadResponse),
+        };
+        let tail = (!self.passed_through).then(|| self.error_event(&e));
+        self.failure = Some(e);
+        join(head, tail)
+    }
+
+    /// The upstream's body ended.
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The upstream's stream reached its proper end, or ended with an error.
     pub fn done(&self) -> bool {
         self.decoder.done()
+    }
+
+    /// The error the upstream's stream ended with.
+    pub fn failure(&self) -> Option<&GatewayError> {
+        self.failure.as_ref()
+    }
+
+    /// Takes the error the stream ended with (for an attempt that failed before anything
+    /// reached the client).
+    pub fn take_failure(&mut self) -> Option<GatewayError> {
+        self.failure.take()
+    }
+
+    /// The upstream sent something of the answer, beyond its opening events.
+    pub fn started(&self) -> bool {
+        self.decoder.started()
     }
 
     /// The upstream's usage report, once it is whole.
@@ -101,6 +177,13 @@ pub fn whole(
         front.whole_from_chat(chat, upstream_model, responses)?,
         usage,
     ))
+}
+
+fn join(head: Option<Bytes>, tail: Option<Bytes>) -> Option<Bytes> {
+    match (head, tail) {
+        (Some(h), Some(t)) => Some([h, t].concat().into()),
+        (h, t) => h.or(t),
+    }
 }
 
 #[cfg(test)]

@@ -69,6 +69,15 @@ impl Dialect {
         )
     }
 
+    /// The provider kind that speaks this dialect.
+    pub fn kind(self) -> ProviderKind {
+        match self {
+            Dialect::OpenAi | Dialect::ResponsesPass => ProviderKind::OpenAi,
+            Dialect::Anthropic(_) | Dialect::AnthropicPass => ProviderKind::Anthropic,
+            Dialect::Gemini(_) | Dialect::GeminiPass => ProviderKind::Gemini,
+        }
+    }
+
     /// The usage of a whole answer in this dialect, from the last few KiB of its body.
     pub fn usage_in_tail(self, tail: &[u8]) -> Option<Usage> {
         match self {
@@ -381,6 +390,33 @@ impl Decoder {
             Decoder::AnthropicPass(p) => p.done(),
             Decoder::GeminiPass(p) => p.done(),
             Decoder::ResponsesPass(p) => p.done(),
+        }
+    }
+
+    /// The error the upstream's stream ended with, as its decoder found it.
+    pub fn failure(&self) -> Option<&crate::stream::InBand> {
+        use crate::stream::watch::Watch;
+        match self {
+            Decoder::OpenAi(f) => f.failure.as_ref(),
+            Decoder::Anthropic(t) => t.state().failure.as_ref(),
+            Decoder::Gemini(t) => t.state().failure.as_ref(),
+            Decoder::AnthropicPass(p) => p.state().failure(),
+            Decoder::GeminiPass(p) => p.state().failure(),
+            Decoder::ResponsesPass(p) => p.state().failure(),
+        }
+    }
+
+    /// The upstream sent something of the answer, beyond its opening events (a stream that
+    /// fails before this may still be tried elsewhere: nothing of it needs to reach the client).
+    pub fn started(&self) -> bool {
+        use crate::stream::watch::Watch;
+        match self {
+            Decoder::OpenAi(f) => f.started,
+            Decoder::Anthropic(t) => t.state().started,
+            Decoder::Gemini(t) => t.state().started(),
+            Decoder::AnthropicPass(p) => p.state().started(),
+            Decoder::GeminiPass(p) => p.state().started(),
+            Decoder::ResponsesPass(p) => p.state().started(),
         }
     }
 

@@ -59,6 +59,11 @@ impl<S: Events> Translated<S> {
         self.state.usage()
     }
 
+    /// The protocol's per-stream state.
+    pub fn state(&self) -> &S {
+        &self.state
+    }
+
     /// Ends the stream with what `last` writes (an error event in the stream's protocol);
     /// empty when it is over already.
     pub fn end_with(&mut self, last: impl FnOnce(&mut S, &mut Vec<u8>)) -> Bytes {
@@ -122,26 +127,4 @@ impl EventLoop {
         let next = Vec::with_capacity(OUT_CAPACITY.max(self.out.len()));
         Some(Bytes::from(std::mem::replace(&mut self.out, next)))
     }
-}
-
-/// Appends an OpenAI error event (a stream that fails sends no `[DONE]`, as OpenAI does).
-pub fn error_event(out: &mut Vec<u8>, code: &str, message: &str) {
-    let body = crate::error::error_body("server_error", message, None, Some(code));
-    out.extend_from_slice(b"data: ");
-    out.extend_from_slice(&body);
-    out.extend_from_slice(b"\n\n");
-}
-
-/// For an event that is not valid JSON: a cut stream when it was the unterminated last one
-/// (returns false, the stream is not done), otherwise the provider's fault (an error event).
-pub fn unreadable_event(out: &mut Vec<u8>, at_end: bool) -> bool {
-    if at_end {
-        return false;
-    }
-    error_event(
-        out,
-        "upstream_error",
-        "The provider sent an event that is not valid JSON.",
-    );
-    true
 }

@@ -13,6 +13,12 @@ pub trait Watch {
 
     /// Usage as reported so far.
     fn usage(&self) -> Option<Usage>;
+
+    /// The error the stream reported, if it ended with one.
+    fn failure(&self) -> Option<&super::InBand>;
+
+    /// The stream sent something of the answer (not only its opening events).
+    fn started(&self) -> bool;
 }
 
 /// A stream passed through unchanged, watched by `W`.
@@ -51,6 +57,10 @@ impl<W: Watch> Watched<W> {
 
     pub fn usage(&self) -> Option<Usage> {
         self.state.usage()
+    }
+
+    pub fn state(&self) -> &W {
+        &self.state
     }
 
     fn event(&mut self, event: &[u8]) {

@@ -31,10 +31,11 @@
 //!   chunk). No `thoughtSignature` is ever sent: no Gemini backend signed these answers.
 
 use super::shared::{
-    arguments_object, assistant_message, content_text, error_message, invalid, join_line, json_str,
-    literal, message_content, reasoning_text, request_object, take_string, text_in, tool_objects,
-    unescaped, usage_of, Chunk, Piece, ToolCallDelta,
+    arguments_object, assistant_message, content_text, invalid, join_line, json_str, literal,
+    message_content, reasoning_text, request_object, take_string, text_in, tool_objects, unescaped,
+    usage_of, Chunk, Piece, ToolCallDelta,
 };
+use super::{unreadable_chunk, Front};
 use crate::error::{ErrorKind, GatewayError, Printable};
 use crate::stream::translate::{Events, Translated};
 use crate::usage::Usage;

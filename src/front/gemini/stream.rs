@@ -64,19 +64,10 @@ impl Events for Encoder {
             // The unterminated last event of a cut stream: the caller reports the cut.
             Err(_) if at_end => return false,
             Err(_) => {
-                error_event(
-                    out,
-                    502,
-                    "The upstream sent an event that is not valid JSON.",
-                );
+                out.extend_from_slice(&Front::Gemini.error_event(&unreadable_chunk()));
                 return true;
             }
         };
-        if let Some(e) = &chunk.error {
-            let (status, message) = error_of(e);
-            error_event(out, status, message);
-            return true;
-        }
         if self.tail.is_empty() {
             self.set_tail(chunk.id.as_deref());
         }
@@ -259,11 +250,4 @@ fn arguments_are_strings(chunk: Chunk<'_>) -> Result<Chunk<'_>, serde_json::Erro
         return Err(serde::de::Error::custom("`arguments` is not a string"));
     }
     Ok(chunk)
-}
-
-/// A Google error object event.
-fn error_event(out: &mut Vec<u8>, status: u16, message: &str) {
-    out.extend_from_slice(b"data: ");
-    out.extend_from_slice(&error_body(status, message));
-    out.extend_from_slice(b"\r\n\r\n");
 }

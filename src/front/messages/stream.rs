@@ -122,33 +122,6 @@ fn delta_head(out: &mut Vec<u8>, at: u32, open: Open) {
     });
 }
 
-/// An Anthropic `error` event.
-fn error_event(out: &mut Vec<u8>, kind: &str, message: &str) {
-    out.extend_from_slice(b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":");
-    json_str(out, kind);
-    out.extend_from_slice(b",\"message\":");
-    json_str(out, message);
-    out.extend_from_slice(b"}}\n\n");
-}
-
-/// Anthropic's error type for an OpenAI error object (or a bare message).
-fn error_of(error: &Value) -> (&'static str, &str) {
-    let message = error_message(error);
-    let kind = error["type"].as_str().unwrap_or("");
-    let code = error["code"].as_str().unwrap_or("");
-    let kind = match (kind, code) {
-        ("rate_limit_error", _) | (_, "rate_limit_exceeded") => "rate_limit_error",
-        ("overloaded" | "overloaded_error", _) | (_, "overloaded" | "overloaded_error") => {
-            "overloaded_error"
-        }
-        ("invalid_request_error", _) => "invalid_request_error",
-        ("authentication_error", _) => "authentication_error",
-        ("permission_error", _) => "permission_error",
-        _ => "api_error",
-    };
-    (kind, message)
-}
-
 /// Turns an OpenAI chunk stream (SSE bytes, split anywhere) into Anthropic's event stream.
 /// `finish` leaves a cut stream (no `[DONE]`, no `finish_reason`) open for the caller's error
 /// event; `done`: `message_stop` or an `error` event was sent. Its usage is the upstream's
@@ -199,19 +172,10 @@ impl Events for Encoder {
             // The unterminated last event of a cut stream: the caller reports the cut.
             Err(_) if at_end => return false,
             Err(_) => {
-                error_event(
-                    out,
-                    "api_error",
-                    "The upstream sent an event that is not valid JSON.",
-                );
+                out.extend_from_slice(&Front::Messages.error_event(&unreadable_chunk()));
                 return true;
             }
         };
-        if let Some(e) = &chunk.error {
-            let (kind, message) = error_of(e);
-            error_event(out, kind, message);
-            return true;
-        }
         if !self.started {
             self.start(chunk.id.as_deref(), out);
         }

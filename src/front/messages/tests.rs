@@ -303,26 +303,6 @@ fn every_split_gives_the_same_events() {
     }
 }
 
-#[test]
-fn a_midstream_error_ends_the_stream_as_an_anthropic_error() {
-    let stream = fixture("openai_stream_error_midstream.sse");
-    let mut e = StreamEncoder::new(MODEL);
-    let out = e.feed(Bytes::from(stream.clone())).unwrap();
-    assert!(e.done());
-    assert_eq!(e.finish(), None);
-    let m = check_grammar(&out);
-    assert!(!m.stopped && m.stop_reason.is_none());
-    assert_eq!(m.blocks.len(), 1);
-    assert_eq!(m.blocks[0].text, said(&stream).text);
-    assert_eq!(
-        m.error.unwrap(),
-        json!({"type": "api_error", "message": "The server had an error while processing your request. Sorry about that!"})
-    );
-    // The stream is over: nothing more goes out.
-    let more = chat_stream(&[delta(json!({"content": "late"}))], true);
-    assert_eq!(e.feed(Bytes::from(more)), None);
-}
-
 // ---------------------------------------------------------------------------------------
 // Streams: tool calls
 
@@ -585,52 +565,44 @@ fn a_cut_stream_is_left_open_for_the_gateway_error() {
     assert!(!e.done());
     let error = GatewayError::new(ErrorKind::GatewayTimeout, "The upstream stopped answering.")
         .code(Code::UpstreamTimeout);
-    out.extend_from_slice(&e.feed(error.sse_event()).unwrap());
-    assert!(e.done());
+    out.extend_from_slice(&Front::Messages.error_event(&error));
     let m = check_grammar(&out);
     assert_eq!(m.blocks[0].text, "Hel");
     assert_eq!(
         m.error.unwrap(),
-        json!({"type": "api_error", "message": "The upstream stopped answering."})
+        json!({"type": "timeout_error", "message": "The upstream stopped answering."})
     );
 }
 
 #[test]
-fn error_types_map_to_anthropics() {
-    let rate = GatewayError::new(ErrorKind::RateLimited, "slow down").sse_event();
-    let cases: Vec<(Vec<u8>, &str)> = vec![
-        (rate.to_vec(), "rate_limit_error"),
+fn upstream_errors_map_to_anthropics_types() {
+    // The same mapping for an error status and for an error inside a stream: both are one
+    // GatewayError by the time the door writes them.
+    let cases = [
         (
-            br#"data: {"error":{"message":"m","type":"tokens","code":"rate_limit_exceeded"}}"#
-                .to_vec(),
+            429,
+            r#"{"error":{"message":"m","type":"tokens","code":"rate_limit_exceeded"}}"#,
             "rate_limit_error",
         ),
         (
-            br#"data: {"error":{"message":"m","type":"upstream_error","code":"overloaded"}}"#
-                .to_vec(),
-            "overloaded_error",
-        ),
-        (
-            br#"data: {"error":{"message":"m","type":"invalid_request_error","code":"context_length_exceeded"}}"#.to_vec(),
+            400,
+            r#"{"error":{"message":"m","type":"invalid_request_error","code":"context_length_exceeded"}}"#,
             "invalid_request_error",
         ),
         (
-            br#"data: {"error":{"message":"m","type":"upstream_error","code":"upstream_timeout"}}"#
-                .to_vec(),
+            500,
+            r#"{"error":{"message":"m","type":"server_error"}}"#,
             "api_error",
         ),
-        (br#"data: {"error":"plain text"}"#.to_vec(), "api_error"),
-        (b"data: {not json".to_vec(), "api_error"),
+        (500, "plain text", "api_error"),
     ];
-    for (mut event, kind) in cases {
-        if !event.ends_with(b"\n\n") {
-            event.extend_from_slice(b"\n\n");
-        }
-        let m = check_grammar(&run(&[&event]));
-        let e = m.error.unwrap_or_else(|| panic!("{kind}: no error"));
-        assert_eq!(e["type"], kind, "{}", String::from_utf8_lossy(&event));
-        assert!(!m.stopped);
+    for (status, body, kind) in cases {
+        let e = crate::providers::openai::map_error("p", status, body.as_bytes(), None);
+        let m = check_grammar(&Front::Messages.error_event(&e));
+        assert_eq!(m.error.unwrap()["type"], kind, "{body}");
     }
+    let m = check_grammar(&run(&[b"data: {not json\n\n"]));
+    assert_eq!(m.error.unwrap()["type"], "api_error");
 }
 
 #[test]

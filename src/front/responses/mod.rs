@@ -27,10 +27,10 @@
 //!   Text is copied as raw JSON string literals, never unescaped and escaped again.
 
 use super::shared::{
-    content_text, error_message, finish_of, inside, invalid, join_line, json_str, message_content,
-    reasoning_text, request_object, take_string, text_in, tool_objects, usage_of, Chunk, Piece,
-    ToolCallDelta,
+    content_text, finish_of, inside, invalid, join_line, json_str, message_content, reasoning_text,
+    request_object, take_string, text_in, tool_objects, usage_of, Chunk, Piece, ToolCallDelta,
 };
+use super::unreadable_chunk;
 use crate::error::{ErrorKind, GatewayError, Printable};
 use crate::stream::translate::{Events, Translated};
 use crate::usage::Usage;

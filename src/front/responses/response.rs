@@ -29,18 +29,26 @@ const ERROR_CODES: &[&str] = &[
     "image_file_not_found",
 ];
 
-/// A Responses error code: `code` when the protocol knows it, else one for the error type.
-pub(super) fn error_code(code: &str, kind: &str) -> &'static str {
+/// The Responses error code (`response.failed`'s `error.code`) for an error: the code of
+/// its OpenAI-format body when the protocol knows it, else one for its type or status.
+pub fn failure_code(e: &GatewayError) -> &'static str {
+    let body: Value = serde_json::from_slice(&e.body()).unwrap_or_default();
+    let code = body["error"]["code"].as_str().unwrap_or("");
+    let kind = body["error"]["type"].as_str().unwrap_or("");
     if let Some(known) = ERROR_CODES.iter().find(|c| **c == code) {
         return known;
     }
     match (kind, code) {
         ("rate_limit_error" | "tokens" | "requests", _)
-        | (_, "rate_limit" | "insufficient_quota") => "rate_limit_exceeded",
+        | (_, "rate_limit" | "rate_limit_exceeded" | "insufficient_quota") => "rate_limit_exceeded",
         ("invalid_request_error", _) | (_, "context_length_exceeded" | "invalid_request") => {
             "invalid_prompt"
         }
-        _ => "server_error",
+        _ => match e.status() {
+            429 => "rate_limit_exceeded",
+            400..=499 => "invalid_prompt",
+            _ => "server_error",
+        },
     }
 }
 

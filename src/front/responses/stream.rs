@@ -47,10 +47,10 @@ impl StreamEncoder {
         })
     }
 
-    /// Ends the stream with `response.failed` (the upstream broke off, or failed): `code` is
-    /// a Responses error code (others become `server_error`). Empty when the stream is over.
-    pub fn failed_event(&mut self, code: &str, message: &str) -> Bytes {
-        self.end_with(|state, out| state.fail(out, error_code(code, ""), message))
+    /// Ends the stream with `response.failed` (the upstream broke off, or failed). Empty
+    /// when the stream is over.
+    pub fn failed_event(&mut self, e: &GatewayError) -> Bytes {
+        self.end_with(|state, out| state.fail(out, failure_code(e), &e.text()))
     }
 }
 
@@ -100,23 +100,11 @@ impl Events for Encoder {
             // The unterminated last event of a cut stream: the caller reports the cut.
             Err(_) if at_end => return false,
             Err(_) => {
-                self.fail(
-                    out,
-                    "server_error",
-                    "The upstream sent an event that is not valid JSON.",
-                );
+                let e = unreadable_chunk();
+                self.fail(out, failure_code(&e), &e.message);
                 return true;
             }
         };
-        if let Some(e) = &chunk.error {
-            let message = error_message(e);
-            let code = error_code(
-                e["code"].as_str().unwrap_or(""),
-                e["type"].as_str().unwrap_or(""),
-            );
-            self.fail(out, code, message);
-            return true;
-        }
         if !self.started {
             if let Some(created) = created {
                 self.answer.created_at = created;

@@ -95,6 +95,11 @@ fn info() -> ChatRequestInfo {
     }
 }
 
+/// The provider's name in errors.
+fn provider() -> std::sync::Arc<str> {
+    "p".into()
+}
+
 /// The capture's upstream failed or broke off (its name says so).
 fn is_error_capture(name: &str) -> bool {
     name.contains("error")
@@ -105,7 +110,7 @@ fn is_error_capture(name: &str) -> bool {
 /// event. The generated ids are seeded and the clock's fields blanked, so that runs compare.
 fn run(front: Front, dialect: Dialect, capture: &[u8], size: usize) -> (Vec<u8>, Stream) {
     fastrand::seed(7);
-    let mut s = Stream::new(front, dialect, &info(), MODEL, None);
+    let mut s = Stream::new(front, dialect, &provider(), &info(), MODEL, None);
     let mut out = Vec::new();
     let size = if size == 0 {
         capture.len().max(1)
@@ -289,7 +294,7 @@ fn native_pairs_pass_the_upstream_bytes_unchanged_and_read_the_same_usage() {
         for name in &k.streams {
             let capture = fixture(name);
             let (translated, reference) = relayed(door, k.dialect, &capture);
-            let mut s = Stream::new(door, pass, &info(), MODEL, None);
+            let mut s = Stream::new(door, pass, &provider(), &info(), MODEL, None);
             let mut out = Vec::new();
             for piece in capture.chunks(7) {
                 out.extend_from_slice(
@@ -408,5 +413,138 @@ fn usage_is_zero_nowhere_it_was_reported() {
                 assert_ne!(u, Usage::default(), "{name}");
             }
         }
+    }
+}
+
+#[test]
+fn an_error_inside_a_stream_is_the_providers_error_rendered_once_by_the_door() {
+    for k in kinds() {
+        let passes = k.native.iter().map(|&(door, pass)| (door, pass));
+        let translated = DOORS.iter().map(|&door| (door, k.dialect));
+        for name in k.streams.iter().filter(|n| n.contains("_error_")) {
+            let capture = fixture(name);
+            for (front, dialect) in translated.clone().chain(passes.clone()) {
+                let what = format!("{name} at the {front:?} door ({dialect:?})");
+                let (out, s) = relayed(front, dialect, &capture);
+                let e = s.failure().unwrap_or_else(|| panic!("{what}: no error"));
+                // The provider's own mapping, as for an error status: the status its type
+                // stands for, its code, and whether another deployment may be tried.
+                let data = events(&capture)
+                    .into_iter()
+                    .map(|(_, d)| d)
+                    .rfind(|d| d.contains("error"))
+                    .unwrap();
+                let v: Value = serde_json::from_str(&data).unwrap();
+                let kind = v["error"]["type"].as_str().unwrap_or("");
+                let status = match (k.kind, kind) {
+                    (ProviderKind::Anthropic, "overloaded_error") => 503,
+                    (ProviderKind::Gemini, _) => v["error"]["code"].as_u64().unwrap() as u16,
+                    _ => 500,
+                };
+                assert_eq!(e.status(), status, "{what}: {e}");
+                assert_eq!(e.fails_over, kind == "overloaded_error", "{what}");
+                if dialect.passed_through() {
+                    // The client speaks the upstream's protocol: its own event went out.
+                    assert_eq!(out, capture, "{what}");
+                    continue;
+                }
+                // Rendered once, by the door, from that error.
+                let error_of = |d: &str| {
+                    let mut v: Value = serde_json::from_str(d).unwrap_or_default();
+                    let inner = v["response"]["error"].take();
+                    [v["error"].take(), inner]
+                        .into_iter()
+                        .find(Value::is_object)
+                };
+                let errors: Vec<Value> = events(&out)
+                    .iter()
+                    .filter_map(|(_, d)| error_of(d))
+                    .collect();
+                assert_eq!(errors.len(), 1, "{what}: one error event");
+                let alone = events(&front.error_event(e));
+                assert_eq!(
+                    Some(&errors[0]),
+                    error_of(&alone.last().unwrap().1).as_ref(),
+                    "{what}: the door's rendering of the error"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn an_error_before_the_answer_began_leaves_the_stream_unstarted() {
+    // Before: nothing of the answer reached the decoder (the attempt may move on); after
+    // some text: the answer began, and the error ends it.
+    for (name, dialect, started) in [
+        (
+            "anthropic_stream_error_overloaded.sse",
+            kinds()[1].dialect,
+            false,
+        ),
+        (
+            "anthropic_stream_error_api_error.sse",
+            kinds()[1].dialect,
+            false,
+        ),
+        (
+            "anthropic_stream_error_midstream.sse",
+            kinds()[1].dialect,
+            false,
+        ),
+        (
+            "anthropic_stream_error_midstream.sse",
+            Dialect::AnthropicPass,
+            false,
+        ),
+        ("openai_stream_error_midstream.sse", Dialect::OpenAi, true),
+    ] {
+        let (_, s) = run(Front::Chat, dialect, &fixture(name), 0);
+        assert!(s.failure().is_some(), "{name}");
+        assert_eq!(s.started(), started, "{name} ({dialect:?})");
+    }
+    // An answer's first text starts it.
+    let capture = fixture("anthropic_stream_text.sse");
+    let mut s = Stream::new(
+        Front::Chat,
+        kinds()[1].dialect,
+        &provider(),
+        &info(),
+        MODEL,
+        None,
+    );
+    let first_delta = std::str::from_utf8(&capture)
+        .unwrap()
+        .find("content_block_delta")
+        .unwrap();
+    s.feed(bytes::Bytes::copy_from_slice(&capture[..first_delta]));
+    assert!(!s.started());
+    s.feed(bytes::Bytes::copy_from_slice(&capture[first_delta..]));
+    assert!(s.started());
+}
+
+#[test]
+fn an_overloaded_event_is_the_same_error_as_an_overloaded_status() {
+    let (status, body) = error_capture("anthropic_error_overloaded_529.json");
+    let by_status = providers::map_error(ProviderKind::Anthropic, "p", status, &body, None);
+    let (_, s) = run(
+        Front::Chat,
+        kinds()[1].dialect,
+        &fixture("anthropic_stream_error_overloaded.sse"),
+        0,
+    );
+    let in_band = s.failure().unwrap();
+    assert_eq!(
+        (in_band.status(), in_band.code, in_band.fails_over),
+        (by_status.status(), by_status.code, by_status.fails_over)
+    );
+    for front in DOORS {
+        let v =
+            |e: &GatewayError| -> Value { serde_json::from_slice(&front.error_body(e)).unwrap() };
+        assert_eq!(
+            v(in_band)["error"]["type"],
+            v(&by_status)["error"]["type"],
+            "{front:?}"
+        );
     }
 }

@@ -47,3 +47,28 @@ pub fn map_error(
     }
     e
 }
+
+/// The HTTP status an Anthropic error type stands for (the pairs Anthropic documents).
+pub(super) fn status_of(kind: &str) -> u16 {
+    match kind {
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "billing_error" => 402,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "request_too_large" => 413,
+        "rate_limit_error" => 429,
+        "timeout_error" => 504,
+        "overloaded_error" => 529,
+        // api_error, and types newer than this code.
+        _ => 500,
+    }
+}
+
+/// An Anthropic stream's `error` event: its data is Anthropic's error body.
+pub(super) fn in_band(error: Option<&EventError<'_>>, data: &[u8]) -> InBand {
+    InBand::Reported {
+        status: status_of(error.map_or("api_error", |e| &e.kind)),
+        body: Bytes::copy_from_slice(data),
+    }
+}

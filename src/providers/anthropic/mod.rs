@@ -16,6 +16,7 @@ use super::chat::{self, ChatRequest, Choice, Content, Image, Part, ResponseForma
 use crate::error::{ErrorKind, GatewayError, Printable, UpstreamBody};
 use crate::stream::chunk::{self, ChunkWriter, Delta};
 use crate::stream::translate::{self, Translated};
+use crate::stream::InBand;
 use crate::usage::Usage;
 use bytes::Bytes;
 use serde::Deserialize;

@@ -41,16 +41,26 @@ pub type PassThrough = crate::stream::watch::Watched<PassState>;
 #[derive(Default)]
 pub struct PassState {
     pub(super) usage: Usage,
+    started: bool,
+    failure: Option<InBand>,
 }
 
 impl crate::stream::watch::Watch for PassState {
     fn observe(&mut self, data: &[u8]) -> bool {
         if fast_delta(data).is_some() {
+            self.started = true;
             return false;
         }
         let Ok(ev) = serde_json::from_slice::<Event<'_>>(data) else {
             return false;
         };
+        self.started |= matches!(
+            &*ev.kind,
+            "content_block_delta" | "message_delta" | "message_stop"
+        ) || ev
+            .content_block
+            .as_ref()
+            .is_some_and(|b| b.kind == "tool_use");
         match &*ev.kind {
             "message_start" => {
                 if let Some(u) = ev.message.and_then(|m| m.usage) {
@@ -62,7 +72,11 @@ impl crate::stream::watch::Watch for PassState {
                     u.apply(&mut self.usage);
                 }
             }
-            "message_stop" | "error" => return true,
+            "message_stop" => return true,
+            "error" => {
+                self.failure = Some(in_band(ev.error.as_ref(), data));
+                return true;
+            }
             _ => {}
         }
         false
@@ -70,6 +84,14 @@ impl crate::stream::watch::Watch for PassState {
 
     fn usage(&self) -> Option<Usage> {
         Some(self.usage)
+    }
+
+    fn failure(&self) -> Option<&InBand> {
+        self.failure.as_ref()
+    }
+
+    fn started(&self) -> bool {
+        self.started
     }
 }
 

@@ -11,13 +11,13 @@ pub(super) struct Event<'a> {
     #[serde(default, borrow)]
     pub(super) message: Option<StartMessage<'a>>,
     #[serde(default, borrow)]
-    content_block: Option<StartBlock<'a>>,
+    pub(super) content_block: Option<StartBlock<'a>>,
     #[serde(default, borrow)]
     delta: Option<EventDelta<'a>>,
     #[serde(default)]
     pub(super) usage: Option<AUsage>,
     #[serde(default, borrow)]
-    error: Option<EventError<'a>>,
+    pub(super) error: Option<EventError<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -31,7 +31,7 @@ pub(super) struct StartMessage<'a> {
 }
 
 #[derive(Deserialize)]
-struct StartBlock<'a> {
+pub(super) struct StartBlock<'a> {
     #[serde(rename = "type", borrow)]
     pub(super) kind: Cow<'a, str>,
     #[serde(default, borrow)]
@@ -55,11 +55,9 @@ struct EventDelta<'a> {
 }
 
 #[derive(Deserialize)]
-struct EventError<'a> {
+pub(super) struct EventError<'a> {
     #[serde(rename = "type", borrow)]
     pub(super) kind: Cow<'a, str>,
-    #[serde(borrow)]
-    pub(super) message: Cow<'a, str>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -85,6 +83,10 @@ pub struct State {
     next_tool: u32,
     stop_reason: Option<String>,
     pub(super) usage: Usage,
+    /// Something of the answer came (a delta, a tool call, the end).
+    pub started: bool,
+    /// The error the stream ended with.
+    pub failure: Option<InBand>,
 }
 
 impl StreamTranslator {
@@ -97,6 +99,8 @@ impl StreamTranslator {
             next_tool: 0,
             stop_reason: None,
             usage: Usage::default(),
+            started: false,
+            failure: None,
         })
     }
 }
@@ -122,13 +126,26 @@ impl State {
     /// Translates one event into `out`; true when the stream is over.
     fn translate(&mut self, data: &[u8], at_end: bool, out: &mut Vec<u8>) -> bool {
         if let Some((index, kind, literal)) = fast_delta(data) {
+            self.started = true;
             self.delta_literal(index, kind, literal, out);
             return false;
         }
         let ev: Event<'_> = match serde_json::from_slice(data) {
             Ok(ev) => ev,
-            Err(_) => return translate::unreadable_event(out, at_end),
+            // The unterminated last event of a cut stream: the caller reports the cut.
+            Err(_) if at_end => return false,
+            Err(_) => {
+                self.failure = Some(InBand::Unreadable);
+                return true;
+            }
         };
+        self.started |= matches!(
+            &*ev.kind,
+            "content_block_delta" | "message_delta" | "message_stop"
+        ) || ev
+            .content_block
+            .as_ref()
+            .is_some_and(|b| b.kind == "tool_use");
         match &*ev.kind {
             "message_start" => {
                 if let Some(m) = ev.message {
@@ -259,13 +276,7 @@ impl State {
                 return true;
             }
             "error" => {
-                let (kind, message) = ev
-                    .error
-                    .map(|e| (e.kind.into_owned(), e.message.into_owned()))
-                    .unwrap_or_else(|| {
-                        ("api_error".into(), "The provider reported an error.".into())
-                    });
-                translate::error_event(out, &kind, &message);
+                self.failure = Some(in_band(ev.error.as_ref(), data));
                 return true;
             }
             // ping, and event types newer than this code.

@@ -50,3 +50,32 @@ pub fn map_error(
 pub fn usage_in_tail(tail: &[u8]) -> Option<Usage> {
     crate::usage::in_tail::<GUsage>(tail, b"\"usageMetadata\"").map(Usage::from)
 }
+
+/// The HTTP status of a Google error: its `code`, else the one its canonical status name
+/// stands for.
+pub(super) fn status_of(code: Option<u16>, status: Option<&str>) -> u16 {
+    if let Some(code) = code.filter(|c| (400..600).contains(c)) {
+        return code;
+    }
+    match status.unwrap_or("") {
+        "INVALID_ARGUMENT" | "FAILED_PRECONDITION" | "OUT_OF_RANGE" => 400,
+        "UNAUTHENTICATED" => 401,
+        "PERMISSION_DENIED" => 403,
+        "NOT_FOUND" => 404,
+        "ABORTED" | "ALREADY_EXISTS" => 409,
+        "RESOURCE_EXHAUSTED" => 429,
+        "CANCELLED" => 499,
+        "UNIMPLEMENTED" => 501,
+        "UNAVAILABLE" => 503,
+        "DEADLINE_EXCEEDED" => 504,
+        _ => 500,
+    }
+}
+
+/// An error object in a Gemini stream: its data is Google's error body.
+pub(super) fn in_band(error: &GError<'_>, data: &[u8]) -> InBand {
+    InBand::Reported {
+        status: status_of(error.code, error.status.as_deref()),
+        body: Bytes::copy_from_slice(data),
+    }
+}

@@ -11,31 +11,52 @@ pub type PassThrough = crate::stream::watch::Watched<PassState>;
 #[derive(Default)]
 pub struct PassState {
     usage: Usage,
+    started: bool,
+    failure: Option<InBand>,
 }
 
 impl crate::stream::watch::Watch for PassState {
     fn observe(&mut self, data: &[u8]) -> bool {
         let has = |needle: &[u8]| memchr::memmem::find(data, needle).is_some();
-        let finished = has(b"\"finishReason\"") || has(b"\"error\"");
+        let finished = has(b"\"error\"") || has(b"\"finishReason\"");
         if !finished && !has(b"\"usageMetadata\"") {
+            self.started = true;
             return false;
         }
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
-        struct Report {
+        struct Report<'a> {
             #[serde(default)]
             usage_metadata: Option<GUsage>,
+            #[serde(default, borrow)]
+            error: Option<GError<'a>>,
         }
-        if let Ok(Report {
-            usage_metadata: Some(u),
-        }) = serde_json::from_slice::<Report>(data)
-        {
-            self.usage = u.into();
+        let report = serde_json::from_slice::<Report<'_>>(data);
+        match report {
+            Ok(Report { error: Some(e), .. }) => {
+                self.failure = Some(in_band(&e, data));
+                return true;
+            }
+            Ok(Report {
+                usage_metadata: Some(u),
+                ..
+            }) => self.usage = u.into(),
+            _ => {}
         }
-        finished
+        self.started = true;
+        // Not an error object (a text or arguments that say "error"): only a finish ends it.
+        has(b"\"finishReason\"")
     }
 
     fn usage(&self) -> Option<Usage> {
         Some(self.usage)
+    }
+
+    fn failure(&self) -> Option<&InBand> {
+        self.failure.as_ref()
+    }
+
+    fn started(&self) -> bool {
+        self.started
     }
 }

@@ -100,8 +100,9 @@ pub(super) struct GFunctionCall<'a> {
 
 #[derive(Deserialize)]
 pub(super) struct GError<'a> {
-    #[serde(default, borrow)]
-    pub(super) message: Option<Cow<'a, str>>,
+    /// The HTTP status.
+    #[serde(default)]
+    pub(super) code: Option<u16>,
     #[serde(default, borrow)]
     pub(super) status: Option<Cow<'a, str>>,
 }

@@ -18,6 +18,8 @@ pub struct State {
     /// A finish reason came: the stream may end.
     finished: bool,
     usage: Usage,
+    /// The error the stream ended with.
+    pub failure: Option<InBand>,
 }
 
 impl StreamTranslator {
@@ -31,11 +33,17 @@ impl StreamTranslator {
             next_tool: 0,
             finished: false,
             usage: Usage::default(),
+            failure: None,
         })
     }
 }
 
 impl State {
+    /// An event of the answer came (Gemini's first one carries its first part).
+    pub fn started(&self) -> bool {
+        self.writer.is_some()
+    }
+
     fn writer(&mut self) -> &ChunkWriter {
         if self.writer.is_none() {
             let id = self.ids.completion_id(None);
@@ -75,15 +83,15 @@ impl translate::Events for State {
         }
         let r: GResponse<'_> = match serde_json::from_slice(data) {
             Ok(r) => r,
-            Err(_) => return translate::unreadable_event(out, at_end),
+            // The unterminated last event of a cut stream: the caller reports the cut.
+            Err(_) if at_end => return false,
+            Err(_) => {
+                self.failure = Some(InBand::Unreadable);
+                return true;
+            }
         };
-        if let Some(e) = r.error {
-            let code = crate::providers::static_code(e.status.as_deref().unwrap_or("UNKNOWN"));
-            let message = e
-                .message
-                .as_deref()
-                .unwrap_or("The provider reported an error.");
-            translate::error_event(out, code.as_str(), message);
+        if let Some(e) = &r.error {
+            self.failure = Some(in_band(e, data));
             return true;
         }
         if self.writer.is_none() {

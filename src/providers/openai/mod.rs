@@ -4,10 +4,12 @@
 
 use crate::error::{Code, GatewayError};
 use crate::stream::sse::{data_of, SseFramer};
+use crate::stream::InBand;
 use crate::usage::{OpenAiUsage, Usage};
 use bytes::{Bytes, BytesMut};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
+use serde_json::Value;
 use std::ops::Range;
 
 mod error;

@@ -45,17 +45,30 @@ pub type ResponsesPass = crate::stream::watch::Watched<ResponsesState>;
 #[derive(Default)]
 pub struct ResponsesState {
     usage: Option<Usage>,
+    started: bool,
+    failure: Option<InBand>,
 }
 
 impl crate::stream::watch::Watch for ResponsesState {
     fn observe(&mut self, data: &[u8]) -> bool {
         let head = &data[..data.len().min(64)];
-        let last = [
-            &b"\"response.completed\""[..],
-            b"\"response.incomplete\"",
-            b"\"response.failed\"",
+        let is = |t: &[u8]| memchr::memmem::find(head, t).is_some();
+        if is(b"\"type\":\"error\"") {
+            let v: Value = serde_json::from_slice(data).unwrap_or_default();
+            self.failure = Some(responses_in_band(v.get("error").unwrap_or(&v)));
+            return true;
+        }
+        let opening = [
+            &b"\"response.created\""[..],
+            b"\"response.in_progress\"",
+            b"\"response.queued\"",
         ];
-        if !last.iter().any(|t| memchr::memmem::find(head, t).is_some()) {
+        let failed = is(b"\"response.failed\"");
+        if !failed && opening.iter().any(|t| is(t)) {
+            return false;
+        }
+        if !failed && !is(b"\"response.completed\"") && !is(b"\"response.incomplete\"") {
+            self.started = true;
             return false;
         }
         #[derive(Deserialize)]
@@ -65,17 +78,31 @@ impl crate::stream::watch::Watch for ResponsesState {
         #[derive(Deserialize)]
         struct Inner {
             usage: Option<ResponsesUsage>,
+            #[serde(default)]
+            error: Option<Value>,
         }
-        if let Ok(Final {
-            response: Some(Inner { usage: Some(u) }),
-        }) = serde_json::from_slice::<Final>(data)
-        {
-            self.usage = Some(u.into());
+        if let Ok(Final { response: Some(r) }) = serde_json::from_slice::<Final>(data) {
+            if let Some(u) = r.usage {
+                self.usage = Some(u.into());
+            }
+            if failed {
+                let error = r.error.unwrap_or_default();
+                self.failure = Some(responses_in_band(&error));
+            }
         }
+        self.started |= !failed;
         true
     }
 
     fn usage(&self) -> Option<Usage> {
         self.usage
+    }
+
+    fn failure(&self) -> Option<&InBand> {
+        self.failure.as_ref()
+    }
+
+    fn started(&self) -> bool {
+        self.started
     }
 }

@@ -25,6 +25,10 @@ pub struct StreamFilter {
     scratch: Vec<u8>,
     pub usage: Option<Usage>,
     pub done: bool,
+    /// An event of the answer went by (anything but an error).
+    pub started: bool,
+    /// The error the stream ended with (its event is not passed on: the gateway renders it).
+    pub failure: Option<InBand>,
 }
 
 impl StreamFilter {
@@ -36,6 +40,8 @@ impl StreamFilter {
             scratch: Vec::new(),
             usage: None,
             done: false,
+            started: false,
+            failure: None,
         }
     }
 
@@ -91,10 +97,20 @@ impl StreamFilter {
         let Some(data) = data_of(event) else {
             return true;
         };
+        if self.failure.is_some() {
+            return false;
+        }
         if data == b"[DONE]" {
             self.done = true;
+            self.started = true;
             return true;
         }
+        if is_error_object(data) {
+            self.failure = Some(in_band(data));
+            self.done = true;
+            return false;
+        }
+        self.started = true;
         // Cheap test first: most chunks carry `"usage":null` or no usage at all.
         if USAGE_KEY.find(data).is_none() || USAGE_NULL.find(data).is_some() {
             return true;

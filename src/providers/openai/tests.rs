@@ -176,12 +176,27 @@ fn whole_chunks_pass_through_without_a_copy() {
 }
 
 #[test]
-fn a_stream_without_done_is_noticed() {
+fn an_error_event_ends_the_stream_and_is_kept_for_the_gateway() {
     let stream = fixture("openai_stream_error_midstream.sse");
-    let (out, f) = run_filter(true, &stream, 64);
-    assert_eq!(out, stream);
     let text = String::from_utf8_lossy(&stream);
-    assert_eq!(f.done, text.contains("[DONE]"));
+    let at = text.find("data: {\"error\"").unwrap();
+    for split in [1, 64, stream.len()] {
+        let (out, f) = run_filter(true, &stream, split);
+        // Everything before the error is passed on; the error is the gateway's to render.
+        assert_eq!(out, &stream[..at]);
+        assert!(f.done && f.started);
+        let data = text[at + 6..].trim_end();
+        assert_eq!(
+            f.failure,
+            Some(InBand::Reported {
+                status: 500,
+                body: Bytes::copy_from_slice(data.as_bytes())
+            })
+        );
+    }
+    // An error first: nothing of the answer began.
+    let (out, f) = run_filter(true, &stream[at..], 5);
+    assert!(out.is_empty() && !f.started && f.failure.is_some());
 }
 
 #[test]
@@ -285,17 +300,20 @@ fn every_openai_capture_passes_through_unchanged() {
     assert!(names.len() >= 8, "{names:?}");
     for name in names {
         let stream = fixture(&name);
+        // An error event is taken out (the gateway renders it for the door).
+        let text = String::from_utf8_lossy(&stream);
+        let answer = &stream[..text.find("data: {\"error\"").unwrap_or(stream.len())];
         for split in [1, 13, stream.len()] {
             let (out, f) = run_filter(false, &stream, split);
-            assert_eq!(out, stream, "{name} split {split}");
+            assert_eq!(out, answer, "{name} split {split}");
             assert_eq!(
                 f.done,
-                String::from_utf8_lossy(&stream).contains("[DONE]"),
+                text.contains("[DONE]") || f.failure.is_some(),
                 "{name}"
             );
             let (stripped, g) = run_filter(true, &stream, split);
             assert_eq!(g.usage, f.usage, "{name}");
-            let removed = stream.len() - stripped.len();
+            let removed = answer.len() - stripped.len();
             match f.usage {
                 // Only the usage-only chunk is gone.
                 Some(_) if String::from_utf8_lossy(&stream).contains("\"choices\":[]") => {
