@@ -305,3 +305,198 @@ model = "claude-flaky"
         }
     }
 }
+
+/// An upstream that echoes the credentials it was sent in its errors, as a misconfigured
+/// relay or a hostile endpoint does: a 500 for whole requests, a 200 and an error event for
+/// streams, each in the protocol of the path it was asked on.
+async fn echoing_upstream() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                let head_end = loop {
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i;
+                    }
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+                let header = |name: &str| {
+                    head.lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                        })
+                        .unwrap_or_default()
+                };
+                let len: usize = header("content-length").parse().unwrap_or(0);
+                while buf.len() < head_end + 4 + len {
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let body = String::from_utf8_lossy(&buf[head_end + 4..]).into_owned();
+                let echo = format!(
+                    "auth={} key={} goog={} relay={}",
+                    header("authorization"),
+                    header("x-api-key"),
+                    header("x-goog-api-key"),
+                    header("x-relay-secret")
+                );
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                let stream = body.contains("\"stream\":true") || path.contains("stream");
+                let (error, event) = if path.contains("/messages") {
+                    let e = format!(
+                        r#"{{"type":"error","error":{{"type":"api_error","message":"{echo}"}}}}"#
+                    );
+                    (e.clone(), format!("event: error\ndata: {e}\n\n"))
+                } else if path.contains("generateContent") {
+                    let e = format!(
+                        r#"{{"error":{{"code":500,"message":"{echo}","status":"INTERNAL"}}}}"#
+                    );
+                    (e.clone(), format!("data: {e}\r\n\r\n"))
+                } else {
+                    let e = format!(r#"{{"error":{{"message":"{echo}","type":"server_error"}}}}"#);
+                    (e.clone(), format!("data: {e}\n\n"))
+                };
+                let (status, kind, answer) = if stream {
+                    (200, "text/event-stream", event)
+                } else {
+                    (500, "application/json", error)
+                };
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-type: {kind}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Issue 19: a provider's key (and its secret headers) never reach a client, whatever the
+/// upstream echoes: at every door, for every upstream kind, streamed and not.
+#[tokio::test]
+async fn a_provider_key_echoed_by_the_upstream_never_reaches_the_client() {
+    const RELAY_SECRET: &str = "relay-secret-0123456789";
+    let up = echoing_upstream().await;
+    let mut config = format!(
+        r#"
+[server]
+listen = "{{listen}}"
+
+[routing]
+retries_per_deployment = 0
+backoff_base_ms = 1
+backoff_max_ms = 2
+
+[breaker]
+consecutive_failures = 1000
+min_requests = 1000
+
+[[keys]]
+name = "all"
+sha256 = "{hash}"
+"#,
+        hash = sha256_hex(ALL_KEY.as_bytes()),
+    );
+    for (kind, base) in [("openai", "v1"), ("anthropic", "v1"), ("gemini", "v1beta")] {
+        config += &format!(
+            r#"
+[providers.{kind}-echo]
+kind = "{kind}"
+base_url = "http://{up}/{base}"
+api_key = "${{JUNCTION_TEST_PROVIDER_KEY}}"
+headers = {{ "x-relay-secret" = "{RELAY_SECRET}" }}
+
+[models.{kind}-echo]
+provider = "{kind}-echo"
+model = "echo-model"
+"#
+        );
+    }
+    let gw = start_gateway(&config);
+    let http = reqwest::Client::new();
+    let mut redacted = 0;
+    for kind in ["openai", "anthropic", "gemini"] {
+        let model = format!("{kind}-echo");
+        for door in ["chat", "messages", "responses", "gemini"] {
+            for stream in [true, false] {
+                let (mut path, mut body, header, _) = door_request(door, &model);
+                if !stream {
+                    body = body.replace("\"stream\":true", "\"stream\":false");
+                    path = path.replace(":streamGenerateContent?alt=sse", ":generateContent");
+                }
+                let value = if header == "authorization" {
+                    format!("Bearer {ALL_KEY}")
+                } else {
+                    ALL_KEY.to_string()
+                };
+                let r = http
+                    .post(gw.url(&path))
+                    .header(header, value)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                let text = r.text().await.unwrap();
+                let what = format!(
+                    "{kind} upstream at the {door} door (stream: {stream}): {status} {text}"
+                );
+                assert!(!text.contains(PROVIDER_KEY), "{what}");
+                assert!(!text.contains(RELAY_SECRET), "{what}");
+                assert_eq!(status, 500, "{what}");
+                redacted += usize::from(text.contains("[redacted]"));
+            }
+        }
+    }
+    // The upstream's text was passed on (redacted), not only replaced by the gateway's own.
+    assert_eq!(redacted, 24);
+    assert!(!gw.log_text().contains(PROVIDER_KEY));
+}
+
+/// Issue 19: a model name that cannot go into the upstream's request path is the client's
+/// mistake (400 naming the model, in the door's format), never a 500 or a request to
+/// another path.
+#[tokio::test]
+async fn a_model_name_a_provider_path_cannot_carry_is_a_400() {
+    let mock = start_mock();
+    let gw = start_gateway(&config(&mock));
+    for model in [
+        "gemini-ok/a b",
+        "gemini-ok/../../files",
+        "gemini-ok/x:y?z",
+        "gemini-ok/%0d%0a",
+    ] {
+        let (status, _, body) = ask(&gw, model, false).await;
+        assert_eq!(status, 400, "{model}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["error"]["param"], "model", "{model}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("gemini-ok"),
+            "{model}"
+        );
+        for door in ["messages", "responses"] {
+            let (status, text) = ask_door(&gw, door, model).await;
+            assert_eq!(status, 400, "{model} at the {door} door: {text}");
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert!(v["error"]["message"].is_string(), "{door}: {text}");
+        }
+    }
+    // A well-formed direct name still goes through.
+    let (status, _, body) = ask(&gw, "gemini-ok/gemini-2.5-flash", false).await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -135,6 +135,8 @@ pub struct Provider {
     pub responses: bool,
     /// Active health checks: (interval, path under the base URL).
     pub health_check: Option<(Duration, String)>,
+    /// Takes this provider's key and header values out of what it says back.
+    pub redactor: crate::secret::Redactor,
 }
 
 /// One place a model is served: a provider and the model name it knows.

@@ -338,7 +338,14 @@ impl Validator<'_> {
                 ),
             }
         }
+        let redactor = crate::secret::Redactor::new(
+            api_key
+                .iter()
+                .map(|k| k.expose().as_bytes())
+                .chain(headers.iter().map(|(_, v)| v.expose().as_bytes())),
+        );
         Some(Provider {
+            redactor,
             name: Arc::from(name),
             kind: kind?,
             upstream: upstream?.prepare(timeouts.connect, ca),
@@ -508,6 +515,14 @@ impl Validator<'_> {
                     continue;
                 };
                 let upstream_model: Arc<str> = Arc::from(d.model.as_deref().unwrap_or(public));
+                if p.kind == ProviderKind::Gemini
+                    && !crate::providers::gemini::fits_path(&upstream_model)
+                {
+                    self.problem(
+                        &d.provider,
+                        format!("models.{public}: `{upstream_model}` cannot go into a Gemini request path (letters, digits and `-._@/` only, no empty, `.` or `..` part)"),
+                    );
+                }
                 let price = d
                     .price
                     .map(Price::from)

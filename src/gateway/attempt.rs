@@ -131,7 +131,7 @@ pub async fn attempt(
             let mut stream = Stream::new(
                 ctx.front,
                 dialect,
-                &provider.name,
+                &deployment.provider,
                 info,
                 &deployment.upstream_model,
                 ctx.responses.as_ref(),
@@ -556,13 +556,7 @@ async fn upstream_error_status(
     if body.is_some() {
         release(connector, up, peer).await;
     }
-    providers::map_error(
-        provider.kind,
-        &provider.name,
-        status,
-        &body.unwrap_or_default(),
-        retry_after,
-    )
+    providers::map_error(provider, status, &body.unwrap_or_default(), retry_after)
 }
 
 /// Reads a whole body up to [`MAX_ERROR_BODY`]; `None` if it failed or was larger.

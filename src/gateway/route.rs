@@ -2,15 +2,29 @@
 //! an alias, or `provider/model` straight to a provider), if the caller may use it.
 
 use super::auth::Caller;
-use crate::config::{ModelRoute, Snapshot};
-use crate::error::GatewayError;
+use crate::config::{ModelRoute, ProviderKind, Snapshot};
+use crate::error::{GatewayError, Printable};
+use crate::providers::gemini;
 use std::sync::Arc;
 
-/// The route of a model: 404 when there is none.
+/// The route of a model: 404 when there is none, 400 when the client addressed a provider's
+/// model directly (`provider/model`) by a name that provider's requests cannot carry.
 pub fn resolve(snapshot: &Snapshot, model: &str) -> Result<Arc<ModelRoute>, GatewayError> {
-    snapshot
+    let route = snapshot
         .route(model)
-        .ok_or_else(|| GatewayError::model_not_found(model))
+        .ok_or_else(|| GatewayError::model_not_found(model))?;
+    if !snapshot.models.contains_key(model) {
+        let d = &route.deployments[0];
+        if d.provider.kind == ProviderKind::Gemini && !gemini::fits_path(&d.upstream_model) {
+            return Err(GatewayError::invalid_request(format!(
+                "The model `{}` cannot be sent to provider `{}`: a Gemini model name has only letters, digits and `-._@/`, and no empty, `.` or `..` part.",
+                Printable(model),
+                d.provider.name
+            ))
+            .param("model"));
+        }
+    }
+    Ok(route)
 }
 
 /// The caller's allowlist, the one place it is checked: 403 when it may not use `route`

@@ -4,6 +4,7 @@
 //! otherwise an answer is `door.encode(provider.decode(bytes))`, streamed ([`Stream`]) or
 //! whole ([`whole`]), for every pair of door and provider alike.
 
+use crate::config::Provider;
 use crate::error::{Code, ErrorKind, GatewayError};
 use crate::front::{responses, Encoder, Front};
 use crate::providers::openai::ChatRequestInfo;
@@ -27,8 +28,7 @@ pub struct Stream {
     front: Front,
     /// The upstream's own events go to the client (a pass-through): its error event too.
     passed_through: bool,
-    provider: Arc<str>,
-    kind: crate::config::ProviderKind,
+    provider: Arc<Provider>,
     decoder: Decoder,
     encoder: Option<Box<Encoder>>,
     failure: Option<GatewayError>,
@@ -40,7 +40,7 @@ impl Stream {
     pub fn new(
         front: Front,
         dialect: Dialect,
-        provider: &Arc<str>,
+        provider: &Arc<Provider>,
         info: &ChatRequestInfo,
         upstream_model: &str,
         responses: Option<&responses::Context>,
@@ -55,7 +55,6 @@ impl Stream {
             front,
             passed_through,
             provider: provider.clone(),
-            kind: dialect.kind(),
             decoder: Decoder::new(dialect, info, upstream_model),
             encoder,
             failure: None,
@@ -107,20 +106,28 @@ impl Stream {
     fn fail(&mut self, head: Option<Bytes>) -> Option<Bytes> {
         let e = match self.decoder.failure() {
             Some(InBand::Reported { status, body }) => {
-                providers::map_error(self.kind, &self.provider, *status, body, None)
+                providers::map_error(&self.provider, *status, body, None)
             }
             _ => GatewayError::new(
                 ErrorKind::BadGateway,
                 format!(
                     "Provider `{}` sent an event that is not valid JSON.",
-                    self.provider
+                    self.provider.name
                 ),
             )
             .code(Code::UpstreamBadResponse),
         };
-        let tail = (!self.passed_through).then(|| self.error_event(&e));
+        if self.passed_through {
+            // The upstream's own error event goes out, without the provider's secrets.
+            self.failure = Some(e);
+            return head.map(|h| match self.provider.redactor.redact(&h) {
+                std::borrow::Cow::Borrowed(_) => h,
+                std::borrow::Cow::Owned(r) => r.into(),
+            });
+        }
+        let tail = self.error_event(&e);
         self.failure = Some(e);
-        join(head, tail)
+        join(head, Some(tail))
     }
 
     /// The upstream's body ended.

@@ -308,16 +308,19 @@ pub fn authenticate(provider: &Provider, req: &mut RequestHeader) -> Result<(), 
 
 /// An upstream error status and body, as the client is told.
 pub fn map_error(
-    kind: ProviderKind,
-    provider: &str,
+    provider: &Provider,
     status: u16,
     body: &[u8],
     retry_after: Option<u64>,
 ) -> GatewayError {
-    match kind {
-        ProviderKind::OpenAi => openai::map_error(provider, status, body, retry_after),
-        ProviderKind::Anthropic => anthropic::map_error(provider, status, body, retry_after),
-        ProviderKind::Gemini => gemini::map_error(provider, status, body, retry_after),
+    // The provider's own secrets never go further than this (issue 19): the message, the
+    // body passed on, the logs and the ledger all start from the redacted body.
+    let body = provider.redactor.redact(body);
+    let name = &provider.name;
+    match provider.kind {
+        ProviderKind::OpenAi => openai::map_error(name, status, &body, retry_after),
+        ProviderKind::Anthropic => anthropic::map_error(name, status, &body, retry_after),
+        ProviderKind::Gemini => gemini::map_error(name, status, &body, retry_after),
     }
 }
 

@@ -72,13 +72,21 @@ impl SseFramer {
 
     /// At the end of the stream: whatever is left (an event without its blank line).
     pub fn finish(&mut self) -> Option<Bytes> {
-        self.pending
-            .extend_from_slice(&std::mem::take(&mut self.chunk));
-        if self.pending.iter().all(|b| b.is_ascii_whitespace()) {
-            self.pending.clear();
+        let rest = self.take_rest();
+        if rest.iter().all(|b| b.is_ascii_whitespace()) {
             return None;
         }
-        Some(self.pending.split().freeze())
+        Some(rest)
+    }
+
+    /// Every byte held, as it came (for a stream passed on byte for byte).
+    pub fn take_rest(&mut self) -> Bytes {
+        if self.pending.is_empty() {
+            return std::mem::take(&mut self.chunk);
+        }
+        self.pending
+            .extend_from_slice(&std::mem::take(&mut self.chunk));
+        self.pending.split().freeze()
     }
 }
 

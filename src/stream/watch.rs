@@ -1,6 +1,8 @@
 //! The loop every pass-through watcher shares: the client gets the upstream's bytes unchanged,
 //! while the events are framed aside and shown to a protocol's reader for the usage and the
-//! end of the stream.
+//! end of the stream. Only whole events are passed on (a chunk that ends inside an event
+//! waits for the rest of it, as a client must anyway), so an error event can be looked at,
+//! and its provider's secrets taken out, before any byte of it leaves.
 
 use super::sse::{data_of, SseFramer};
 use crate::usage::Usage;
@@ -27,27 +29,61 @@ pub struct Watched<W> {
     framer: SseFramer,
     state: W,
     done: bool,
+    /// The whole events of the chunk being fed, when it did not hold exactly whole events.
+    kept: Vec<Bytes>,
 }
 
 impl<W: Watch> Watched<W> {
-    // hot path: every chunk of a passed-through stream.
-    /// The chunk itself, after `W` saw the events it completes.
+    // hot path: every chunk of a passed-through stream; the chunk goes out untouched (zero
+    // copy) when it holds whole events.
+    /// The whole events this chunk completes, after `W` saw them (`None`: none yet).
     pub fn feed(&mut self, chunk: Bytes) -> Option<Bytes> {
-        if !self.done {
-            self.framer.push(chunk.clone());
-            while let Some(event) = self.framer.next_event() {
-                self.event(&event);
+        if self.done {
+            // After the end: whatever else comes goes on as it is.
+            let rest = self.framer.take_rest();
+            if rest.is_empty() {
+                return Some(chunk);
             }
+            return Some([rest, chunk].concat().into());
         }
-        Some(chunk)
+        let clean = self.framer.pending_len() == 0;
+        self.framer.push(chunk.clone());
+        self.kept.clear();
+        while let Some(event) = self.framer.next_event() {
+            self.event(&event);
+            self.kept.push(event);
+        }
+        if clean && self.framer.pending_len() == 0 {
+            self.kept.clear();
+            return Some(chunk);
+        }
+        self.join_kept()
     }
 
     /// At the end of the upstream body: the last event, if it lacked its blank line.
     pub fn finish(&mut self) -> Option<Bytes> {
-        if let Some(event) = self.framer.finish() {
-            self.event(&event);
+        let rest = self.framer.take_rest();
+        if rest.is_empty() {
+            return None;
         }
-        None
+        if !rest.iter().all(|b| b.is_ascii_whitespace()) {
+            self.event(&rest);
+        }
+        Some(rest)
+    }
+
+    fn join_kept(&mut self) -> Option<Bytes> {
+        match self.kept.len() {
+            0 => None,
+            1 => self.kept.pop(),
+            _ => {
+                let mut out = Vec::with_capacity(self.kept.iter().map(Bytes::len).sum());
+                for e in self.kept.drain(..) {
+                    out.extend_from_slice(&e);
+                }
+                Some(out.into())
+            }
+        }
     }
 
     /// The stream's last event (or an error event) went by.

@@ -95,9 +95,23 @@ fn info() -> ChatRequestInfo {
     }
 }
 
-/// The provider's name in errors.
-fn provider() -> std::sync::Arc<str> {
-    "p".into()
+/// The provider's key in the tests: it must never come out of the gateway.
+const SECRET: &str = "sk-prov-0123456789abcdef";
+
+/// A provider `p` of `kind` (its key is [`SECRET`]), as the config makes it.
+fn provider_of(kind: ProviderKind) -> std::sync::Arc<crate::config::Provider> {
+    let kind = match kind {
+        ProviderKind::OpenAi => "openai",
+        ProviderKind::Anthropic => "anthropic",
+        ProviderKind::Gemini => "gemini",
+    };
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:1\"\n[providers.p]\nkind = \"{kind}\"\n\
+         base_url = \"http://127.0.0.1:9/v1\"\napi_key = \"${{KEY}}\"\n"
+    );
+    let snapshot = crate::config::parse("test.toml", &text, &|_| Some(SECRET.into()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    snapshot.providers["p"].clone()
 }
 
 /// The capture's upstream failed or broke off (its name says so).
@@ -110,7 +124,14 @@ fn is_error_capture(name: &str) -> bool {
 /// event. The generated ids are seeded and the clock's fields blanked, so that runs compare.
 fn run(front: Front, dialect: Dialect, capture: &[u8], size: usize) -> (Vec<u8>, Stream) {
     fastrand::seed(7);
-    let mut s = Stream::new(front, dialect, &provider(), &info(), MODEL, None);
+    let mut s = Stream::new(
+        front,
+        dialect,
+        &provider_of(dialect.kind()),
+        &info(),
+        MODEL,
+        None,
+    );
     let mut out = Vec::new();
     let size = if size == 0 {
         capture.len().max(1)
@@ -294,7 +315,7 @@ fn native_pairs_pass_the_upstream_bytes_unchanged_and_read_the_same_usage() {
         for name in &k.streams {
             let capture = fixture(name);
             let (translated, reference) = relayed(door, k.dialect, &capture);
-            let mut s = Stream::new(door, pass, &provider(), &info(), MODEL, None);
+            let mut s = Stream::new(door, pass, &provider_of(pass.kind()), &info(), MODEL, None);
             let mut out = Vec::new();
             for piece in capture.chunks(7) {
                 out.extend_from_slice(
@@ -377,7 +398,7 @@ fn every_door_writes_every_providers_errors_in_its_own_format() {
         assert!(!k.errors.is_empty(), "{:?} has error captures", k.kind);
         for name in &k.errors {
             let (status, body) = error_capture(name);
-            let e = providers::map_error(k.kind, "p", status, &body, None);
+            let e = providers::map_error(&provider_of(k.kind), status, &body, None);
             for front in DOORS {
                 let what = format!("{name} at the {front:?} door");
                 let v: Value = serde_json::from_slice(&front.error_body(&e))
@@ -508,7 +529,7 @@ fn an_error_before_the_answer_began_leaves_the_stream_unstarted() {
     let mut s = Stream::new(
         Front::Chat,
         kinds()[1].dialect,
-        &provider(),
+        &provider_of(ProviderKind::Anthropic),
         &info(),
         MODEL,
         None,
@@ -526,7 +547,8 @@ fn an_error_before_the_answer_began_leaves_the_stream_unstarted() {
 #[test]
 fn an_overloaded_event_is_the_same_error_as_an_overloaded_status() {
     let (status, body) = error_capture("anthropic_error_overloaded_529.json");
-    let by_status = providers::map_error(ProviderKind::Anthropic, "p", status, &body, None);
+    let by_status =
+        providers::map_error(&provider_of(ProviderKind::Anthropic), status, &body, None);
     let (_, s) = run(
         Front::Chat,
         kinds()[1].dialect,
@@ -547,4 +569,59 @@ fn an_overloaded_event_is_the_same_error_as_an_overloaded_status() {
             "{front:?}"
         );
     }
+}
+
+/// Issue 19: an upstream that echoes the request's credentials in its error text (a
+/// misconfigured relay, a debugging proxy, a hostile endpoint) has them taken out before any
+/// byte of it leaves: in the error body and event of every door, from an error status and
+/// from an error inside a stream, translated or passed through.
+#[test]
+fn a_providers_key_echoed_in_its_error_never_leaves() {
+    let echo = format!("auth=Bearer {SECRET}; x-api-key: {SECRET}");
+    let redacted = std::cell::Cell::new(0);
+    let leaks = |what: &str, out: &[u8]| {
+        let text = String::from_utf8_lossy(out);
+        assert!(!text.contains(SECRET), "{what}: {text}");
+        // Where the upstream's text is passed on at all (not for a refused key, which is
+        // the gateway's own message).
+        redacted.set(redacted.get() + usize::from(text.contains(crate::secret::REDACTED)));
+    };
+    for k in kinds() {
+        let provider = provider_of(k.kind);
+        for name in &k.errors {
+            let (status, body) = error_capture(name);
+            let mut v: Value = serde_json::from_slice(&body).unwrap();
+            v["error"]["message"] = Value::from(echo.clone());
+            let body = serde_json::to_vec_pretty(&v).unwrap();
+            // Not the refused-key statuses: their message is the gateway's own anyway.
+            let e = providers::map_error(&provider, status.max(500), &body, None);
+            for front in DOORS {
+                let what = format!("{name} at the {front:?} door");
+                leaks(&what, &front.error_body(&e));
+                leaks(&what, &front.error_event(&e));
+                assert!(!e.message_or_code().contains(SECRET), "{what}");
+            }
+        }
+        for name in k.streams.iter().filter(|n| n.contains("_error_")) {
+            let text = String::from_utf8(fixture(name)).unwrap();
+            let message = |t: &str| -> String {
+                let at = t.rfind("\"message\"").unwrap();
+                let open = at + t[at + 9..].find('"').unwrap() + 10;
+                let close = open + t[open..].find('"').unwrap();
+                format!("{}{}{}", &t[..open], echo, &t[close..])
+            };
+            let capture = message(&text).into_bytes();
+            let passes = k.native.iter().copied();
+            for (front, dialect) in DOORS.iter().map(|&d| (d, k.dialect)).chain(passes) {
+                let what = format!("{name} at the {front:?} door ({dialect:?})");
+                let (out, _) = relayed(front, dialect, &capture);
+                leaks(&what, &out);
+            }
+        }
+    }
+    assert!(
+        redacted.get() > 40,
+        "the echo was passed on, redacted: {}",
+        redacted.get()
+    );
 }

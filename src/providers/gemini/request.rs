@@ -3,6 +3,18 @@
 use super::*;
 
 /// The path (under the base URL) of a request.
+/// Whether a model name can go into a Gemini request path (`models/{model}:…`) as it is:
+/// letters, digits and `-._@/`, with no empty, `.` or `..` segment (nothing that would change
+/// the path it lands on, or make it invalid).
+pub fn fits_path(model: &str) -> bool {
+    !model.is_empty()
+        && model.len() <= 256
+        && model
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._@/".contains(&b))
+        && model.split('/').all(|s| !matches!(s, "" | "." | ".."))
+}
+
 pub fn path(base: &str, model: &str, stream: bool) -> String {
     if stream {
         format!("{base}/models/{model}:streamGenerateContent?alt=sse")

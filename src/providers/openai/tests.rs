@@ -364,11 +364,18 @@ fn a_passed_through_responses_stream_gives_its_usage_at_the_end() {
         event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"usage\"}\n\n\
         event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":2,\"response\":{\"usage\":{\"input_tokens\":120,\"input_tokens_details\":{\"cached_tokens\":100},\"output_tokens\":7,\"output_tokens_details\":{\"reasoning_tokens\":3},\"total_tokens\":127}}}\n\n";
     let mut p = ResponsesPass::default();
-    // Split anywhere: the chunks come back as they were, and the end is seen once whole.
+    // Split anywhere: the events come back as they were, each once whole, and the end is
+    // seen once whole.
+    let mut out = Vec::new();
     for piece in events.as_bytes().chunks(37) {
         let b = bytes::Bytes::copy_from_slice(piece);
-        assert_eq!(p.feed(b.clone()), Some(b));
+        if let Some(o) = p.feed(b) {
+            assert!(o.ends_with(b"\n\n"), "whole events");
+            out.extend_from_slice(&o);
+        }
     }
+    assert_eq!(p.finish(), None);
+    assert_eq!(out, events.as_bytes());
     assert!(p.done());
     let u = p.usage().unwrap();
     assert_eq!(
