@@ -80,7 +80,9 @@ def s2(out):
         return None
     out.append("## 2. Streaming, Anthropic upstream translated to OpenAI, concurrency 1\n")
     out.append("16 chunks 2 ms apart. Direct and floor read the Anthropic stream as it is; Junction's client "
-               "reads it translated to OpenAI chunks. TTFT is the time to the first `data:` event; a gap is "
+               "reads it translated to OpenAI chunks. TTFT is the time to the first token (the first event "
+               "with text: an opening event such as `message_start` or a role chunk carries none, and Junction holds "
+               "those back until the first token so that an error before it can still fail over); a gap is "
                "the time between two events (the goal: none added).\n")
     out.append("| target | streams | errors | TTFT p50 µs | TTFT p99 µs | added TTFT p50 µs | added TTFT p99 µs | gap p50 µs | gap p99 µs |")
     out.append("|---|---|---|---|---|---|---|---|---|")

@@ -8,8 +8,10 @@
 //!   *scheduled* send time, so queueing in the target is not hidden. Targets run one after the
 //!   other for each `--rates` step (shuffled per step), so they share the machine's state.
 //!
-//! Stream aware (`--stream`): time to the response header, time to the first `data:` event
-//! (TTFT), the gaps between events, and the total, per request. Every target and every loop
+//! Stream aware (`--stream`): time to the response header, time to the first `data:` event,
+//! time to the first token (TTFT: the first event that carries text, reasoning or a tool
+//! call, in whichever protocol the target speaks; opening events such as a role chunk or
+//! `message_start` carry none), the gaps between events, and the total, per request. Every target and every loop
 //! is bounded in time; results as JSON with `--out`.
 //!
 //! ```text
@@ -133,6 +135,8 @@ struct Timing {
     headers: f64,
     /// First `data:` event (streams).
     first_event: Option<f64>,
+    /// First event with a token of the answer (streams).
+    first_token: Option<f64>,
     /// Longest gap between two events (streams).
     max_gap: f64,
     total: f64,
@@ -206,6 +210,9 @@ impl Conn {
                 let events = memchr::memmem::find_iter(&buf[..size], b"data:").count();
                 if events > 0 {
                     let now = Instant::now();
+                    if t.first_token.is_none() && has_token(&buf[..size]) {
+                        t.first_token = Some(us(now));
+                    }
                     match last_event {
                         None => t.first_event = Some(us(now)),
                         Some(prev) => {
@@ -230,12 +237,53 @@ impl Conn {
     }
 }
 
+/// Whether a chunk of events carries a token of the answer (text, reasoning, a tool call)
+/// in any protocol a target speaks: OpenAI chat, Anthropic Messages, Responses, Gemini.
+fn has_token(b: &[u8]) -> bool {
+    const MARKS: [&[u8]; 5] = [
+        b"\"content_block_delta\"",
+        b"\"response.output_text.delta\"",
+        b"\"parts\":[{\"text\":\"",
+        b"\"tool_calls\"",
+        b"\"reasoning_content\":\"",
+    ];
+    if MARKS.iter().any(|m| memchr::memmem::find(b, m).is_some()) {
+        return true;
+    }
+    // An OpenAI chunk with a content string that is not empty.
+    let key = b"\"content\":\"";
+    memchr::memmem::find_iter(b, key).any(|i| b.get(i + key.len()) != Some(&b'"'))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn opening_events_carry_no_token_and_deltas_do() {
+        use super::has_token;
+        let role = br#"data: {"choices":[{"delta":{"role":"assistant","content":""}}]}"#;
+        assert!(!has_token(role));
+        assert!(has_token(
+            br#"data: {"choices":[{"delta":{"content":"Hi"}}]}"#
+        ));
+        assert!(!has_token(
+            b"event: message_start\ndata: {\"type\":\"message_start\"}"
+        ));
+        assert!(has_token(
+            b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\"}"
+        ));
+        assert!(has_token(
+            br#"data: {"candidates":[{"content":{"parts":[{"text":"Hi"}]}}]}"#
+        ));
+    }
+}
+
 /// Everything measured of one target in one run or step.
 #[derive(Default)]
 struct Samples {
     total: Vec<f64>,
     headers: Vec<f64>,
     ttft: Vec<f64>,
+    first_event: Vec<f64>,
     gaps: Vec<f64>,
     errors: usize,
 }
@@ -244,8 +292,11 @@ impl Samples {
     fn add(&mut self, t: Timing) {
         self.total.push(t.total);
         self.headers.push(t.headers);
-        if let Some(f) = t.first_event {
+        if let Some(f) = t.first_token {
             self.ttft.push(f);
+        }
+        if let Some(f) = t.first_event {
+            self.first_event.push(f);
         }
     }
 
@@ -253,6 +304,7 @@ impl Samples {
         self.total.extend(o.total);
         self.headers.extend(o.headers);
         self.ttft.extend(o.ttft);
+        self.first_event.extend(o.first_event);
         self.gaps.extend(o.gaps);
         self.errors += o.errors;
     }
@@ -262,6 +314,7 @@ impl Samples {
             &mut self.total,
             &mut self.headers,
             &mut self.ttft,
+            &mut self.first_event,
             &mut self.gaps,
         ] {
             v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -473,6 +526,9 @@ struct Summary {
     headers: Dist,
     #[serde(skip_serializing_if = "Option::is_none")]
     ttft: Option<Dist>,
+    /// Time to the first event, token or not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_event: Option<Dist>,
     #[serde(skip_serializing_if = "Option::is_none")]
     gap: Option<Dist>,
     /// Minus the baseline (the first target) at the same percentile.
@@ -510,6 +566,7 @@ fn summarize(targets: &[Target], samples: &mut [Samples], cpu: &[Option<f64>]) -
             total: dist(&s.total),
             headers: dist(&s.headers),
             ttft: (!s.ttft.is_empty()).then(|| dist(&s.ttft)),
+            first_event: (!s.first_event.is_empty()).then(|| dist(&s.first_event)),
             gap: (!s.gaps.is_empty()).then(|| dist(&s.gaps)),
             added_p50_us: sub(percentile(&s.total, 0.5), b50),
             added_p99_us: sub(percentile(&s.total, 0.99), b99),

@@ -137,7 +137,8 @@ pub async fn attempt(
                 ctx.responses.as_ref(),
             );
             let deadline = started + t.ttft();
-            let held = match opening(session, &mut up, &mut stream, deadline, ctx, provider).await {
+            let opened = opening(session, &mut up, &mut stream, deadline, ctx, provider, &t);
+            let held = match opened.await {
                 Opening::ClientGone => return client_gone(),
                 Opening::Failed(e) => return e,
                 Opening::Answer(held) => held,
@@ -390,8 +391,8 @@ async fn opening(
     deadline: Instant,
     ctx: &Context<'_>,
     provider: &Provider,
+    t: &Timeouts,
 ) -> Opening {
-    let t = &provider.timeouts;
     let mut held: Option<Bytes> = None;
     loop {
         let next = match first_chunk(session, up, deadline, ctx).await {

@@ -129,7 +129,12 @@ pub fn start_gateway_at(listen: &str, config: &str) -> (Proc, PathBuf) {
     let addr: SocketAddr = listen.parse().unwrap();
     let path = tmp_path("junction.toml");
     std::fs::write(&path, config.replace("{listen}", &addr.to_string())).unwrap();
-    let p = spawn(
+    (start_gateway_on(addr, &path), path)
+}
+
+/// Starts the gateway on `addr` with the config file at `path` (written already).
+pub fn start_gateway_on(addr: SocketAddr, path: &std::path::Path) -> Proc {
+    spawn(
         &["serve", "--config", path.to_str().unwrap()],
         addr,
         &[
@@ -137,8 +142,7 @@ pub fn start_gateway_at(listen: &str, config: &str) -> (Proc, PathBuf) {
             ("JUNCTION_TEST_LIMITED_KEY", LIMITED_KEY),
             ("RUST_LOG", "debug"),
         ],
-    );
-    (p, path)
+    )
 }
 
 pub fn sha256_hex(b: &[u8]) -> String {
