@@ -291,22 +291,12 @@ provider = "goes-quiet"
 }
 
 async fn stream_text(gw: &Proc, path: &str, model: &str) -> (u16, String) {
-    let body = if path == "/v1/messages" {
-        format!(
-            r#"{{"model":"{model}","max_tokens":10,"stream":true,"messages":[{{"role":"user","content":"hi"}}]}}"#
-        )
+    let door = if path == "/v1/messages" {
+        "messages"
     } else {
-        chat_body(model, true)
+        "chat"
     };
-    let r = reqwest::Client::new()
-        .post(gw.url(path))
-        .header("x-api-key", ALL_KEY)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.text().await.unwrap())
+    ask_door(gw, door, model).await
 }
 
 #[tokio::test]

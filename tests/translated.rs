@@ -143,56 +143,6 @@ async fn a_translated_stream_cut_short_ends_with_an_error_event() {
     }
 }
 
-/// A door's streaming request for `model`, and the marks of its complete answer.
-fn door_request(door: &str, model: &str) -> (String, String, &'static str, &'static str) {
-    match door {
-        "chat" => (
-            "/v1/chat/completions".into(),
-            chat_body(model, true),
-            "authorization",
-            "data: [DONE]",
-        ),
-        "messages" => (
-            "/v1/messages".into(),
-            format!(
-                r#"{{"model":"{model}","max_tokens":10,"stream":true,"messages":[{{"role":"user","content":"hi"}}]}}"#
-            ),
-            "x-api-key",
-            "event: message_stop",
-        ),
-        "responses" => (
-            "/v1/responses".into(),
-            format!(r#"{{"model":"{model}","input":"hi","stream":true}}"#),
-            "authorization",
-            "event: response.completed",
-        ),
-        _ => (
-            format!("/v1beta/models/{model}:streamGenerateContent?alt=sse"),
-            r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#.into(),
-            "x-goog-api-key",
-            "\"finishReason\"",
-        ),
-    }
-}
-
-async fn ask_door(gw: &Proc, door: &str, model: &str) -> (u16, String) {
-    let (path, body, header, _) = door_request(door, model);
-    let value = if header == "authorization" {
-        format!("Bearer {ALL_KEY}")
-    } else {
-        ALL_KEY.to_string()
-    };
-    let r = reqwest::Client::new()
-        .post(gw.url(&path))
-        .header(header, value)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.text().await.unwrap())
-}
-
 /// Issue 15: an error the upstream sends inside its stream before the answer began (HTTP 200,
 /// then `event: error`) is a failed attempt like an error status: the request moves on to the
 /// next deployment and the client never sees it; with no other deployment, the client gets
@@ -310,40 +260,18 @@ model = "claude-flaky"
 /// relay or a hostile endpoint does: a 500 for whole requests, a 200 and an error event for
 /// streams, each in the protocol of the path it was asked on.
 async fn echoing_upstream() -> std::net::SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         while let Ok((mut conn, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                let head_end = loop {
-                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        break i;
-                    }
-                    match conn.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
+                let Some(request) = read_request(&mut conn, &mut Vec::new()).await else {
+                    return;
                 };
-                let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-                let header = |name: &str| {
-                    head.lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-                        })
-                        .unwrap_or_default()
-                };
-                let len: usize = header("content-length").parse().unwrap_or(0);
-                while buf.len() < head_end + 4 + len {
-                    match conn.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let body = String::from_utf8_lossy(&buf[head_end + 4..]).into_owned();
+                let header = |name: &str| request.header(name).unwrap_or_default();
+                let head = &request.head;
+                let body = String::from_utf8_lossy(&request.body);
                 let echo = format!(
                     "auth={} key={} goog={} relay={}",
                     header("authorization"),
@@ -425,7 +353,6 @@ model = "echo-model"
         );
     }
     let gw = start_gateway(&config);
-    let http = reqwest::Client::new();
     let mut redacted = 0;
     for kind in ["openai", "anthropic", "gemini"] {
         let model = format!("{kind}-echo");
@@ -436,20 +363,7 @@ model = "echo-model"
                     body = body.replace("\"stream\":true", "\"stream\":false");
                     path = path.replace(":streamGenerateContent?alt=sse", ":generateContent");
                 }
-                let value = if header == "authorization" {
-                    format!("Bearer {ALL_KEY}")
-                } else {
-                    ALL_KEY.to_string()
-                };
-                let r = http
-                    .post(gw.url(&path))
-                    .header(header, value)
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
-                let status = r.status().as_u16();
-                let text = r.text().await.unwrap();
+                let (status, text) = send_door(&gw, &path, body, header).await;
                 let what = format!(
                     "{kind} upstream at the {door} door (stream: {stream}): {status} {text}"
                 );

@@ -57,7 +57,7 @@ impl<W: Watch> Watched<W> {
             self.kept.clear();
             return Some(chunk);
         }
-        self.join_kept()
+        super::join(&mut self.kept)
     }
 
     /// At the end of the upstream body: the last event, if it lacked its blank line.
@@ -70,20 +70,6 @@ impl<W: Watch> Watched<W> {
             self.event(&rest);
         }
         Some(rest)
-    }
-
-    fn join_kept(&mut self) -> Option<Bytes> {
-        match self.kept.len() {
-            0 => None,
-            1 => self.kept.pop(),
-            _ => {
-                let mut out = Vec::with_capacity(self.kept.iter().map(Bytes::len).sum());
-                for e in self.kept.drain(..) {
-                    out.extend_from_slice(&e);
-                }
-                Some(out.into())
-            }
-        }
     }
 
     /// The stream's last event (or an error event) went by.

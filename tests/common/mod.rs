@@ -314,6 +314,42 @@ impl Received {
     }
 }
 
+/// Reads one HTTP/1.1 request (its head, and a body of its `Content-Length`) from `conn`;
+/// `buf` keeps what was read beyond it. `None` when the connection ends first.
+pub async fn read_request<R: tokio::io::AsyncRead + Unpin>(
+    conn: &mut R,
+    buf: &mut Vec<u8>,
+) -> Option<Received> {
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        match conn.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut received = Received {
+        head,
+        body: Vec::new(),
+    };
+    let len: usize = received
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    while buf.len() < head_end + 4 + len {
+        match conn.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    received.body = buf[head_end + 4..head_end + 4 + len].to_vec();
+    buf.drain(..head_end + 4 + len);
+    Some(received)
+}
+
 /// An upstream that records each request and answers with fixed bytes (a real capture),
 /// the body sent in several writes.
 pub async fn recording_upstream(
@@ -334,35 +370,11 @@ pub async fn recording_upstream(
             let answer = answer.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
                 loop {
-                    let head_end = loop {
-                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                            break i;
-                        }
-                        match conn.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
+                    let Some(received) = read_request(&mut conn, &mut buf).await else {
+                        return;
                     };
-                    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse().ok())?
-                        })
-                        .unwrap_or(0);
-                    while buf.len() < head_end + 4 + len {
-                        match conn.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let body = buf[head_end + 4..head_end + 4 + len].to_vec();
-                    buf.drain(..head_end + 4 + len);
-                    log.lock().unwrap().push(Received { head, body });
+                    log.lock().unwrap().push(received);
                     let header = format!(
                         "HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n",
                         answer.len()
@@ -399,4 +411,59 @@ pub async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// A door's streaming request for `model`, and the marks of its complete answer.
+pub fn door_request(door: &str, model: &str) -> (String, String, &'static str, &'static str) {
+    match door {
+        "chat" => (
+            "/v1/chat/completions".into(),
+            chat_body(model, true),
+            "authorization",
+            "data: [DONE]",
+        ),
+        "messages" => (
+            "/v1/messages".into(),
+            format!(
+                r#"{{"model":"{model}","max_tokens":10,"stream":true,"messages":[{{"role":"user","content":"hi"}}]}}"#
+            ),
+            "x-api-key",
+            "event: message_stop",
+        ),
+        "responses" => (
+            "/v1/responses".into(),
+            format!(r#"{{"model":"{model}","input":"hi","stream":true}}"#),
+            "authorization",
+            "event: response.completed",
+        ),
+        _ => (
+            format!("/v1beta/models/{model}:streamGenerateContent?alt=sse"),
+            r#"{"contents":[{"role":"user","parts":[{"text":"hi"}]}]}"#.into(),
+            "x-goog-api-key",
+            "\"finishReason\"",
+        ),
+    }
+}
+
+pub async fn ask_door(gw: &Proc, door: &str, model: &str) -> (u16, String) {
+    let (path, body, header, _) = door_request(door, model);
+    send_door(gw, &path, body, header).await
+}
+
+/// Posts `body` to `path` with the client key in the door's own header.
+pub async fn send_door(gw: &Proc, path: &str, body: String, header: &str) -> (u16, String) {
+    let value = if header == "authorization" {
+        format!("Bearer {ALL_KEY}")
+    } else {
+        ALL_KEY.to_string()
+    };
+    let r = reqwest::Client::new()
+        .post(gw.url(path))
+        .header(header, value)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap())
 }

@@ -54,13 +54,7 @@ impl crate::stream::watch::Watch for PassState {
         let Ok(ev) = serde_json::from_slice::<Event<'_>>(data) else {
             return false;
         };
-        self.started |= matches!(
-            &*ev.kind,
-            "content_block_delta" | "message_delta" | "message_stop"
-        ) || ev
-            .content_block
-            .as_ref()
-            .is_some_and(|b| b.kind == "tool_use");
+        self.started |= ev.carries_answer();
         match &*ev.kind {
             "message_start" => {
                 if let Some(u) = ev.message.and_then(|m| m.usage) {

@@ -20,6 +20,20 @@ pub(super) struct Event<'a> {
     pub(super) error: Option<EventError<'a>>,
 }
 
+impl Event<'_> {
+    /// Something of the answer, not an opening event (`message_start`, a text block's start,
+    /// `ping`): a delta, a tool call, the end.
+    pub(super) fn carries_answer(&self) -> bool {
+        matches!(
+            &*self.kind,
+            "content_block_delta" | "message_delta" | "message_stop"
+        ) || self
+            .content_block
+            .as_ref()
+            .is_some_and(|b| b.kind == "tool_use")
+    }
+}
+
 #[derive(Deserialize)]
 pub(super) struct StartMessage<'a> {
     #[serde(borrow)]
@@ -139,13 +153,7 @@ impl State {
                 return true;
             }
         };
-        self.started |= matches!(
-            &*ev.kind,
-            "content_block_delta" | "message_delta" | "message_stop"
-        ) || ev
-            .content_block
-            .as_ref()
-            .is_some_and(|b| b.kind == "tool_use");
+        self.started |= ev.carries_answer();
         match &*ev.kind {
             "message_start" => {
                 if let Some(m) = ev.message {

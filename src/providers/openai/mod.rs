@@ -6,7 +6,7 @@ use crate::error::{Code, GatewayError};
 use crate::stream::sse::{data_of, SseFramer};
 use crate::stream::InBand;
 use crate::usage::{OpenAiUsage, Usage};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 use serde_json::Value;

@@ -64,7 +64,7 @@ impl StreamFilter {
         if started_clean && !dropped && self.framer.pending_len() == 0 {
             return Some(original);
         }
-        self.join_kept()
+        crate::stream::join(&mut self.kept)
     }
 
     /// At the end of the upstream body: any unterminated last event.
@@ -75,21 +75,7 @@ impl StreamFilter {
                 self.kept.push(event);
             }
         }
-        self.join_kept()
-    }
-
-    fn join_kept(&mut self) -> Option<Bytes> {
-        match self.kept.len() {
-            0 => None,
-            1 => self.kept.pop(),
-            _ => {
-                let mut out = BytesMut::with_capacity(self.kept.iter().map(Bytes::len).sum());
-                for e in self.kept.drain(..) {
-                    out.extend_from_slice(&e);
-                }
-                Some(out.freeze())
-            }
-        }
+        crate::stream::join(&mut self.kept)
     }
 
     /// Looks at one event; false when it must not reach the client.
