@@ -137,6 +137,41 @@ pub(crate) fn text_in(v: &Value) -> Option<&str> {
     v.as_str().filter(|s| !s.is_empty())
 }
 
+/// The request's `stream` flag (absent or null: false); a streamed request's chat form
+/// streams and reports its usage.
+pub(crate) fn stream_flag(
+    req: &mut Map<String, Value>,
+    out: &mut Map<String, Value>,
+) -> Result<bool, GatewayError> {
+    let stream = match req.remove("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => return Err(invalid("`stream` must be a boolean.", "stream")),
+    };
+    if stream {
+        out.insert("stream".into(), true.into());
+        out.insert("stream_options".into(), json!({"include_usage": true}));
+    }
+    Ok(stream)
+}
+
+/// Where a stream encoder keeps the tool call of chat `index`: found by `index_of`, or made
+/// by `new` the first time the index comes.
+pub(crate) fn call_at<T>(
+    calls: &mut Vec<T>,
+    index: u32,
+    index_of: impl Fn(&T) -> u32,
+    new: impl FnOnce(u32) -> T,
+) -> usize {
+    match calls.iter().position(|c| index_of(c) == index) {
+        Some(at) => at,
+        None => {
+            calls.push(new(index));
+            calls.len() - 1
+        }
+    }
+}
+
 /// Writes `s` as a JSON string literal.
 pub(crate) fn json_str(out: &mut Vec<u8>, s: &str) {
     // Writing a &str to a Vec cannot fail.

@@ -398,28 +398,26 @@ impl Decoder {
 
     /// The error the upstream's stream ended with, as its decoder found it.
     pub fn failure(&self) -> Option<&crate::stream::InBand> {
-        use crate::stream::watch::Watch;
         match self {
             Decoder::OpenAi(f) => f.failure.as_ref(),
             Decoder::Anthropic(t) => t.state().failure.as_ref(),
             Decoder::Gemini(t) => t.state().failure.as_ref(),
-            Decoder::AnthropicPass(p) => p.state().failure(),
-            Decoder::GeminiPass(p) => p.state().failure(),
-            Decoder::ResponsesPass(p) => p.state().failure(),
+            Decoder::AnthropicPass(p) => p.failure(),
+            Decoder::GeminiPass(p) => p.failure(),
+            Decoder::ResponsesPass(p) => p.failure(),
         }
     }
 
     /// The upstream sent something of the answer, beyond its opening events (a stream that
     /// fails before this may still be tried elsewhere: nothing of it needs to reach the client).
     pub fn started(&self) -> bool {
-        use crate::stream::watch::Watch;
         match self {
             Decoder::OpenAi(f) => f.started,
             Decoder::Anthropic(t) => t.state().started,
             Decoder::Gemini(t) => t.state().started(),
-            Decoder::AnthropicPass(p) => p.state().started(),
-            Decoder::GeminiPass(p) => p.state().started(),
-            Decoder::ResponsesPass(p) => p.state().started(),
+            Decoder::AnthropicPass(p) => p.started(),
+            Decoder::GeminiPass(p) => p.started(),
+            Decoder::ResponsesPass(p) => p.started(),
         }
     }
 

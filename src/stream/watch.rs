@@ -8,19 +8,25 @@ use super::sse::{data_of, SseFramer};
 use crate::usage::Usage;
 use bytes::Bytes;
 
+/// What one event of a stream was.
+pub enum Seen {
+    /// An opening event (a message start, a created response): nothing of the answer yet.
+    Opening,
+    /// Something of the answer.
+    Answer,
+    /// The stream's last event.
+    End,
+    /// An error that ends the stream.
+    Failed(super::InBand),
+}
+
 /// What a protocol's watcher reads of each event.
 pub trait Watch {
-    /// Notes one event's data; true when it ends the stream (its last event, or an error).
-    fn observe(&mut self, data: &[u8]) -> bool;
+    /// Notes one event's data (its usage), and says what it was.
+    fn observe(&mut self, data: &[u8]) -> Seen;
 
     /// Usage as reported so far.
     fn usage(&self) -> Option<Usage>;
-
-    /// The error the stream reported, if it ended with one.
-    fn failure(&self) -> Option<&super::InBand>;
-
-    /// The stream sent something of the answer (not only its opening events).
-    fn started(&self) -> bool;
 }
 
 /// A stream passed through unchanged, watched by `W`.
@@ -29,6 +35,10 @@ pub struct Watched<W> {
     framer: SseFramer,
     state: W,
     done: bool,
+    /// Something of the answer went by.
+    started: bool,
+    /// The error the stream ended with.
+    failure: Option<super::InBand>,
     /// The whole events of the chunk being fed, when it did not hold exactly whole events.
     kept: Vec<Bytes>,
 }
@@ -81,16 +91,32 @@ impl<W: Watch> Watched<W> {
         self.state.usage()
     }
 
-    pub fn state(&self) -> &W {
-        &self.state
+    /// The error the stream ended with.
+    pub fn failure(&self) -> Option<&super::InBand> {
+        self.failure.as_ref()
+    }
+
+    /// Something of the answer went by (not only its opening events).
+    pub fn started(&self) -> bool {
+        self.started
     }
 
     fn event(&mut self, event: &[u8]) {
         if self.done {
             return;
         }
-        if let Some(data) = data_of(event) {
-            self.done = self.state.observe(data);
+        let Some(data) = data_of(event) else { return };
+        match self.state.observe(data) {
+            Seen::Opening => {}
+            Seen::Answer => self.started = true,
+            Seen::End => {
+                self.started = true;
+                self.done = true;
+            }
+            Seen::Failed(f) => {
+                self.failure = Some(f);
+                self.done = true;
+            }
         }
     }
 }

@@ -32,9 +32,9 @@
 //!   for a call closed that way (only a broken upstream sends them) are dropped, with a warning.
 
 use super::shared::{
-    arguments_object, assistant_message, content_text, finish_of, invalid, join_line, json_str,
-    literal, message_content, reasoning_text, request_object, take_string, text_in, tool_objects,
-    usage_of, Chunk, Piece, ToolCallDelta,
+    arguments_object, assistant_message, call_at, content_text, finish_of, invalid, join_line,
+    json_str, literal, message_content, reasoning_text, request_object, stream_flag, take_string,
+    text_in, tool_objects, usage_of, Chunk, Piece, ToolCallDelta,
 };
 use super::{unreadable_chunk, Front};
 use crate::error::{ErrorKind, GatewayError, Printable};

@@ -62,15 +62,7 @@ pub fn request_to_chat(body: &[u8]) -> Result<ToChat, GatewayError> {
     if !stops.is_empty() {
         out.insert("stop".into(), stops.into());
     }
-    let stream = match req.remove("stream") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => b,
-        Some(_) => return Err(invalid("`stream` must be a boolean.", "stream")),
-    };
-    if stream {
-        out.insert("stream".into(), true.into());
-        out.insert("stream_options".into(), json!({"include_usage": true}));
-    }
+    let stream = stream_flag(&mut req, &mut out)?;
     if let Some(Value::Object(mut metadata)) = req.remove("metadata") {
         if let Some(user @ Value::String(_)) = metadata.remove("user_id") {
             out.insert("user".into(), user);

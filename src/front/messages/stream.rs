@@ -252,20 +252,19 @@ impl Encoder {
 
     fn tool_delta(&mut self, call: ToolCallDelta<'_>, position: u32, out: &mut Vec<u8>) {
         let index = call.index.unwrap_or(position);
-        let at = match self.calls.iter().position(|c| c.index == index) {
-            Some(at) => at,
-            None => {
-                self.calls.push(Call {
-                    index,
-                    id: String::new(),
-                    name: String::new(),
-                    state: CallState::Waiting,
-                    held: Vec::new(),
-                    arguments: Balance::default(),
-                });
-                self.calls.len() - 1
-            }
-        };
+        let at = call_at(
+            &mut self.calls,
+            index,
+            |c| c.index,
+            |index| Call {
+                index,
+                id: String::new(),
+                name: String::new(),
+                state: CallState::Waiting,
+                held: Vec::new(),
+                arguments: Balance::default(),
+            },
+        );
         let c = &mut self.calls[at];
         let arguments = literal(call.fill(&mut c.id, &mut c.name));
         if let Some(lit) = arguments {

@@ -27,8 +27,9 @@
 //!   Text is copied as raw JSON string literals, never unescaped and escaped again.
 
 use super::shared::{
-    content_text, finish_of, inside, invalid, join_line, json_str, message_content, reasoning_text,
-    request_object, take_string, text_in, tool_objects, usage_of, Chunk, Piece, ToolCallDelta,
+    call_at, content_text, finish_of, inside, invalid, join_line, json_str, message_content,
+    reasoning_text, request_object, stream_flag, take_string, text_in, tool_objects, usage_of,
+    Chunk, Piece, ToolCallDelta,
 };
 use super::unreadable_chunk;
 use crate::error::{ErrorKind, GatewayError, Printable};

@@ -110,15 +110,7 @@ pub fn request_to_chat(body: &[u8]) -> Result<ToChat, GatewayError> {
             Some(_) => return Err(invalid(format!("`{key}` must be a number."), key)),
         }
     }
-    let stream = match req.remove("stream") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => b,
-        Some(_) => return Err(invalid("`stream` must be a boolean.", "stream")),
-    };
-    if stream {
-        out.insert("stream".into(), true.into());
-        out.insert("stream_options".into(), json!({"include_usage": true}));
-    }
+    let stream = stream_flag(&mut req, &mut out)?;
     let mut user = None;
     for key in ["user", "safety_identifier"] {
         match req.remove(key) {

@@ -255,19 +255,18 @@ impl Encoder {
     // hot path: one call per tool call fragment.
     fn tool_delta(&mut self, call: ToolCallDelta<'_>, position: u32, out: &mut Vec<u8>) {
         let index = call.index.unwrap_or(position);
-        let at = match self.calls.iter().position(|c| c.index == index) {
-            Some(at) => at,
-            None => {
-                self.calls.push(Call {
-                    index,
-                    item: None,
-                    id: String::new(),
-                    name: String::new(),
-                    held: Vec::new(),
-                });
-                self.calls.len() - 1
-            }
-        };
+        let at = call_at(
+            &mut self.calls,
+            index,
+            |c| c.index,
+            |index| Call {
+                index,
+                item: None,
+                id: String::new(),
+                name: String::new(),
+                held: Vec::new(),
+            },
+        );
         let c = &mut self.calls[at];
         let arguments = inside(call.fill(&mut c.id, &mut c.name));
         match c.item {

@@ -1,6 +1,7 @@
 //! A Messages request passed through to Anthropic, and its answer watched for usage.
 
 use super::*;
+use crate::stream::watch::Seen;
 
 /// The client's Messages request for an Anthropic upstream: the same bytes with only the
 /// model replaced. Thinking blocks another backend produced (Junction marks their signature
@@ -41,20 +42,21 @@ pub type PassThrough = crate::stream::watch::Watched<PassState>;
 #[derive(Default)]
 pub struct PassState {
     pub(super) usage: Usage,
-    started: bool,
-    failure: Option<InBand>,
 }
 
 impl crate::stream::watch::Watch for PassState {
-    fn observe(&mut self, data: &[u8]) -> bool {
+    fn observe(&mut self, data: &[u8]) -> Seen {
         if fast_delta(data).is_some() {
-            self.started = true;
-            return false;
+            return Seen::Answer;
         }
         let Ok(ev) = serde_json::from_slice::<Event<'_>>(data) else {
-            return false;
+            return Seen::Opening;
         };
-        self.started |= ev.carries_answer();
+        let seen = if ev.carries_answer() {
+            Seen::Answer
+        } else {
+            Seen::Opening
+        };
         match &*ev.kind {
             "message_start" => {
                 if let Some(u) = ev.message.and_then(|m| m.usage) {
@@ -66,26 +68,15 @@ impl crate::stream::watch::Watch for PassState {
                     u.apply(&mut self.usage);
                 }
             }
-            "message_stop" => return true,
-            "error" => {
-                self.failure = Some(in_band(ev.error.as_ref(), data));
-                return true;
-            }
+            "message_stop" => return Seen::End,
+            "error" => return Seen::Failed(in_band(ev.error.as_ref(), data)),
             _ => {}
         }
-        false
+        seen
     }
 
     fn usage(&self) -> Option<Usage> {
         Some(self.usage)
-    }
-
-    fn failure(&self) -> Option<&InBand> {
-        self.failure.as_ref()
-    }
-
-    fn started(&self) -> bool {
-        self.started
     }
 }
 

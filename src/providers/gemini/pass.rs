@@ -1,6 +1,7 @@
 //! A Gemini stream passed through to a Gemini client, watched for usage and its end.
 
 use super::*;
+use crate::stream::watch::Seen;
 
 /// Watches a Gemini stream passed through unchanged, for its usage and its end: only events
 /// that carry `usageMetadata`, a `finishReason` or an `error` are parsed. (Gemini sends no
@@ -11,17 +12,14 @@ pub type PassThrough = crate::stream::watch::Watched<PassState>;
 #[derive(Default)]
 pub struct PassState {
     usage: Usage,
-    started: bool,
-    failure: Option<InBand>,
 }
 
 impl crate::stream::watch::Watch for PassState {
-    fn observe(&mut self, data: &[u8]) -> bool {
+    fn observe(&mut self, data: &[u8]) -> Seen {
         let has = |needle: &[u8]| memchr::memmem::find(data, needle).is_some();
         let finished = has(b"\"error\"") || has(b"\"finishReason\"");
         if !finished && !has(b"\"usageMetadata\"") {
-            self.started = true;
-            return false;
+            return Seen::Answer;
         }
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
@@ -33,30 +31,22 @@ impl crate::stream::watch::Watch for PassState {
         }
         let report = serde_json::from_slice::<Report<'_>>(data);
         match report {
-            Ok(Report { error: Some(e), .. }) => {
-                self.failure = Some(in_band(&e, data));
-                return true;
-            }
+            Ok(Report { error: Some(e), .. }) => return Seen::Failed(in_band(&e, data)),
             Ok(Report {
                 usage_metadata: Some(u),
                 ..
             }) => self.usage = u.into(),
             _ => {}
         }
-        self.started = true;
         // Not an error object (a text or arguments that say "error"): only a finish ends it.
-        has(b"\"finishReason\"")
+        if has(b"\"finishReason\"") {
+            Seen::End
+        } else {
+            Seen::Answer
+        }
     }
 
     fn usage(&self) -> Option<Usage> {
         Some(self.usage)
-    }
-
-    fn failure(&self) -> Option<&InBand> {
-        self.failure.as_ref()
-    }
-
-    fn started(&self) -> bool {
-        self.started
     }
 }

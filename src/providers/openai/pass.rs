@@ -1,6 +1,7 @@
 //! A Responses request passed through to a provider that serves the Responses API, and its answer watched for usage.
 
 use super::*;
+use crate::stream::watch::Seen;
 
 /// Usage as the Responses API reports it.
 #[derive(Deserialize, Default)]
@@ -45,18 +46,15 @@ pub type ResponsesPass = crate::stream::watch::Watched<ResponsesState>;
 #[derive(Default)]
 pub struct ResponsesState {
     usage: Option<Usage>,
-    started: bool,
-    failure: Option<InBand>,
 }
 
 impl crate::stream::watch::Watch for ResponsesState {
-    fn observe(&mut self, data: &[u8]) -> bool {
+    fn observe(&mut self, data: &[u8]) -> Seen {
         let head = &data[..data.len().min(64)];
         let is = |t: &[u8]| memchr::memmem::find(head, t).is_some();
         if is(b"\"type\":\"error\"") {
             let v: Value = serde_json::from_slice(data).unwrap_or_default();
-            self.failure = Some(responses_in_band(v.get("error").unwrap_or(&v)));
-            return true;
+            return Seen::Failed(responses_in_band(v.get("error").unwrap_or(&v)));
         }
         let opening = [
             &b"\"response.created\""[..],
@@ -65,11 +63,10 @@ impl crate::stream::watch::Watch for ResponsesState {
         ];
         let failed = is(b"\"response.failed\"");
         if !failed && opening.iter().any(|t| is(t)) {
-            return false;
+            return Seen::Opening;
         }
         if !failed && !is(b"\"response.completed\"") && !is(b"\"response.incomplete\"") {
-            self.started = true;
-            return false;
+            return Seen::Answer;
         }
         #[derive(Deserialize)]
         struct Final {
@@ -81,28 +78,20 @@ impl crate::stream::watch::Watch for ResponsesState {
             #[serde(default)]
             error: Option<Value>,
         }
+        let mut error = None;
         if let Ok(Final { response: Some(r) }) = serde_json::from_slice::<Final>(data) {
             if let Some(u) = r.usage {
                 self.usage = Some(u.into());
             }
-            if failed {
-                let error = r.error.unwrap_or_default();
-                self.failure = Some(responses_in_band(&error));
-            }
+            error = r.error;
         }
-        self.started |= !failed;
-        true
+        if failed {
+            return Seen::Failed(responses_in_band(&error.unwrap_or_default()));
+        }
+        Seen::End
     }
 
     fn usage(&self) -> Option<Usage> {
         self.usage
-    }
-
-    fn failure(&self) -> Option<&InBand> {
-        self.failure.as_ref()
-    }
-
-    fn started(&self) -> bool {
-        self.started
     }
 }
