@@ -78,7 +78,7 @@ impl HttpServerApp for Floor {
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        if !lifecycle::read_request(&mut session, shutdown).await {
+        if !lifecycle::read_request(&mut session, shutdown, lifecycle::HEADER_TIMEOUT).await {
             return None;
         }
         session.set_keepalive(Some(60));

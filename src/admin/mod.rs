@@ -312,7 +312,7 @@ impl HttpServerApp for Admin {
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        if !lifecycle::read_request(&mut session, shutdown).await {
+        if !lifecycle::read_request(&mut session, shutdown, lifecycle::HEADER_TIMEOUT).await {
             return None;
         }
         session.set_keepalive(Some(60));

@@ -152,6 +152,9 @@ pub struct ServerSection {
     pub keepalive_secs: u64,
     /// Longest time a client may take to send its request body, in ms. Default 30000.
     pub body_timeout_ms: u64,
+    /// Longest time a request header may take once its first bytes came, in ms (a client
+    /// sending it a byte at a time holds no connection for longer). Default 10000.
+    pub header_timeout_ms: u64,
     /// While a stream waits for its first token, a keep-alive (an SSE comment; Anthropic's
     /// `ping` event at `/v1/messages`) goes to the client this often, in ms; 0: never.
     /// Default 15000.
@@ -175,6 +178,7 @@ impl Default for ServerSection {
             h2c: true,
             keepalive_secs: 60,
             body_timeout_ms: 30_000,
+            header_timeout_ms: 10_000,
             stream_keepalive_ms: 15_000,
             upstream_pool_size: 128,
             shutdown_grace_secs: 60,

@@ -268,6 +268,8 @@ pub struct ServerSettings {
     pub h2c: bool,
     pub keepalive_secs: u64,
     pub body_timeout: Duration,
+    /// The longest a request header may take once its first bytes came.
+    pub header_timeout: Duration,
     /// How often a stream waiting for its first token sends the client a keep-alive.
     pub stream_keepalive: Option<Duration>,
     pub upstream_pool_size: usize,

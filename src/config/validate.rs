@@ -154,6 +154,7 @@ impl Validator<'_> {
             h2c: f.server.h2c,
             keepalive_secs: f.server.keepalive_secs,
             body_timeout: Duration::from_millis(f.server.body_timeout_ms),
+            header_timeout: Duration::from_millis(f.server.header_timeout_ms.max(1)),
             stream_keepalive: (f.server.stream_keepalive_ms > 0)
                 .then(|| Duration::from_millis(f.server.stream_keepalive_ms)),
             upstream_pool_size: f.server.upstream_pool_size,

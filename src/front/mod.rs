@@ -88,8 +88,16 @@ impl Front {
                 let (model, method) = gemini::route(req.uri.path())
                     .ok_or_else(|| GatewayError::invalid_request("Unknown Gemini method."))?;
                 let stream = method == gemini::Method::Stream;
+                let chat = gemini::request_to_chat(body, model, stream).map(|c| c.body);
+                // Not a JSON object: nothing to pass through either (what the translation
+                // could not do otherwise may still go to a Gemini upstream as it is).
+                if let Err(e) = &chat {
+                    if e.code == Some(crate::error::Code::InvalidJson) {
+                        return Err(e.clone());
+                    }
+                }
                 Parsed {
-                    chat: Some(gemini::request_to_chat(body, model, stream).map(|c| c.body)),
+                    chat: Some(chat),
                     info: ChatRequestInfo {
                         model: model.to_string(),
                         stream,

@@ -28,9 +28,10 @@ pub(crate) fn request_object(body: &[u8]) -> Result<Map<String, Value>, GatewayE
         .code(Code::InvalidJson)
     })?;
     let Value::Object(req) = v else {
-        return Err(GatewayError::invalid_request(
-            "The request body must be a JSON object.",
-        ));
+        return Err(
+            GatewayError::invalid_request("The request body must be a JSON object.")
+                .code(Code::InvalidJson),
+        );
     };
     Ok(req)
 }

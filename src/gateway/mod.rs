@@ -189,7 +189,8 @@ impl crate::net::listener::Serve for Gateway {
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        if !lifecycle::read_request(&mut session, shutdown).await {
+        let header_timeout = self.config.load().server.header_timeout;
+        if !lifecycle::read_request(&mut session, shutdown, header_timeout).await {
             return None;
         }
         let _in_flight = self.drain.begin();

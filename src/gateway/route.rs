@@ -15,6 +15,13 @@ pub fn resolve(snapshot: &Snapshot, model: &str) -> Result<Arc<ModelRoute>, Gate
         .ok_or_else(|| GatewayError::model_not_found(model))?;
     if !snapshot.models.contains_key(model) {
         let d = &route.deployments[0];
+        if d.upstream_model.chars().any(char::is_control) {
+            return Err(GatewayError::invalid_request(format!(
+                "The model `{}` has control characters: no provider's model is named so.",
+                Printable(&model.escape_debug().to_string())
+            ))
+            .param("model"));
+        }
         if d.provider.kind == ProviderKind::Gemini && !gemini::fits_path(&d.upstream_model) {
             return Err(GatewayError::invalid_request(format!(
                 "The model `{}` cannot be sent to provider `{}`: a Gemini model name has only letters, digits and `-._@/`, and no empty, `.` or `..` part.",

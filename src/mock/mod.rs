@@ -483,7 +483,8 @@ impl HttpServerApp for Mock {
         mut session: ServerSession,
         shutdown: &ShutdownWatch,
     ) -> Option<ReusedHttpStream> {
-        if !crate::net::session::read_request(&mut session, shutdown).await {
+        let timeout = crate::net::session::HEADER_TIMEOUT;
+        if !crate::net::session::read_request(&mut session, shutdown, timeout).await {
             return None;
         }
         session.set_keepalive(Some(60));

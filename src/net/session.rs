@@ -4,16 +4,26 @@ use pingora_core::apps::{HttpPersistentSettings, ReusedHttpStream};
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::ShutdownWatch;
 
-/// Reads the request header; false when there is none (closed, malformed) or the server
-/// began shutting down first (an idle keep-alive connection must not hold up a shutdown).
-pub async fn read_request(session: &mut ServerSession, shutdown: &ShutdownWatch) -> bool {
+/// The longest a request header may take once its first bytes came, where no config says
+/// (the admin listener, the mock).
+pub const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Reads the request header; false when there is none (closed, malformed, not whole within
+/// `timeout` of its first bytes: a slowloris client holds no connection for longer) or the
+/// server began shutting down first (an idle keep-alive connection must not hold up a
+/// shutdown).
+pub async fn read_request(
+    session: &mut ServerSession,
+    shutdown: &ShutdownWatch,
+    timeout: std::time::Duration,
+) -> bool {
     let mut watch = shutdown.clone();
     let read = tokio::select! {
         biased;
-        r = session.read_request() => r,
+        r = pingora_timeout::timeout(timeout, session.read_request()) => r,
         _ = watch.changed() => return false,
     };
-    matches!(read, Ok(true))
+    matches!(read, Ok(Ok(true)))
 }
 
 /// Ends a served request: closes the connection when `close`, otherwise hands it back for
