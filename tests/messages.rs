@@ -102,6 +102,39 @@ async fn a_stream_to_an_anthropic_upstream_passes_through_byte_for_byte() {
     assert_eq!(got.header("authorization"), None);
 }
 
+/// Issue 19: the client's query string and `anthropic-*` headers are the only client values
+/// that reach an Anthropic upstream's request line and header as they are; neither can add a
+/// header or a line there (the query stays percent-encoded, a header value cannot hold CRLF).
+#[tokio::test]
+async fn a_client_query_or_header_cannot_inject_into_the_upstream_request() {
+    let capture = fixture("anthropic_message_tool_use.json");
+    let (up, seen) = recording_upstream(200, "application/json", capture.clone()).await;
+    let gw = gateway_for(up);
+    let query = "?beta=true%0D%0Ax-injected:%201&b=%20HTTP/1.1%0D%0A";
+    let (status, _, body) = post_messages(&gw, query, &claude_code_request(false)).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let got = seen.lock().unwrap()[0].clone();
+    assert_eq!(
+        got.request_line(),
+        format!("POST /v1/messages{query} HTTP/1.1")
+    );
+    assert_eq!(got.header("x-injected"), None);
+    // A header value with a line break is refused by the client side already: the nearest a
+    // client gets is an obs-fold-free value, passed on as one header.
+    let r = reqwest::Client::new()
+        .post(gw.url("/v1/messages"))
+        .header("x-api-key", ALL_KEY)
+        .header("anthropic-beta", "a, b\tc")
+        .body(claude_code_request(false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let got = seen.lock().unwrap()[1].clone();
+    assert_eq!(got.header("anthropic-beta").as_deref(), Some("a, b\tc"));
+    assert_eq!(got.header("x-injected"), None);
+}
+
 #[tokio::test]
 async fn a_whole_answer_and_an_error_pass_through_unchanged() {
     let capture = fixture("anthropic_message_tool_use.json");

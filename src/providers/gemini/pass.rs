@@ -11,7 +11,7 @@ pub type PassThrough = crate::stream::watch::Watched<PassState>;
 /// What a passed-through Gemini stream told of its usage.
 #[derive(Default)]
 pub struct PassState {
-    usage: Usage,
+    usage: Option<Usage>,
 }
 
 impl crate::stream::watch::Watch for PassState {
@@ -35,7 +35,7 @@ impl crate::stream::watch::Watch for PassState {
             Ok(Report {
                 usage_metadata: Some(u),
                 ..
-            }) => self.usage = u.into(),
+            }) => self.usage = Some(u.into()),
             _ => {}
         }
         // Not an error object (a text or arguments that say "error"): only a finish ends it.
@@ -47,6 +47,6 @@ impl crate::stream::watch::Watch for PassState {
     }
 
     fn usage(&self) -> Option<Usage> {
-        Some(self.usage)
+        self.usage
     }
 }

@@ -17,7 +17,9 @@ pub struct State {
     next_tool: u32,
     /// A finish reason came: the stream may end.
     finished: bool,
-    usage: Usage,
+    /// As last reported (`None`: no report yet; early models send none at all, and their
+    /// usage is then the gateway's estimate, never a report of zero).
+    usage: Option<Usage>,
     /// The error the stream ended with.
     pub failure: Option<InBand>,
 }
@@ -32,7 +34,7 @@ impl StreamTranslator {
             ids,
             next_tool: 0,
             finished: false,
-            usage: Usage::default(),
+            usage: None,
             failure: None,
         })
     }
@@ -56,7 +58,7 @@ impl State {
 impl translate::Events for State {
     /// Gemini's counts are cumulative: the last report holds.
     fn usage(&self) -> Option<Usage> {
-        Some(self.usage)
+        self.usage
     }
 
     /// After the last event: closes a finished stream; false when it never finished.
@@ -64,8 +66,8 @@ impl translate::Events for State {
         if !self.finished {
             return false;
         }
-        if self.t.include_usage {
-            let usage = self.usage;
+        // No usage chunk for a stream that reported none: zeros would read as a report.
+        if let (true, Some(usage)) = (self.t.include_usage, self.usage) {
             self.writer().usage(out, &usage);
         }
         out.extend_from_slice(chunk::DONE);
@@ -106,7 +108,7 @@ impl translate::Events for State {
             self.writer = Some(w);
         }
         if let Some(u) = r.usage_metadata {
-            self.usage = u.into();
+            self.usage = Some(u.into());
         }
         if let Some(c) = r.candidates.first() {
             for p in c.content.iter().flat_map(|c| &c.parts) {
