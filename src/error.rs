@@ -115,6 +115,10 @@ codes! {
     MethodNotAllowed = "method_not_allowed",
     RequestTimeout = "request_timeout",
     RequestTooLarge = "request_too_large",
+    /// A Responses `previous_response_id` the store does not hold (for this key).
+    PreviousResponseNotFound = "previous_response_not_found",
+    /// A Responses `item_reference` the store does not hold (for this key).
+    ItemNotFound = "item_not_found",
     // The gateway's own state.
     RateLimitExceeded = "rate_limit_exceeded",
     ShuttingDown = "shutting_down",

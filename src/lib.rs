@@ -15,6 +15,7 @@ pub mod providers;
 pub mod routing;
 pub mod secret;
 pub mod server;
+pub mod store;
 pub mod stream;
 pub mod trace;
 pub mod upstream;

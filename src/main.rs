@@ -195,6 +195,13 @@ fn serve(source: Source<'_>, demo: bool, upgrade: bool) -> ExitCode {
         }
         let file = format!("junction-demo-{}.sqlite", snapshot.server.listen.port());
         snapshot.ledger.path = Some(dir.join(file));
+        if snapshot.responses.path.is_some() {
+            let file = format!(
+                "junction-demo-{}-responses.sqlite",
+                snapshot.server.listen.port()
+            );
+            snapshot.responses.path = Some(dir.join(file));
+        }
     }
     tracing::info!(config = %name, models = snapshot.models.len(), providers = snapshot.providers.len(), ledger = ?snapshot.ledger.path, "config loaded");
     let mut server = server::new_server(&server::Lifecycle {
@@ -237,6 +244,7 @@ fn serve(source: Source<'_>, demo: bool, upgrade: bool) -> ExitCode {
         }
     };
     let accounting = services.accounting.clone();
+    let responses = services.responses.clone();
     server.add_service(services.gateway);
     if let Some(exporter) = services.exporter {
         server.add_service(exporter);
@@ -254,6 +262,7 @@ fn serve(source: Source<'_>, demo: bool, upgrade: bool) -> ExitCode {
     });
     // The listeners are closed and the requests drained: write out every queued record.
     accounting.close();
+    responses.close();
     tracing::info!(
         written = accounting
             .written

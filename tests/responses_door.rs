@@ -98,3 +98,29 @@ async fn a_whole_response_and_an_error_pass_through_unchanged() {
     assert_eq!(status, 429);
     assert!(body == error, "{}", String::from_utf8_lossy(&body));
 }
+
+#[tokio::test]
+async fn a_passed_through_response_is_stored_and_continued_with_the_whole_input() {
+    let (up, seen) = recording_upstream(200, "text/event-stream", STREAM.as_bytes().to_vec()).await;
+    let gw = gateway_for(up);
+    // `store` on: the upstream's own response id is the one continued.
+    let first = REQUEST.replacen(r#""store":false"#, r#""store":true"#, 1);
+    let (status, body) = post(&gw, &first).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        STREAM,
+        "passed on unchanged"
+    );
+    let second = r#"{"model":"codex","previous_response_id":"resp_1","stream":true,"store":false,
+        "input":[{"type":"message","role":"user","content":"and now?"}]}"#;
+    let (status, body) = post(&gw, second).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let sent: serde_json::Value = serde_json::from_slice(&seen.lock().unwrap()[1].body).unwrap();
+    assert!(sent.get("previous_response_id").is_none(), "{sent}");
+    let asked: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let mut input = asked["input"].as_array().unwrap().clone();
+    // The first answer's output (none in this stream), then the new input.
+    input.push(serde_json::json!({"type":"message","role":"user","content":"and now?"}));
+    assert_eq!(sent["input"], serde_json::Value::Array(input));
+}

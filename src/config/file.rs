@@ -32,6 +32,8 @@ pub struct File {
     #[serde(default)]
     pub ledger: LedgerSection,
     #[serde(default)]
+    pub responses: ResponsesSection,
+    #[serde(default)]
     pub tracing: TracingSection,
 }
 
@@ -57,6 +59,33 @@ impl Default for LedgerSection {
             path: "junction-ledger.sqlite".into(),
             store_content: false,
             queue: 65536,
+        }
+    }
+}
+
+/// `[responses]`: the Responses API's stored responses (`store`, `previous_response_id`,
+/// `item_reference`), an SQLite file beside the ledger.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResponsesSection {
+    /// Keep responses created with `store` on (the Responses API's default). Default true;
+    /// false: the door is stateless (references are refused).
+    pub store: bool,
+    /// Relative to the config file. Default `junction-responses.sqlite`; empty: memory only.
+    pub path: String,
+    /// Days a stored response is kept. Default 30.
+    pub retention_days: u32,
+    /// What the most recent responses may take in memory, in MiB. Default 64.
+    pub memory_mb: u32,
+}
+
+impl Default for ResponsesSection {
+    fn default() -> Self {
+        ResponsesSection {
+            store: true,
+            path: "junction-responses.sqlite".into(),
+            retention_days: 30,
+            memory_mb: 64,
         }
     }
 }

@@ -292,6 +292,7 @@ pub struct Snapshot {
     pub admin: Option<AdminSettings>,
     pub log: LogSettings,
     pub ledger: LedgerSettings,
+    pub responses: crate::store::responses::Settings,
     pub tracing: TracingSettings,
     /// Default prices by upstream model, for deployments without their own.
     pub prices: Arc<PriceTable>,

@@ -198,6 +198,7 @@ pub fn diff(old: &Snapshot, new: &Snapshot) -> Report {
         os.upstream_pool_size != ns.upstream_pool_size,
     );
     restart("ledger", old.ledger != new.ledger);
+    restart("responses", old.responses != new.responses);
     restart("log.access", old.log != new.log);
     restart(
         "tracing.otlp_endpoint",

@@ -237,6 +237,15 @@ impl Validator<'_> {
                 store_content: f.ledger.store_content,
                 queue: f.ledger.queue.max(1),
             },
+            responses: crate::store::responses::Settings {
+                enabled: f.responses.store,
+                path: (f.responses.store && !f.responses.path.is_empty())
+                    .then(|| self.dir.join(&f.responses.path)),
+                retention: std::time::Duration::from_secs(
+                    u64::from(f.responses.retention_days.max(1)) * 86_400,
+                ),
+                memory_bytes: (f.responses.memory_mb.max(1) as usize) << 20,
+            },
             tracing: self.tracing(&f.tracing),
             prices,
             demo_mock_listen,

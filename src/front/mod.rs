@@ -285,6 +285,15 @@ impl Encoder {
         }
     }
 
+    /// The final answer object, once sent, when the door stores its answers (the
+    /// Responses door with `store` on).
+    pub fn take_kept(&mut self) -> Option<Vec<u8>> {
+        match self {
+            Encoder::Responses(e) => e.take_kept(),
+            Encoder::Messages(_) | Encoder::Gemini(_) => None,
+        }
+    }
+
     /// The event that ends the stream with an error, in the door's protocol.
     pub fn error_event(&mut self, e: &GatewayError) -> Bytes {
         match self {

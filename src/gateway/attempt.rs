@@ -37,6 +37,8 @@ pub struct Context<'a> {
     pub keepalive: Option<Duration>,
     /// At the Responses front door: what the answer's translation needs of the request.
     pub responses: Option<front::responses::Context>,
+    /// Where the answer goes when it is stored (a Responses request with `store` on).
+    pub keep: Option<std::sync::Arc<super::state::Keep>>,
     /// The W3C `traceparent` header value for upstream requests.
     pub traceparent: String,
     pub retry_statuses: &'a [u16],
@@ -135,6 +137,7 @@ pub async fn attempt(
                 info,
                 &deployment.upstream_model,
                 ctx.responses.as_ref(),
+                ctx.keep.as_ref(),
             );
             let deadline = started + t.ttft();
             let opened = opening(session, &mut up, &mut stream, deadline, ctx, provider, &t);
@@ -145,7 +148,7 @@ pub async fn attempt(
             };
             (Relay::Stream(stream), held, started.elapsed())
         }
-        (false, dialect) if translate::as_is(ctx.front, dialect) => {
+        (false, dialect) if translate::as_is(ctx.front, dialect) && ctx.keep.is_none() => {
             let mode = Relay::Whole {
                 tail: Vec::new(),
                 wire: dialect,
@@ -160,13 +163,22 @@ pub async fn attempt(
             };
             release(connector, up, &peer).await;
             let translating = Instant::now();
-            let translated = translate::whole(
-                ctx.front,
-                dialect,
-                &body,
-                &deployment.upstream_model,
-                ctx.responses.as_ref(),
-            );
+            // A stored answer in the client's protocol already is gathered whole, to be
+            // stored before the client has it.
+            let translated = if translate::as_is(ctx.front, dialect) {
+                let usage = dialect
+                    .usage_in_tail(&body[body.len().saturating_sub(super::relay::USAGE_TAIL)..]);
+                Ok((body, usage))
+            } else {
+                translate::whole(
+                    ctx.front,
+                    dialect,
+                    &body,
+                    &deployment.upstream_model,
+                    ctx.responses.as_ref(),
+                )
+                .map(|(json, usage)| (json, Some(usage)))
+            };
             let (json, usage) = match translated {
                 Ok(r) => r,
                 Err(why) => {
@@ -181,6 +193,9 @@ pub async fn attempt(
                     return failed(e, Failure::Broken);
                 }
             };
+            if let Some(keep) = &ctx.keep {
+                keep.put(&json);
+            }
             let own = translating.elapsed();
             let ttft = started.elapsed();
             let json = Bytes::from(json);
@@ -190,7 +205,7 @@ pub async fn attempt(
                 outcome: Outcome {
                     close: !delivered,
                     status: 200,
-                    usage: Some(usage),
+                    usage,
                     ending: if delivered {
                         Ending::Complete
                     } else {

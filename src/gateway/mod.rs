@@ -17,6 +17,7 @@ pub mod models;
 pub mod relay;
 pub mod reply;
 pub mod route;
+pub mod state;
 pub mod translate;
 
 use crate::config::Snapshot;
@@ -53,6 +54,8 @@ pub struct Gateway {
     pub accounting: Arc<crate::usage::ledger::Accounting>,
     pub metrics: Arc<crate::metrics::Metrics>,
     pub tracer: Arc<crate::trace::Tracer>,
+    /// The Responses API's stored responses.
+    pub responses: Arc<crate::store::responses::Responses>,
     options: HttpServerOptions,
 }
 
@@ -64,6 +67,7 @@ impl Gateway {
         accounting: Arc<crate::usage::ledger::Accounting>,
         metrics: Arc<crate::metrics::Metrics>,
         tracer: Arc<crate::trace::Tracer>,
+        responses: Arc<crate::store::responses::Responses>,
     ) -> Self {
         let snapshot = config.load();
         let mut connector_options = ConnectorOptions::new(snapshot.server.upstream_pool_size);
@@ -76,6 +80,7 @@ impl Gateway {
             accounting,
             metrics,
             tracer,
+            responses,
             connector: Connector::new(Some(connector_options)),
             config: config.clone(),
             options,
@@ -96,6 +101,7 @@ impl Gateway {
             front,
             keepalive: snapshot.server.stream_keepalive,
             responses: None,
+            keep: None,
             traceparent: trace.traceparent(),
             retry_statuses: &snapshot.routing.retry_statuses,
         };
@@ -128,11 +134,25 @@ impl Gateway {
         .await;
         seen.body_read = reading.elapsed();
         let body = body?;
+        // 2b. state: at the Responses door, the earlier responses the request refers to
+        let mut previous = None;
+        let body = if ctx.front == Front::Responses {
+            let prepared = state::prepare(&self.responses, &caller.key.name, body)?;
+            ctx.keep = prepared.keep;
+            previous = prepared.previous;
+            prepared.body
+        } else {
+            body
+        };
         // 3. parse, by the door
         let parsed = ctx.front.parse(&body, session.req_header())?;
         let info = parsed.info;
         seen.stream = info.stream;
-        ctx.responses = parsed.responses;
+        ctx.responses = parsed.responses.map(|mut c| {
+            c.store = ctx.keep.is_some();
+            c.previous = previous;
+            c
+        });
         // 4. route
         let route = route::resolve(snapshot, &info.model).inspect_err(|_| {
             seen.model = Some(info.model.as_str().into());

@@ -57,7 +57,7 @@ pub enum Relay {
 }
 
 /// How many bytes of a whole response's end are kept to find its `usage`.
-const USAGE_TAIL: usize = 8 * 1024;
+pub(super) const USAGE_TAIL: usize = 8 * 1024;
 
 impl Relay {
     /// What to send the client for an upstream chunk.

@@ -4,6 +4,7 @@
 //! otherwise an answer is `door.encode(provider.decode(bytes))`, streamed ([`Stream`]) or
 //! whole ([`whole`]), for every pair of door and provider alike.
 
+use super::state::Keep;
 use crate::config::Provider;
 use crate::error::{Code, ErrorKind, GatewayError};
 use crate::front::{responses, Encoder, Front};
@@ -34,6 +35,8 @@ pub struct Stream {
     failure: Option<GatewayError>,
     /// The upstream's body ended ([`Stream::finish`] was called).
     finished: bool,
+    /// Where the final response goes (a Responses request with `store` on).
+    keep: Option<Arc<Keep>>,
 }
 
 impl Stream {
@@ -44,6 +47,7 @@ impl Stream {
         info: &ChatRequestInfo,
         upstream_model: &str,
         responses: Option<&responses::Context>,
+        keep: Option<&Arc<Keep>>,
     ) -> Self {
         let passed_through = dialect.passed_through();
         let encoder = if passed_through {
@@ -51,14 +55,32 @@ impl Stream {
         } else {
             front.encoder(upstream_model, responses).map(Box::new)
         };
+        let mut decoder = Decoder::new(dialect, info, upstream_model);
+        if keep.is_some() {
+            decoder.keep_final();
+        }
         Stream {
             front,
             passed_through,
             provider: provider.clone(),
-            decoder: Decoder::new(dialect, info, upstream_model),
+            decoder,
             encoder,
             failure: None,
             finished: false,
+            keep: keep.cloned(),
+        }
+    }
+
+    /// Stores the final response, once it was made, before it leaves for the client.
+    #[cold]
+    fn store(&mut self) {
+        let Some(keep) = &self.keep else { return };
+        let kept = match &mut self.encoder {
+            Some(e) => e.take_kept(),
+            None => self.decoder.take_kept(),
+        };
+        if let Some(response) = kept {
+            keep.put(&response);
         }
     }
 
@@ -72,6 +94,9 @@ impl Stream {
         };
         if self.failure.is_none() && self.decoder.failure().is_some() {
             return self.fail(out);
+        }
+        if self.keep.is_some() {
+            self.store();
         }
         out
     }
@@ -90,13 +115,20 @@ impl Stream {
             return self.fail(head);
         }
         let Some(e) = &mut self.encoder else {
+            if self.keep.is_some() {
+                self.store();
+            }
             return chat;
         };
         if self.failure.is_some() {
             return None;
         }
         let head = chat.and_then(|c| e.feed(c));
-        join(head, e.finish())
+        let out = join(head, e.finish());
+        if self.keep.is_some() {
+            self.store();
+        }
+        out
     }
 
     /// The stream ended with the upstream's error: what the decoder found, made the error

@@ -396,6 +396,22 @@ impl Decoder {
         }
     }
 
+    /// Keep a passed-through Responses stream's final response object (for the store).
+    pub fn keep_final(&mut self) {
+        if let Decoder::ResponsesPass(p) = self {
+            p.state_mut().keep = true;
+        }
+    }
+
+    /// The final response object of a passed-through Responses stream, once it went by
+    /// (after [`Decoder::keep_final`]).
+    pub fn take_kept(&mut self) -> Option<Vec<u8>> {
+        match self {
+            Decoder::ResponsesPass(p) => p.state_mut().kept.take(),
+            _ => None,
+        }
+    }
+
     /// The error the upstream's stream ended with, as its decoder found it.
     pub fn failure(&self) -> Option<&crate::stream::InBand> {
         match self {

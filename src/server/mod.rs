@@ -71,6 +71,8 @@ pub fn new_server(life: &Lifecycle) -> Server {
 pub struct GatewayServices {
     pub gateway: listener::ClientListener<Gateway>,
     pub accounting: Arc<crate::usage::ledger::Accounting>,
+    /// The Responses API's stored responses (closed, like the accounting, after the server stops).
+    pub responses: Arc<crate::store::responses::Responses>,
     /// Reloads on file change and SIGHUP (when the config came from a file).
     pub reload:
         Option<pingora_core::services::background::GenBackgroundService<triggers::ReloadTriggers>>,
@@ -99,6 +101,7 @@ pub fn gateway_services(
         metrics: metrics.clone(),
     })?;
     let tracer = Arc::new(crate::trace::Tracer::new(snapshot.tracing.otlp.is_some()));
+    let responses = crate::store::responses::Responses::open(snapshot.responses.clone())?;
     let service = listener::ClientListener::new(
         "junction gateway",
         &snapshot.server.listen.to_string(),
@@ -109,6 +112,7 @@ pub fn gateway_services(
             accounting.clone(),
             metrics.clone(),
             tracer.clone(),
+            responses.clone(),
         ),
     );
     let admin = snapshot.admin.as_ref().map(|a| {
@@ -156,6 +160,7 @@ pub fn gateway_services(
     Ok(GatewayServices {
         gateway: service,
         accounting,
+        responses,
         reload,
         admin,
         checks,

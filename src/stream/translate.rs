@@ -64,6 +64,10 @@ impl<S: Events> Translated<S> {
         &self.state
     }
 
+    pub fn state_mut(&mut self) -> &mut S {
+        &mut self.state
+    }
+
     /// Ends the stream with what `last` writes (an error event in the stream's protocol);
     /// empty when it is over already.
     pub fn end_with(&mut self, last: impl FnOnce(&mut S, &mut Vec<u8>)) -> Bytes {

@@ -44,6 +44,11 @@ pub struct Watched<W> {
 }
 
 impl<W: Watch> Watched<W> {
+    /// The protocol's watcher.
+    pub fn state_mut(&mut self) -> &mut W {
+        &mut self.state
+    }
+
     // hot path: every chunk of a passed-through stream; the chunk goes out untouched (zero
     // copy) when it holds whole events.
     /// The whole events this chunk completes, after `W` saw them (`None`: none yet).

@@ -1,5 +1,5 @@
 """The official `openai` SDK's Responses API (`client.responses`) against Junction's
-stateless /v1/responses front door, routed to each upstream kind of the mock (OpenAI,
+/v1/responses front door (and its response store), routed to each upstream kind of the mock (OpenAI,
 Anthropic and Gemini; translated through chat completions). The gateway comes from conftest.py.
 """
 
@@ -110,6 +110,34 @@ def test_errors(gateway):
         client(gateway).responses.create(model="no-such-model", input="hi")
     with pytest.raises(openai.BadRequestError) as e:
         client(gateway).responses.create(model="gpt-sdk", input="hi", previous_response_id="resp_1")
-    assert "stateless" in str(e.value)
+    assert e.value.code == "previous_response_not_found"
     with pytest.raises(openai.RateLimitError):
         client(gateway).responses.create(model="always-429", input="hi")
+
+
+@pytest.mark.parametrize("model", ALL_MODELS)
+@pytest.mark.parametrize("stream", [False, True])
+def test_previous_response_id_continues_a_stored_response(gateway, model, stream):
+    c = client(gateway)
+
+    def ask(**kw):
+        if not stream:
+            return c.responses.create(model=model, **kw)
+        events = list(c.responses.create(model=model, stream=True, **kw))
+        assert events[-1].type == "response.completed"
+        return events[-1].response
+
+    first = ask(input="What is 2+2?")
+    assert first.store is True
+    alone = ask(input="And 3+3?", store=False)
+    second = ask(input="And 3+3?", previous_response_id=first.id)
+    assert second.previous_response_id == first.id
+    assert second.output_text == EXPECTED
+    # The upstream was sent the first turn too (the mock bills a quarter token per byte).
+    assert second.usage.input_tokens > alone.usage.input_tokens
+    third = ask(input=[{"role": "user", "content": "And 4+4?"}], previous_response_id=second.id)
+    assert third.usage.input_tokens > second.usage.input_tokens
+    with pytest.raises(openai.BadRequestError) as e:
+        ask(input="x", previous_response_id="resp_unknown")
+    assert e.value.code == "previous_response_not_found"
+    assert e.value.param == "previous_response_id"

@@ -1,10 +1,12 @@
-//! The OpenAI Responses front door (`POST /v1/responses`, stateless) for upstreams that speak
-//! chat completions: the request as a chat completion, and the chat answer (whole body or
-//! chunk stream) as a Responses `response` object or the Responses event stream.
+//! The OpenAI Responses front door (`POST /v1/responses`) for upstreams that speak chat
+//! completions: the request as a chat completion, and the chat answer (whole body or chunk
+//! stream) as a Responses `response` object or the Responses event stream.
 //!
 //! Decisions:
-//! - Stateless: `previous_response_id`, `conversation`, `prompt`, `item_reference` items and
-//!   `background: true` are refused (400); clients send the full input with `store: false`.
+//! - State: `previous_response_id` and `item_reference` items are resolved by the gateway
+//!   before the door reads the request (`gateway::state`, against `store::responses`); with
+//!   the store off (`[responses] store = false`) they are refused (400). `conversation`,
+//!   `prompt` and `background: true` are refused (400).
 //! - `instructions` → a leading `system` message; `developer` messages stay `developer`.
 //!   The text parts of a message are joined with "\n"; a user message keeps content parts
 //!   only when it holds an image. Images by `file_id`, and `input_file` parts, are refused.
@@ -60,6 +62,11 @@ pub struct Context {
     /// The request's settings as the response object repeats them: JSON object members
     /// without the braces (`"instructions":..,"tools":[..],..`). Empty: defaults.
     echo: String,
+    /// The response is stored (`"store":true`), and the stream encoder keeps the final
+    /// response object for the store ([`StreamEncoder::take_kept`]).
+    pub store: bool,
+    /// The response this one continues, as the answer repeats it.
+    pub previous: Option<String>,
 }
 
 impl Context {

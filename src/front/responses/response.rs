@@ -340,7 +340,15 @@ impl Answer {
         } else {
             context.echo.as_bytes()
         });
-        out.extend_from_slice(b",\"store\":false,\"usage\":");
+        if let Some(id) = &context.previous {
+            out.extend_from_slice(b",\"previous_response_id\":");
+            json_str(out, id);
+        }
+        out.extend_from_slice(if context.store {
+            b",\"store\":true,\"usage\":"
+        } else {
+            b",\"store\":false,\"usage\":"
+        });
         write_usage(out, if full { self.usage } else { None });
         out.push(b'}');
     }

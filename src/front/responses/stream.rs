@@ -44,7 +44,13 @@ impl StreamEncoder {
             reasoning: None,
             message: None,
             calls: Vec::new(),
+            kept: None,
         })
+    }
+
+    /// The final response object, once it was sent, when the response is stored.
+    pub fn take_kept(&mut self) -> Option<Vec<u8>> {
+        self.state_mut().kept.take()
     }
 
     /// Ends the stream with `response.failed` (the upstream broke off, or failed). Empty
@@ -77,6 +83,8 @@ pub struct Encoder {
     reasoning: Option<usize>,
     message: Option<usize>,
     calls: Vec<Call>,
+    /// The final response object, for the store (when `context.store`).
+    kept: Option<Vec<u8>>,
 }
 
 impl Events for Encoder {
@@ -413,7 +421,11 @@ impl Encoder {
             },
         );
         out.extend_from_slice(b",\"response\":");
+        let at = out.len();
         self.answer.write(out, &self.context, status, true, None);
+        if self.context.store {
+            self.kept = Some(out[at..].to_vec());
+        }
         out.extend_from_slice(b"}\n\n");
     }
 

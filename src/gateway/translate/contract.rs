@@ -131,6 +131,7 @@ fn run(front: Front, dialect: Dialect, capture: &[u8], size: usize) -> (Vec<u8>,
         &info(),
         MODEL,
         None,
+        None,
     );
     let mut out = Vec::new();
     let size = if size == 0 {
@@ -315,7 +316,15 @@ fn native_pairs_pass_the_upstream_bytes_unchanged_and_read_the_same_usage() {
         for name in &k.streams {
             let capture = fixture(name);
             let (translated, reference) = relayed(door, k.dialect, &capture);
-            let mut s = Stream::new(door, pass, &provider_of(pass.kind()), &info(), MODEL, None);
+            let mut s = Stream::new(
+                door,
+                pass,
+                &provider_of(pass.kind()),
+                &info(),
+                MODEL,
+                None,
+                None,
+            );
             let mut out = Vec::new();
             for piece in capture.chunks(7) {
                 out.extend_from_slice(
@@ -532,6 +541,7 @@ fn an_error_before_the_answer_began_leaves_the_stream_unstarted() {
         &provider_of(ProviderKind::Anthropic),
         &info(),
         MODEL,
+        None,
         None,
     );
     let first_delta = std::str::from_utf8(&capture)

@@ -46,6 +46,10 @@ pub type ResponsesPass = crate::stream::watch::Watched<ResponsesState>;
 #[derive(Default)]
 pub struct ResponsesState {
     usage: Option<Usage>,
+    /// Keep the final response object (for the Responses store).
+    pub keep: bool,
+    /// The final response object, once it went by (when `keep`).
+    pub kept: Option<Vec<u8>>,
 }
 
 impl crate::stream::watch::Watch for ResponsesState {
@@ -87,6 +91,16 @@ impl crate::stream::watch::Watch for ResponsesState {
         }
         if failed {
             return Seen::Failed(responses_in_band(&error.unwrap_or_default()));
+        }
+        if self.keep {
+            #[derive(Deserialize)]
+            struct Raw<'a> {
+                #[serde(borrow)]
+                response: &'a serde_json::value::RawValue,
+            }
+            if let Ok(r) = serde_json::from_slice::<Raw<'_>>(data) {
+                self.kept = Some(r.response.get().as_bytes().to_vec());
+            }
         }
         Seen::End
     }
