@@ -82,7 +82,14 @@ pub fn request_to_chat(body: &[u8]) -> Result<ToChat, GatewayError> {
             }
         }
     }
-    if let Some(effort) = reasoning_effort(req.remove("thinking"))? {
+    let mut effort = reasoning_effort(req.remove("thinking"))?;
+    let (format, output_effort) =
+        output_config(req.remove("output_config"), req.remove("output_format"))?;
+    if let Some(format) = format {
+        out.insert("response_format".into(), format);
+    }
+    effort = effort.or(output_effort);
+    if let Some(effort) = effort {
         out.insert("reasoning_effort".into(), effort.into());
     }
 
@@ -437,6 +444,66 @@ fn tool_choice(choice: Value, tools: &[Value]) -> Result<(Value, bool), GatewayE
 }
 
 /// `reasoning_effort` for Anthropic's `thinking` setting.
+/// Structured output (`output_config.format`, or the beta's older top-level `output_format`:
+/// `{"type": "json_schema", "schema": ..}`) as chat's `response_format`, and
+/// `output_config.effort` as a reasoning effort.
+fn output_config(
+    config: Option<Value>,
+    older: Option<Value>,
+) -> Result<(Option<Value>, Option<&'static str>), GatewayError> {
+    let (format, effort, param) = match config {
+        None | Some(Value::Null) => (older, None, "output_format"),
+        Some(Value::Object(mut c)) => {
+            let format = c.remove("format").filter(|f| !f.is_null()).or(older);
+            (format, c.remove("effort"), "output_config")
+        }
+        Some(_) => {
+            return Err(invalid(
+                "`output_config` must be an object.",
+                "output_config",
+            ))
+        }
+    };
+    let effort = match effort {
+        None | Some(Value::Null) => None,
+        Some(Value::String(e)) => match e.as_str() {
+            "low" => Some("low"),
+            "medium" => Some("medium"),
+            "high" | "max" => Some("high"),
+            _ => None,
+        },
+        Some(_) => {
+            return Err(invalid(
+                "`output_config.effort` must be a string.",
+                "output_config",
+            ))
+        }
+    };
+    let format = match format {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(f)) => match (f.get("type").and_then(Value::as_str), f.get("schema")) {
+            (Some("json_schema"), Some(schema @ Value::Object(_))) => Some(json!({
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": schema},
+            })),
+            (Some("json_schema"), _) => {
+                return Err(invalid(
+                    "A `json_schema` output format needs a `schema` object.",
+                    param,
+                ))
+            }
+            _ => {
+                return Err(invalid(
+                    "The output format's `type` must be `json_schema`.",
+                    param,
+                ))
+            }
+        },
+        Some(_) => return Err(invalid("The output format must be an object.", param)),
+    };
+    Ok((format, effort))
+}
+
 fn reasoning_effort(thinking: Option<Value>) -> Result<Option<&'static str>, GatewayError> {
     let Some(Value::Object(t)) = thinking else {
         return match thinking {

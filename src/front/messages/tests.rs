@@ -1004,3 +1004,62 @@ fn only_anthropic_headers_are_passed() {
     let names: Vec<&str> = passed.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["anthropic-version", "anthropic-beta"]);
 }
+
+#[test]
+fn structured_output_reaches_chat_and_gemini_upstreams_as_their_own() {
+    let schema = json!({"type": "object", "properties": {"answer": {"type": "integer"}},
+        "required": ["answer"], "additionalProperties": false});
+    for (field, value) in [
+        (
+            "output_config",
+            json!({"format": {"type": "json_schema", "schema": schema}}),
+        ),
+        // The beta's older field.
+        (
+            "output_format",
+            json!({"type": "json_schema", "schema": schema}),
+        ),
+    ] {
+        let mut req = json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "2+2?"}]});
+        req[field] = value;
+        let t = request_to_chat(req.to_string().as_bytes()).unwrap();
+        let chat: Value = serde_json::from_slice(&t.body).unwrap();
+        assert_eq!(
+            chat["response_format"],
+            json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}),
+            "{field}"
+        );
+        let parsed: crate::providers::chat::ChatRequest = serde_json::from_slice(&t.body).unwrap();
+        let (gemini, _) = crate::providers::gemini::translate_request(
+            &parsed,
+            crate::providers::chat::Unsupported::Reject,
+            false,
+        )
+        .unwrap();
+        let gemini: Value = serde_json::from_slice(&gemini).unwrap();
+        assert_eq!(
+            gemini["generationConfig"]["responseMimeType"],
+            "application/json"
+        );
+        assert_eq!(gemini["generationConfig"]["responseJsonSchema"], schema);
+    }
+    let effort = request_to_chat(
+        br#"{"model":"m","max_tokens":10,"messages":[{"role":"user","content":"x"}],"output_config":{"effort":"low"}}"#,
+    )
+    .unwrap();
+    let chat: Value = serde_json::from_slice(&effort.body).unwrap();
+    assert_eq!(chat["reasoning_effort"], "low");
+    assert!(chat.get("response_format").is_none());
+    for bad in [
+        r#""output_config":7"#,
+        r#""output_config":{"format":{"type":"json_schema"}}"#,
+        r#""output_format":{"type":"xml"}"#,
+    ] {
+        let body = format!(
+            r#"{{"model":"m","max_tokens":10,"messages":[{{"role":"user","content":"x"}}],{bad}}}"#
+        );
+        let e = request_to_chat(body.as_bytes()).unwrap_err();
+        assert_eq!(e.status(), 400, "{bad}");
+        assert!(e.param.is_some(), "{bad}");
+    }
+}
