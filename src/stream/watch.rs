@@ -53,8 +53,8 @@ impl<W: Watch> Watched<W> {
     // copy) when it holds whole events.
     /// The whole events this chunk completes, after `W` saw them (`None`: none yet).
     pub fn feed(&mut self, chunk: Bytes) -> Option<Bytes> {
-        if self.done {
-            // After the end: whatever else comes goes on as it is.
+        if self.failure.is_some() {
+            // After an error: whatever else comes goes on as it is.
             let rest = self.framer.take_rest();
             if rest.is_empty() {
                 return Some(chunk);
@@ -107,11 +107,17 @@ impl<W: Watch> Watched<W> {
     }
 
     fn event(&mut self, event: &[u8]) {
-        if self.done {
+        if self.failure.is_some() {
             return;
         }
         let Some(data) = data_of(event) else { return };
-        match self.state.observe(data) {
+        let seen = self.state.observe(data);
+        if self.done {
+            // After the last event, only the usage a later one reports counts (Gemini,
+            // which has no terminator, may repeat its finish and report usage after it).
+            return;
+        }
+        match seen {
             Seen::Opening => {}
             Seen::Answer => self.started = true,
             Seen::End => {

@@ -17,6 +17,9 @@ pub struct State {
     next_tool: u32,
     /// A finish reason came: the stream may end.
     finished: bool,
+    /// The last finish reason, sent at the end: early models repeat it on every event, and
+    /// a choice has one finish, after all its text.
+    finish: Option<&'static str>,
     /// As last reported (`None`: no report yet; early models send none at all, and their
     /// usage is then the gateway's estimate, never a report of zero).
     usage: Option<Usage>,
@@ -34,6 +37,7 @@ impl StreamTranslator {
             ids,
             next_tool: 0,
             finished: false,
+            finish: None,
             usage: None,
             failure: None,
         })
@@ -65,6 +69,9 @@ impl translate::Events for State {
     fn end(&mut self, out: &mut Vec<u8>) -> bool {
         if !self.finished {
             return false;
+        }
+        if let Some(reason) = self.finish {
+            self.writer().delta(out, Delta::Empty, Some(reason));
         }
         // No usage chunk for a stream that reported none: zeros would read as a report.
         if let (true, Some(usage)) = (self.t.include_usage, self.usage) {
@@ -137,13 +144,11 @@ impl translate::Events for State {
                 }
             }
             if let Some(reason) = &c.finish_reason {
-                let reason = finish_reason(reason, self.next_tool > 0);
-                self.writer().delta(out, Delta::Empty, Some(reason));
+                self.finish = Some(finish_reason(reason, self.next_tool > 0));
                 self.finished = true;
             }
         } else if r.prompt_feedback.is_some() {
-            self.writer()
-                .delta(out, Delta::Empty, Some("content_filter"));
+            self.finish = Some("content_filter");
             self.finished = true;
         }
         false

@@ -337,3 +337,35 @@ fn an_answer_without_a_response_id_gets_an_id_of_its_own() {
     let response_id = v["responseId"].as_str().unwrap();
     assert_eq!(id(&with_id), format!("chatcmpl-{response_id}"));
 }
+
+#[test]
+fn a_finish_reason_on_every_event_gives_one_finish_at_the_end_with_all_the_text() {
+    // Early Gemini models repeat `finishReason: STOP` on every event of a stream.
+    let out = stream("gemini_stream_repeated_finish.sse", true);
+    let events = check_openai_stream(&out);
+    let finishes: Vec<usize> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e["choices"][0]["finish_reason"].is_string())
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(finishes.len(), 1, "{}", String::from_utf8_lossy(&out));
+    let text: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(
+        text,
+        "def bubble_sort(list1):\n  n = len(list1)\n  for i in range(n-1):\n    for j in range(n-i-1):\n      if list1[j] > list1[j+1]:\n        list1[j], list1[j+1] = list1[j+1], list1[j]\n  return list1\n"
+    );
+    // The finish comes after every piece of text, then the usage (the last report).
+    let last_text = events
+        .iter()
+        .rposition(|e| e["choices"][0]["delta"]["content"].is_string())
+        .unwrap();
+    assert!(finishes[0] > last_text);
+    assert_eq!(events[finishes[0]]["choices"][0]["finish_reason"], "stop");
+    let usage = events.last().unwrap()["usage"].clone();
+    assert_eq!(usage["prompt_tokens"], 21);
+    assert_eq!(usage["completion_tokens"], 87);
+}
