@@ -31,12 +31,16 @@ pub(super) struct GUsage {
     thoughts_token_count: u64,
     #[serde(default)]
     cached_content_token_count: u64,
+    /// The prompts of the tools Google runs itself (code execution, Search grounding):
+    /// billed as input, outside `promptTokenCount`, inside `totalTokenCount`.
+    #[serde(default)]
+    tool_use_prompt_token_count: u64,
 }
 
 impl From<GUsage> for Usage {
     fn from(u: GUsage) -> Usage {
         Usage {
-            input_tokens: u.prompt_token_count,
+            input_tokens: u.prompt_token_count + u.tool_use_prompt_token_count,
             output_tokens: u.candidates_token_count + u.thoughts_token_count,
             cached_input_tokens: u.cached_content_token_count,
             cache_write_tokens: 0,

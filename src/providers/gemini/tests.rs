@@ -369,3 +369,28 @@ fn a_finish_reason_on_every_event_gives_one_finish_at_the_end_with_all_the_text(
     assert_eq!(usage["prompt_tokens"], 21);
     assert_eq!(usage["completion_tokens"], 87);
 }
+
+#[test]
+fn tool_use_prompt_tokens_are_prompt_and_the_total_is_geminis() {
+    // Code execution and Search grounding: their prompts are billed as input, outside
+    // promptTokenCount and inside totalTokenCount.
+    let body = fixture("gemini_generate_content_tool_use.json");
+    let (chat, usage) = crate::providers::decode_whole(
+        crate::providers::Dialect::Gemini(Translation {
+            include_usage: true,
+        }),
+        &body,
+        "gemini-x",
+    )
+    .unwrap();
+    assert_eq!(usage.input_tokens, 22 + 303);
+    assert_eq!(usage.output_tokens, 212 + 114);
+    assert_eq!(usage.cached_input_tokens, 16);
+    let v: serde_json::Value = serde_json::from_slice(&chat).unwrap();
+    assert_eq!(v["usage"]["prompt_tokens"], 325);
+    assert_eq!(v["usage"]["total_tokens"], 651, "Gemini's totalTokenCount");
+    assert!(v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .contains("Factorial is not defined"));
+}
