@@ -22,21 +22,81 @@ pub(super) struct AUsage {
     cache_creation_input_tokens: Option<u64>,
     #[serde(default)]
     cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens_details: Option<OutputDetails>,
+    /// Context compaction (a beta): one entry per pass. The top-level numbers are the
+    /// non-compaction passes only; what is billed is the sum over every pass.
+    #[serde(default)]
+    iterations: Option<Iterations>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+struct OutputDetails {
+    /// Of `output_tokens`, the extended thinking.
+    #[serde(default)]
+    thinking_tokens: Option<u64>,
+}
+
+/// The compaction passes of `usage.iterations`, summed (`Copy`, so that a report stays a
+/// few numbers).
+#[derive(Default, Clone, Copy)]
+struct Iterations {
+    input: u64,
+    output: u64,
+    read: u64,
+    write: u64,
+}
+
+impl<'de> Deserialize<'de> for Iterations {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Pass {
+            #[serde(default, rename = "type")]
+            kind: Option<String>,
+            #[serde(default)]
+            input_tokens: u64,
+            #[serde(default)]
+            output_tokens: u64,
+            #[serde(default)]
+            cache_read_input_tokens: u64,
+            #[serde(default)]
+            cache_creation_input_tokens: u64,
+        }
+        let passes = Vec::<Pass>::deserialize(d)?;
+        let mut sum = Iterations::default();
+        // Only the compaction passes are outside the top-level numbers; every other kind
+        // (the message itself, an advisor, a declined fallback) is as the top level says.
+        for p in passes
+            .iter()
+            .filter(|p| p.kind.as_deref() == Some("compaction"))
+        {
+            sum.input += p.input_tokens;
+            sum.output += p.output_tokens;
+            sum.read += p.cache_read_input_tokens;
+            sum.write += p.cache_creation_input_tokens;
+        }
+        Ok(sum)
+    }
 }
 
 impl AUsage {
     /// Folds a (possibly partial) report into `u`: message_start carries the input side,
-    /// message_delta the output side (and, on newer models, the input side again).
+    /// message_delta the output side (and, on newer models, the input side again). A
+    /// report with `iterations` is the final one: its compaction passes are added.
     pub(super) fn apply(&self, u: &mut Usage) {
+        let extra = self.iterations.unwrap_or_default();
         if let Some(i) = self.input_tokens {
-            let read = self.cache_read_input_tokens.unwrap_or(0);
-            let write = self.cache_creation_input_tokens.unwrap_or(0);
-            u.input_tokens = i + read + write;
+            let read = self.cache_read_input_tokens.unwrap_or(0) + extra.read;
+            let write = self.cache_creation_input_tokens.unwrap_or(0) + extra.write;
+            u.input_tokens = i + extra.input + read + write;
             u.cached_input_tokens = read;
             u.cache_write_tokens = write;
         }
         if let Some(o) = self.output_tokens {
-            u.output_tokens = o;
+            u.output_tokens = o + extra.output;
+        }
+        if let Some(t) = self.output_tokens_details.and_then(|d| d.thinking_tokens) {
+            u.reasoning_tokens = t;
         }
     }
 }

@@ -432,3 +432,43 @@ fn reasoning_replayed_by_openai_compatible_agents_is_accepted_and_not_forwarded(
     );
     assert!(!got.to_string().contains("They greet."));
 }
+
+#[test]
+fn compaction_passes_and_thinking_tokens_are_billed_as_anthropic_reports_them() {
+    let whole = |name: &str| {
+        crate::providers::decode_whole(
+            crate::providers::Dialect::Anthropic(Translation {
+                json_tool: false,
+                include_usage: true,
+            }),
+            &fixture(name),
+            "claude-x",
+        )
+        .unwrap()
+        .1
+    };
+    // The top level is the message pass only (682 / 1320); iterations add the compaction
+    // pass (60385 / 592).
+    let u = whole("anthropic_message_compaction.json");
+    assert_eq!((u.input_tokens, u.output_tokens), (682 + 60385, 1320 + 592));
+    // Of the output, the extended thinking.
+    let u = whole("anthropic_message_thinking_tokens.json");
+    assert_eq!((u.output_tokens, u.reasoning_tokens), (1699, 139));
+    // Streamed: the compaction pass's 55,096 cache reads and 100 input tokens are only in
+    // the final message_delta's iterations, beside its top-level 181.
+    let mut s = StreamTranslator::new(
+        Translation {
+            json_tool: false,
+            include_usage: true,
+        },
+        CREATED,
+    );
+    let _ = s.feed(Bytes::from(fixture(
+        "anthropic_stream_compaction_cache.sse",
+    )));
+    let _ = s.finish();
+    let u = s.usage().unwrap();
+    assert_eq!(u.input_tokens, 181 + 100 + 55096);
+    assert_eq!(u.cached_input_tokens, 55096);
+    assert_eq!(u.output_tokens, 8 + 83);
+}
