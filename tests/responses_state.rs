@@ -7,6 +7,7 @@ mod common;
 
 use common::*;
 use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
 
 const OTHER_KEY: &str = "sk-test-other-key";
 
@@ -155,20 +156,32 @@ fn output_text(response: &Value) -> String {
         .collect()
 }
 
+/// A gateway in front of an upstream of `kind` answering `answer`, and its first turn
+/// ("What is 2+2?", stored): the gateway, what the upstream received, the response, and a
+/// label for the assertions.
+async fn first_turn(
+    kind: &'static str,
+    stream: bool,
+    answer: Vec<u8>,
+    content_type: &'static str,
+) -> (Proc, Arc<Mutex<Vec<Received>>>, Value, String) {
+    let (up, seen) = recording_upstream(200, content_type, answer).await;
+    let (gw, _) = gateway_for(kind, up);
+    let what = format!("{kind} stream={stream}");
+    let (status, first) = post(
+        &gw,
+        ALL_KEY,
+        json!({"model": "m", "input": "What is 2+2?", "stream": stream}),
+    )
+    .await;
+    assert_eq!(status, 200, "{what}: {first}");
+    (gw, seen, first, what)
+}
+
 #[tokio::test]
 async fn previous_response_id_sends_the_whole_conversation_to_every_upstream_kind() {
     for (kind, stream, answer, content_type) in kinds() {
-        let (up, seen) = recording_upstream(200, content_type, answer).await;
-        let (gw, _) = gateway_for(kind, up);
-        let what = format!("{kind} stream={stream}");
-
-        let (status, first) = post(
-            &gw,
-            ALL_KEY,
-            json!({"model": "m", "input": "What is 2+2?", "stream": stream}),
-        )
-        .await;
-        assert_eq!(status, 200, "{what}: {first}");
+        let (gw, seen, first, what) = first_turn(kind, stream, answer, content_type).await;
         assert_eq!(first["store"], true, "{what}");
         let answer = output_text(&first);
         assert!(!answer.is_empty(), "{what}: {first}");
@@ -220,16 +233,7 @@ async fn previous_response_id_sends_the_whole_conversation_to_every_upstream_kin
 async fn item_references_become_the_items_they_name() {
     // The Vercel AI SDK's second turn with `store` on: earlier output as item references.
     for (kind, stream, answer, content_type) in kinds() {
-        let (up, seen) = recording_upstream(200, content_type, answer).await;
-        let (gw, _) = gateway_for(kind, up);
-        let what = format!("{kind} stream={stream}");
-        let (status, first) = post(
-            &gw,
-            ALL_KEY,
-            json!({"model": "m", "input": "What is 2+2?", "stream": stream}),
-        )
-        .await;
-        assert_eq!(status, 200, "{what}: {first}");
+        let (gw, seen, first, what) = first_turn(kind, stream, answer, content_type).await;
         let item = first["output"]
             .as_array()
             .unwrap()
