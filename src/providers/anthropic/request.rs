@@ -197,6 +197,19 @@ pub fn translate_request(
     if !tools.is_empty() {
         body.insert("tools".into(), Value::Array(tools));
     }
+    // Anthropic refuses thinking with a forced tool ("any" or a named one): with thinking on,
+    // the model is let choose, and the structured-output tool is then what it is asked for
+    // by its description.
+    if body.contains_key("thinking") {
+        if let Some(c) = tool_choice.as_mut() {
+            if c["type"] == "any" || c["type"] == "tool" {
+                c["type"] = "auto".into();
+                if let Some(o) = c.as_object_mut() {
+                    o.remove("name");
+                }
+            }
+        }
+    }
     if let Some(c) = tool_choice {
         body.insert("tool_choice".into(), c);
     }

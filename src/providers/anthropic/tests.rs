@@ -472,3 +472,27 @@ fn compaction_passes_and_thinking_tokens_are_billed_as_anthropic_reports_them() 
     assert_eq!(u.cached_input_tokens, 55096);
     assert_eq!(u.output_tokens, 8 + 83);
 }
+
+#[test]
+fn thinking_is_never_sent_with_a_forced_tool() {
+    // Anthropic refuses thinking with tool_choice any or a named tool.
+    for extra in [
+        serde_json::json!({"response_format": {"type": "json_object"}}),
+        serde_json::json!({"tool_choice": "required", "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]}),
+        serde_json::json!({"tool_choice": {"type": "function", "function": {"name": "f"}}, "parallel_tool_calls": false,
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]}),
+    ] {
+        let mut req = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "reasoning_effort": "low"});
+        for (k, v) in extra.as_object().unwrap() {
+            req[k] = v.clone();
+        }
+        let v = translate(req.clone()).unwrap();
+        assert!(v.get("thinking").is_some(), "{req}");
+        assert_eq!(v["tool_choice"]["type"], "auto", "{req}: {v}");
+        assert!(v["tool_choice"].get("name").is_none(), "{v}");
+        // Without thinking the choice is forced, as asked.
+        req.as_object_mut().unwrap().remove("reasoning_effort");
+        let v = translate(req.clone()).unwrap();
+        assert_ne!(v["tool_choice"]["type"], "auto", "{req}: {v}");
+    }
+}
