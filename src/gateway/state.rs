@@ -58,7 +58,7 @@ pub fn prepare(store: &Arc<Responses>, owner: &str, body: Bytes) -> Result<Prepa
         keep: None,
         previous: None,
     };
-    if !store.enabled() {
+    if !store.enabled() || refers_to_nothing(&body) {
         return Ok(unchanged(body));
     }
     let Ok(Value::Object(mut req)) = serde_json::from_slice::<Value>(&body) else {
@@ -134,21 +134,24 @@ pub fn prepare(store: &Arc<Responses>, owner: &str, body: Bytes) -> Result<Prepa
             conversation.extend(stored.output.iter().cloned());
         }
     }
-    let keep = keep.then(|| {
-        Arc::new(Keep {
-            store: store.clone(),
-            owner: owner.to_string(),
-            previous: previous.clone(),
-            input: Mutex::new(Some(input.clone())),
+    let keep_of = |input: Vec<Value>| {
+        keep.then(|| {
+            Arc::new(Keep {
+                store: store.clone(),
+                owner: owner.to_string(),
+                previous: previous.clone(),
+                input: Mutex::new(Some(input)),
+            })
         })
-    });
+    };
     if !changed {
         return Ok(Prepared {
+            keep: keep_of(input),
             body,
-            keep,
             previous,
         });
     }
+    let keep = keep_of(input.clone());
     conversation.extend(input);
     req.insert("input".into(), Value::Array(conversation));
     let body = serde_json::to_vec(&Value::Object(req))
@@ -157,6 +160,51 @@ pub fn prepare(store: &Arc<Responses>, owner: &str, body: Bytes) -> Result<Prepa
         body: body.into(),
         keep,
         previous,
+    })
+}
+
+/// A request that is not stored (`store: false`), continues nothing and refers to no item:
+/// it goes on untouched, read without building its JSON (the common case for clients that
+/// send their whole history, such as Codex). False whenever in doubt: [`prepare`] decides.
+fn refers_to_nothing(body: &[u8]) -> bool {
+    use serde::Deserialize;
+    use serde_json::value::RawValue;
+    #[derive(Deserialize)]
+    struct Head<'a> {
+        #[serde(default)]
+        store: Option<Value>,
+        #[serde(default)]
+        previous_response_id: Option<Value>,
+        #[serde(default, borrow)]
+        input: Option<&'a RawValue>,
+    }
+    #[derive(Deserialize)]
+    struct Item<'a> {
+        #[serde(rename = "type", default, borrow)]
+        kind: Option<std::borrow::Cow<'a, str>>,
+        #[serde(default)]
+        role: Option<serde::de::IgnoredAny>,
+        #[serde(default)]
+        id: Option<serde::de::IgnoredAny>,
+    }
+    let Ok(head) = serde_json::from_slice::<Head<'_>>(body) else {
+        return false;
+    };
+    if head.store != Some(Value::Bool(false)) || head.previous_response_id.is_some() {
+        return false;
+    }
+    let Some(input) = head.input.filter(|i| i.get().starts_with('[')) else {
+        return true;
+    };
+    let Ok(items) = serde_json::from_str::<Vec<Item<'_>>>(input.get()) else {
+        return false;
+    };
+    !items.iter().any(|i| {
+        let reference = match &i.kind {
+            Some(kind) => kind == "item_reference",
+            None => i.role.is_none(),
+        };
+        reference && i.id.is_some()
     })
 }
 
@@ -172,4 +220,38 @@ fn reference(item: &Value) -> Option<String> {
         return None;
     }
     item.get("id").and_then(Value::as_str).map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refers_to_nothing;
+
+    #[test]
+    fn only_an_unstored_request_that_refers_to_nothing_skips_the_store() {
+        for (body, nothing) in [
+            (r#"{"model":"m","store":false,"input":"hi"}"#, true),
+            (
+                r#"{"model":"m","store":false,"input":[{"role":"user","content":"hi"},{"type":"function_call_output","call_id":"c","output":"x"}]}"#,
+                true,
+            ),
+            (r#"{"model":"m","input":"hi"}"#, false),
+            (r#"{"model":"m","store":null,"input":"hi"}"#, false),
+            (
+                r#"{"model":"m","store":false,"previous_response_id":"resp_1","input":"hi"}"#,
+                false,
+            ),
+            (
+                r#"{"model":"m","store":false,"input":[{"type":"item_reference","id":"msg_1"}]}"#,
+                false,
+            ),
+            (
+                r#"{"model":"m","store":false,"input":[{"id":"msg_1"}]}"#,
+                false,
+            ),
+            (r#"{"model":"m","store":false,"input":[7]}"#, false),
+            (r#"not json"#, false),
+        ] {
+            assert_eq!(refers_to_nothing(body.as_bytes()), nothing, "{body}");
+        }
+    }
 }
