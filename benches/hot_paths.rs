@@ -216,6 +216,7 @@ fn translate_requests(c: &mut Criterion) {
     let opts = anthropic::Options {
         default_max_tokens: 4096,
         unsupported: Unsupported::Reject,
+        structured: anthropic::StructuredOutput::Auto,
     };
     for size in [2 * 1024usize, 200 * 1024] {
         let body = history_request(size);

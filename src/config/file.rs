@@ -281,6 +281,10 @@ pub struct ProviderEntry {
     pub default_max_tokens: Option<u64>,
     /// Anthropic: the `anthropic-version` header. Default `2023-06-01`.
     pub anthropic_version: Option<String>,
+    /// Anthropic: how `response_format` is sent: `native` (`output_config.format`), `tool` (a
+    /// forced tool whose input is the answer) or `auto` (native where the model has it:
+    /// Claude 4.5 and later, Opus 4.1). Default `auto`.
+    pub structured_output: Option<Spanned<String>>,
     /// OpenAI kind: the provider also serves the Responses API (`{base_url}/responses`), so
     /// Responses requests pass through instead of being translated. Default false.
     #[serde(default)]

@@ -131,6 +131,8 @@ pub struct Provider {
     pub default_max_tokens: u64,
     /// Anthropic only.
     pub anthropic_version: HeaderValue,
+    /// Anthropic only: how `response_format` is sent.
+    pub structured_output: crate::providers::anthropic::StructuredOutput,
     /// OpenAI kind: serves the Responses API too (Responses requests pass through).
     pub responses: bool,
     /// Active health checks: (interval, path under the base URL).

@@ -288,6 +288,25 @@ impl Validator<'_> {
                 crate::providers::chat::Unsupported::Reject
             }
         };
+        let structured_output = {
+            use crate::providers::anthropic::StructuredOutput;
+            match p
+                .structured_output
+                .as_ref()
+                .map(|u| (u, u.get_ref().as_str()))
+            {
+                None | Some((_, "auto")) => StructuredOutput::Auto,
+                Some((_, "native")) => StructuredOutput::Native,
+                Some((_, "tool")) => StructuredOutput::Tool,
+                Some((u, other)) => {
+                    self.problem(
+                        u,
+                        format!("providers.{name}.structured_output: `{other}` is not `auto`, `native` or `tool`"),
+                    );
+                    StructuredOutput::Auto
+                }
+            }
+        };
         let anthropic_version =
             match HeaderValue::from_str(p.anthropic_version.as_deref().unwrap_or("2023-06-01")) {
                 Ok(v) => v,
@@ -365,6 +384,7 @@ impl Validator<'_> {
             unsupported,
             default_max_tokens: p.default_max_tokens.unwrap_or(4096),
             anthropic_version,
+            structured_output,
             responses: p.responses && kind == Some(ProviderKind::OpenAi),
             health_check: p.health_check_ms.map(|ms| {
                 let path = p

@@ -184,6 +184,7 @@ pub fn build_request(
             let opts = anthropic::Options {
                 default_max_tokens: provider.default_max_tokens,
                 unsupported: provider.unsupported,
+                structured: provider.structured_output,
             };
             let (body, mut t) =
                 anthropic::translate_request(&req, upstream_model, &opts, info.stream)?;

@@ -169,22 +169,41 @@ pub fn translate_request(
         json_tool: false,
         include_usage: false,
     };
-    match &req.response_format {
-        None | Some(ResponseFormat::Text) => {}
-        Some(format) => {
-            let schema = match format {
-                ResponseFormat::JsonSchema { json_schema } => json_schema
-                    .schema
-                    .clone()
-                    .unwrap_or_else(|| json!({"type": "object"})),
-                _ => json!({"type": "object"}),
+    let schema = match &req.response_format {
+        None | Some(ResponseFormat::Text) => None,
+        Some(ResponseFormat::JsonSchema { json_schema }) => {
+            Some(json_schema.schema.as_ref().unwrap_or(&Value::Null))
+        }
+        Some(_) => Some(&Value::Null),
+    };
+    let native = match opts.structured {
+        StructuredOutput::Native => true,
+        StructuredOutput::Tool => false,
+        StructuredOutput::Auto => has_native_structured_output(upstream_model),
+    };
+    match schema.map(|s| (s, native.then(|| native_schema(s)).flatten())) {
+        None => {}
+        Some((_, Some(native))) => {
+            body.insert(
+                "output_config".into(),
+                json!({"format": {"type": "json_schema", "schema": native}}),
+            );
+        }
+        Some((schema, None)) => {
+            let schema = if schema.is_object() {
+                schema.clone()
+            } else {
+                json!({"type": "object"})
             };
+            // Forced, unless the request's own tools must stay callable.
+            if tools.is_empty() || matches!(tool_choice, Some(ref c) if c["type"] == "none") {
+                tool_choice = Some(json!({"type": "tool", "name": JSON_TOOL}));
+            }
             tools.push(json!({
                 "name": JSON_TOOL,
                 "description": "Respond with a JSON value that follows this schema.",
                 "input_schema": schema,
             }));
-            tool_choice = Some(json!({"type": "tool", "name": JSON_TOOL}));
             translation.json_tool = true;
         }
     }
@@ -299,4 +318,124 @@ fn user_blocks(c: &Content, policy: Unsupported) -> Result<Vec<Value>, GatewayEr
         }
     }
     Ok(blocks)
+}
+
+/// String formats Anthropic's structured output accepts.
+const FORMATS: [&str; 10] = [
+    "date-time",
+    "time",
+    "date",
+    "duration",
+    "email",
+    "hostname",
+    "uri",
+    "ipv4",
+    "ipv6",
+    "uuid",
+];
+
+/// A client's JSON schema reduced to the subset Anthropic's structured output accepts, as
+/// Anthropic's SDKs reduce it: every object closed, `oneOf` as `anyOf`, and the constraints it
+/// does not enforce (lengths, bounds, patterns, other formats) kept as a hint in the
+/// description. `None` when that would change what the schema allows beyond a hint: an object
+/// that admits other properties (a map), or a root that is not an object; the request then
+/// takes the tool.
+pub fn native_schema(schema: &Value) -> Option<Value> {
+    (schema["type"] == "object").then_some(())?;
+    reduce(schema)
+}
+
+fn reduce(schema: &Value) -> Option<Value> {
+    let Some(input) = schema.as_object() else {
+        return Some(schema.clone());
+    };
+    let mut rest = input.clone();
+    let mut out = Map::new();
+    if let Some(defs) = rest.remove("$defs").or_else(|| rest.remove("definitions")) {
+        let mut reduced = Map::new();
+        for (k, v) in defs.as_object()? {
+            reduced.insert(k.clone(), reduce(v)?);
+        }
+        out.insert("$defs".into(), Value::Object(reduced));
+    }
+    if let Some(r) = rest.remove("$ref") {
+        out.insert(
+            "$ref".into(),
+            match r.as_str() {
+                Some(r) => r.replacen("#/definitions/", "#/$defs/", 1).into(),
+                None => r,
+            },
+        );
+        if let Some(d) = rest.remove("description") {
+            out.insert("description".into(), d);
+        }
+        return Some(Value::Object(out));
+    }
+    for (from, to) in [("anyOf", "anyOf"), ("oneOf", "anyOf"), ("allOf", "allOf")] {
+        if let Some(list) = rest.remove(from) {
+            let list = list
+                .as_array()?
+                .iter()
+                .map(reduce)
+                .collect::<Option<Vec<_>>>()?;
+            out.insert(to.into(), list.into());
+        }
+    }
+    let kind = rest.remove("type");
+    for k in ["type", "description", "title", "enum", "const", "default"] {
+        if k == "type" {
+            if let Some(t) = &kind {
+                out.insert("type".into(), t.clone());
+            }
+        } else if let Some(v) = rest.remove(k) {
+            out.insert(k.into(), v);
+        }
+    }
+    let kind = kind.as_ref().and_then(Value::as_str);
+    if kind == Some("object") || rest.contains_key("properties") {
+        let mut props = Map::new();
+        if let Some(p) = rest.remove("properties") {
+            for (k, v) in p.as_object()? {
+                props.insert(k.clone(), reduce(v)?);
+            }
+        }
+        match rest.remove("additionalProperties") {
+            None | Some(Value::Bool(false)) => {}
+            Some(_) => return None,
+        }
+        out.insert("properties".into(), Value::Object(props));
+        out.insert("additionalProperties".into(), false.into());
+        if let Some(r) = rest.remove("required") {
+            out.insert("required".into(), r);
+        }
+    } else if kind == Some("array") {
+        if let Some(items) = rest.remove("items") {
+            out.insert("items".into(), reduce(&items)?);
+        }
+        if let Some(m) = rest.remove("minItems") {
+            if m == 0 || m == 1 {
+                out.insert("minItems".into(), m);
+            } else {
+                rest.insert("minItems".into(), m);
+            }
+        }
+    } else if kind == Some("string") {
+        if let Some(f) = rest.remove("format") {
+            if f.as_str().is_some_and(|f| FORMATS.contains(&f)) {
+                out.insert("format".into(), f);
+            } else {
+                rest.insert("format".into(), f);
+            }
+        }
+    }
+    rest.remove("$schema");
+    if !rest.is_empty() {
+        let hint = Value::Object(rest).to_string();
+        let description = match out.get("description").and_then(Value::as_str) {
+            Some(d) => format!("{d}\n\n{hint}"),
+            None => hint,
+        };
+        out.insert("description".into(), description.into());
+    }
+    Some(Value::Object(out))
 }

@@ -3,10 +3,11 @@
 use super::*;
 
 /// The OpenAI `finish_reason` for an Anthropic `stop_reason`.
-pub fn finish_reason(stop_reason: Option<&str>, json_tool: bool) -> &'static str {
+/// `json_only`: the only tool called was [`JSON_TOOL`], whose input is the answer.
+pub fn finish_reason(stop_reason: Option<&str>, json_only: bool) -> &'static str {
     match stop_reason {
         Some("max_tokens") | Some("model_context_window_exceeded") => "length",
-        Some("tool_use") if !json_tool => "tool_calls",
+        Some("tool_use") if !json_only => "tool_calls",
         Some("refusal") => "content_filter",
         _ => "stop",
     }
@@ -111,12 +112,13 @@ pub fn translate_response(
     let mut text = String::new();
     let mut reasoning = String::new();
     let mut tool_calls = Vec::new();
+    let mut json: Option<String> = None;
     for block in v["content"].as_array().ok_or("no `content` array")? {
         match block["type"].as_str() {
             Some("text") => text.push_str(block["text"].as_str().unwrap_or("")),
             Some("thinking") => reasoning.push_str(block["thinking"].as_str().unwrap_or("")),
             Some("tool_use") if t.json_tool && block["name"] == JSON_TOOL => {
-                text.push_str(&block["input"].to_string());
+                json.get_or_insert_with(|| block["input"].to_string());
             }
             Some("tool_use") => tool_calls.push(json!({
                 "id": block["id"],
@@ -126,9 +128,14 @@ pub fn translate_response(
             _ => {}
         }
     }
+    // The JSON is the answer: text written before the tool call is not glued in front of it.
+    if let Some(json) = json {
+        text = json;
+    }
     let mut usage = Usage::default();
     let u: AUsage = serde_json::from_value(v["usage"].clone()).unwrap_or_default();
     u.apply(&mut usage);
+    let json_only = t.json_tool && tool_calls.is_empty();
     let mut message = Map::new();
     message.insert("role".into(), "assistant".into());
     message.insert(
@@ -157,7 +164,10 @@ pub fn translate_response(
             "index": 0,
             "message": message,
             "logprobs": null,
-            "finish_reason": finish_reason(v["stop_reason"].as_str(), t.json_tool),
+            "finish_reason": finish_reason(
+                v["stop_reason"].as_str(),
+                json_only,
+            ),
         }],
         "usage": serde_json::from_slice::<Value>(&usage_json).unwrap_or(Value::Null),
     });

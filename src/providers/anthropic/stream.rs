@@ -101,6 +101,9 @@ pub struct State {
     pub started: bool,
     /// The error the stream ended with.
     pub failure: Option<InBand>,
+    /// With [`JSON_TOOL`]: text held back until it is known whether the tool is called (its
+    /// JSON is then the whole answer) or not (the text is).
+    held: Option<String>,
 }
 
 impl StreamTranslator {
@@ -115,6 +118,7 @@ impl StreamTranslator {
             usage: Usage::default(),
             started: false,
             failure: None,
+            held: t.json_tool.then(String::new),
         })
     }
 }
@@ -174,6 +178,8 @@ impl State {
                     "tool_use" => {
                         let name = block.name.as_deref().unwrap_or("");
                         if self.t.json_tool && name == JSON_TOOL {
+                            // The JSON is the answer; what was written before it is not.
+                            self.held = None;
                             Block::JsonTool
                         } else {
                             let tool = self.next_tool;
@@ -210,7 +216,10 @@ impl State {
                 match (block, delta.kind.as_deref()) {
                     (_, Some("text_delta")) => {
                         if let Some(t) = delta.text.as_deref().filter(|t| !t.is_empty()) {
-                            self.writer().delta(out, Delta::Content(t), None);
+                            match &mut self.held {
+                                Some(held) => held.push_str(t),
+                                None => self.writer().delta(out, Delta::Content(t), None),
+                            }
                         }
                     }
                     (_, Some("thinking_delta")) => {
@@ -272,7 +281,11 @@ impl State {
                 if let Some(r) = ev.delta.and_then(|d| d.stop_reason) {
                     self.stop_reason = Some(r.into_owned());
                 }
-                let reason = finish_reason(self.stop_reason.as_deref(), self.t.json_tool);
+                if let Some(held) = self.held.take().filter(|h| !h.is_empty()) {
+                    self.writer().delta(out, Delta::Content(&held), None);
+                }
+                let json_only = self.t.json_tool && self.next_tool == 0;
+                let reason = finish_reason(self.stop_reason.as_deref(), json_only);
                 self.writer().delta(out, Delta::Empty, Some(reason));
             }
             "message_stop" => {
@@ -300,6 +313,14 @@ impl State {
         }
         let block = self.blocks.get(index).copied().unwrap_or(Block::Other);
         let delta = match (kind, block) {
+            (FastDelta::Text, _) if self.held.is_some() => {
+                if let (Some(held), Ok(t)) =
+                    (&mut self.held, serde_json::from_slice::<String>(literal))
+                {
+                    held.push_str(&t);
+                }
+                return;
+            }
             (FastDelta::Text, _) => Delta::ContentLiteral(literal),
             (FastDelta::Thinking, _) => Delta::ReasoningLiteral(literal),
             (FastDelta::InputJson, Block::Tool { index: tool, .. }) => {

@@ -157,6 +157,7 @@ fn opts() -> Options {
     Options {
         default_max_tokens: 4096,
         unsupported: Unsupported::Reject,
+        structured: StructuredOutput::Auto,
     }
 }
 
@@ -292,6 +293,168 @@ fn response_format_becomes_a_forced_tool_and_comes_back_as_content() {
     assert_eq!(v["choices"][0]["message"]["content"], "{\"a\":1}");
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     assert!(v["choices"][0]["message"].get("tool_calls").is_none());
+}
+
+#[test]
+fn native_structured_output_is_known_by_model_name() {
+    for (model, native) in [
+        ("claude-sonnet-4-5", true),
+        ("claude-sonnet-4-5-20250929", true),
+        ("claude-haiku-4-5-20251001", true),
+        ("claude-opus-4-5-20251101", true),
+        ("claude-opus-4-1-20250805", true),
+        ("claude-opus-4-6", true),
+        ("claude-sonnet-5", true),
+        ("anthropic.claude-sonnet-4-5-20250929-v1:0", true),
+        ("claude-sonnet-4.5", true),
+        ("claude-sonnet-4-20250514", false),
+        ("claude-opus-4-20250514", false),
+        ("claude-3-7-sonnet-20250219", false),
+        ("claude-3-5-haiku-latest", false),
+        ("claude-3-opus-20240229", false),
+        ("claude-instant-1.2", false),
+        ("my-proxy-model", false),
+    ] {
+        assert_eq!(has_native_structured_output(model), native, "{model}");
+    }
+}
+
+#[test]
+fn a_schema_is_reduced_to_what_anthropic_accepts() {
+    // A Pydantic model's schema, with constraints Anthropic does not enforce.
+    let schema = serde_json::json!({
+        "$defs": {"Tag": {"properties": {"name": {"maxLength": 20, "type": "string"}}, "required": ["name"], "title": "Tag", "type": "object"}},
+        "properties": {
+            "age": {"minimum": 0, "title": "Age", "type": "integer"},
+            "site": {"format": "uri", "type": "string"},
+            "code": {"format": "binary", "type": "string"},
+            "tags": {"items": {"$ref": "#/$defs/Tag"}, "minItems": 2, "type": "array"},
+            "kind": {"oneOf": [{"const": "a"}, {"const": "b"}]}
+        },
+        "required": ["age"],
+        "title": "Person",
+        "type": "object"
+    });
+    let r = native_schema(&schema).unwrap();
+    assert_eq!(r["additionalProperties"], false);
+    assert_eq!(r["$defs"]["Tag"]["additionalProperties"], false);
+    assert_eq!(r["properties"]["age"]["type"], "integer");
+    assert!(r["properties"]["age"].get("minimum").is_none());
+    assert_eq!(r["properties"]["age"]["description"], "{\"minimum\":0}");
+    assert_eq!(r["properties"]["site"]["format"], "uri");
+    assert!(r["properties"]["code"].get("format").is_none());
+    assert!(r["properties"]["tags"].get("minItems").is_none());
+    assert_eq!(r["properties"]["tags"]["items"]["$ref"], "#/$defs/Tag");
+    assert_eq!(r["properties"]["kind"]["anyOf"][1]["const"], "b");
+    assert_eq!(r["required"], serde_json::json!(["age"]));
+    // A map (other properties allowed) cannot be closed; a root that is not an object.
+    let map = serde_json::json!({"type": "object", "properties": {"m": {"type": "object", "additionalProperties": {"type": "integer"}}}});
+    assert!(native_schema(&map).is_none());
+    assert!(native_schema(&serde_json::json!({"type": "array"})).is_none());
+}
+
+#[test]
+fn response_format_is_native_structured_output_where_the_model_has_it() {
+    let req = ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"reasoning_effort":"low","tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object","properties":{"a":{"type":"integer"}}}}}}"#).unwrap();
+    let (body, t) = translate_request(&req, "claude-sonnet-4-5", &opts(), false).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(!t.json_tool);
+    assert_eq!(v["output_config"]["format"]["type"], "json_schema");
+    assert_eq!(
+        v["output_config"]["format"]["schema"]["additionalProperties"],
+        false
+    );
+    // The client's tool stays callable, thinking stays on, nothing is forced.
+    assert_eq!(v["tools"].as_array().unwrap().len(), 1);
+    assert!(v.get("tool_choice").is_none());
+    assert_eq!(v["thinking"]["type"], "enabled");
+    // The answer is the model's text.
+    let (out, _) = translate_response(&fixture("anthropic_message.json"), t, CREATED).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    // `structured_output = "tool"` keeps the tool for the same model; json_object always does.
+    let tool = Options {
+        structured: StructuredOutput::Tool,
+        ..opts()
+    };
+    let (_, t) = translate_request(&req, "claude-sonnet-4-5", &tool, false).unwrap();
+    assert!(t.json_tool);
+    let req = ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"response_format":{"type":"json_object"}}"#).unwrap();
+    let (_, t) = translate_request(&req, "claude-sonnet-4-5", &opts(), false).unwrap();
+    assert!(t.json_tool);
+}
+
+#[test]
+fn with_tools_of_its_own_the_json_tool_is_offered_not_forced() {
+    let req = ChatRequest::parse(br#"{"model":"m","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"search","parameters":{"type":"object"}}}],"response_format":{"type":"json_object"}}"#).unwrap();
+    let (body, t) = translate_request(&req, "claude-3-7-sonnet-20250219", &opts(), true).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(t.json_tool);
+    let names: Vec<&str> = v["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["search", JSON_TOOL]);
+    assert!(v.get("tool_choice").is_none());
+
+    // The model calls the client's tool after some text (a real stream): the call is a
+    // tool call, the text is kept (sent before the finish), the finish is tool_calls.
+    let t = Translation {
+        json_tool: true,
+        include_usage: false,
+    };
+    let out = stream("anthropic_stream_tool_use_text_and_tool.sse", t);
+    let events = check_openai_stream(&out);
+    let text: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert!(text.starts_with("I'll help you find information"), "{text}");
+    let finish = events
+        .iter()
+        .find_map(|e| e["choices"][0]["finish_reason"].as_str())
+        .unwrap();
+    assert_eq!(finish, "tool_calls");
+    let first_call = events
+        .iter()
+        .position(|e| e["choices"][0]["delta"].get("tool_calls").is_some())
+        .unwrap();
+    let first_text = events
+        .iter()
+        .position(|e| {
+            e["choices"][0]["delta"]["content"]
+                .as_str()
+                .is_some_and(|c| !c.is_empty())
+        })
+        .unwrap();
+    assert!(first_call < first_text, "the text was held back");
+
+    // The same stream where the tool called is the JSON tool (the capture with its tool's
+    // name replaced): the JSON is the whole answer, the text before it is left out.
+    let bytes = String::from_utf8(fixture("anthropic_stream_tool_use_text_and_tool.sse"))
+        .unwrap()
+        .replacen(r#""name":"search""#, r#""name":"json_response""#, 1);
+    let out = stream_output(
+        &|| StreamTranslator::new(t, CREATED),
+        &|s, b| s.feed(b),
+        &|s| s.finish(),
+        bytes.as_bytes(),
+    );
+    let events = check_openai_stream(&out);
+    let text: String = events
+        .iter()
+        .filter_map(|e| e["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    serde_json::from_str::<serde_json::Value>(&text).expect("only the JSON");
+    assert!(!text.contains("Tigers game today"), "{text}");
+    // A whole answer likewise.
+    let answer = br#"{"id":"m","model":"c","content":[{"type":"text","text":"Here it is:"},{"type":"tool_use","id":"t","name":"json_response","input":{"a":1}}],"stop_reason":"tool_use","usage":{"input_tokens":1,"output_tokens":1}}"#;
+    let (out, _) = translate_response(answer, t, CREATED).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "{\"a\":1}");
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
 }
 
 #[test]
