@@ -6,7 +6,11 @@ mod common;
 use common::*;
 
 fn gateway_for(upstream: std::net::SocketAddr) -> Proc {
-    start_gateway(&format!(
+    start_gateway(&gateway_config(upstream))
+}
+
+fn gateway_config(upstream: std::net::SocketAddr) -> String {
+    format!(
         r#"
 [server]
 listen = "{{listen}}"
@@ -26,7 +30,7 @@ model = "gemini-upstream-x"
 aliases = ["gemini-2.5-flash"]
 "#,
         hash = sha256_hex(ALL_KEY.as_bytes()),
-    ))
+    )
 }
 
 /// A Gemini CLI-like request: a thought signature to replay, a function call and response.
@@ -90,4 +94,85 @@ async fn a_whole_answer_and_an_error_pass_through_unchanged() {
     let (status, body) = post(&gw, "/v1beta/models/flash:generateContent").await;
     assert_eq!(status, 429);
     assert!(body == error, "{}", String::from_utf8_lossy(&body));
+}
+
+/// An early Gemini stream that reports no usage at all (a real gemini-pro capture): the
+/// client is told no made-up zeros, and the ledger holds an estimate, saying so, at both doors.
+#[tokio::test]
+async fn a_stream_that_reports_no_usage_is_billed_by_an_estimate() {
+    let capture = fixture("gemini_stream_no_usage.sse");
+    let (up, _) = recording_upstream(200, "text/event-stream", capture.clone()).await;
+    let config = gateway_config(up);
+    let (gw, path) = start_gateway_at(&format!("127.0.0.1:{}", free_port()), &config);
+    // The text Gemini sent, chunk by chunk.
+    let text: String = String::from_utf8_lossy(&capture)
+        .split("data: ")
+        .skip(1)
+        .map(|d| {
+            let v: serde_json::Value = serde_json::from_str(d.trim()).unwrap();
+            v["candidates"][0]["content"]["parts"][0]["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+
+    let r = reqwest::Client::new()
+        .post(gw.url("/v1/chat/completions"))
+        .bearer_auth(ALL_KEY)
+        .body(r#"{"model":"flash","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Tell me about cats and dogs"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    let chunks: Vec<serde_json::Value> = sse_data(&body)
+        .iter()
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let got: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(got, text);
+    // One finish, at the end, though every chunk said STOP.
+    let finishes = chunks
+        .iter()
+        .filter(|c| c["choices"][0]["finish_reason"].is_string())
+        .count();
+    assert_eq!(finishes, 1);
+    for c in &chunks {
+        if let Some(u) = c.get("usage").filter(|u| !u.is_null()) {
+            assert_ne!(u["completion_tokens"], 0, "a zero usage chunk: {u}");
+        }
+    }
+    let (status, _) = post(&gw, "/v1beta/models/flash:streamGenerateContent?alt=sse").await;
+    assert_eq!(status, 200);
+
+    let db = path.with_file_name("junction-ledger.sqlite");
+    let rows: Vec<(String, String, i64, i64)> = eventually("both requests in the ledger", || {
+        let db = db.clone();
+        async move {
+            let db = rusqlite::Connection::open(db).ok()?;
+            let mut q = db
+                .prepare("SELECT request_id, usage_source, input_tokens, output_tokens FROM requests ORDER BY id")
+                .ok()?;
+            let rows: Vec<_> = q
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .ok()?
+                .collect::<Result<_, _>>()
+                .ok()?;
+            (rows.len() == 2).then_some(rows)
+        }
+    })
+    .await;
+    // The answer's text, counted as the gateway estimates it (o200k_base standing in for
+    // Gemini's tokenizer), whichever door.
+    let tokens = junction::usage::estimate::Tokenizer::O200k.count(&text) as i64;
+    for (id, source, input, output) in &rows {
+        assert_eq!(source, "estimate", "{id}");
+        assert!(*input > 0, "{id}: {input}");
+        assert_eq!(*output, tokens, "{id}");
+    }
 }

@@ -159,6 +159,9 @@ pub fn prompt_tokens(body: &[u8], t: Tokenizer) -> Option<u64> {
 pub struct Completion {
     text: String,
     calls: u64,
+    /// The bytes the text was read from: of a stream, its complete events (a prefix ends
+    /// inside one, whose text is not read).
+    read: usize,
 }
 
 impl Completion {
@@ -280,12 +283,11 @@ impl Completion {
     /// prefix was kept, the count is scaled to the whole.
     pub fn tokens(relayed: &[u8], stream: bool, total: usize, t: Tokenizer) -> u64 {
         let c = Completion::of(relayed, stream);
-        let kept = relayed.len();
         let n = t.count(&c.text) + c.calls * PER_TOOL_CALL;
-        if kept == 0 || total <= kept {
+        if c.read == 0 || total <= relayed.len() {
             n
         } else {
-            (n as u128 * total as u128 / kept as u128) as u64
+            (n as u128 * total as u128 / c.read as u128) as u64
         }
     }
 
@@ -306,7 +308,9 @@ impl Completion {
                     }
                 }
             }
+            c.read = relayed.len() - framer.pending_len();
         } else {
+            c.read = relayed.len();
             let all = relayed;
             match serde_json::from_slice::<Value>(all) {
                 Ok(v) => c.add_response(&v),
@@ -406,6 +410,14 @@ mod tests {
                 t
             ),
             t.count("Hello world")
+        );
+        // A sample that ends mid-event, of a longer stream: scaled by the bytes of the whole
+        // events it holds, not by bytes whose text was not read.
+        let two = events.find(" world").unwrap();
+        let read = events[..two].rfind("\n\n").unwrap() + 2;
+        assert_eq!(
+            Completion::tokens(&events.as_bytes()[..two], true, 4 * read, t),
+            4 * t.count("Hello")
         );
         let whole =
             br#"{"choices":[{"index":0,"message":{"role":"assistant","content":"Hello world"}}]}"#;

@@ -31,9 +31,11 @@ pub struct Kept {
 }
 
 /// Bytes kept of each response for estimates; beyond it the count is scaled by bytes. A
-/// sample, not the answer: it is spent on every held stream (10,000 streams: 20 MB) and read
-/// only when an upstream reports no usage.
-pub const KEEP_FOR_ESTIMATE: usize = 2 * 1024;
+/// sample, not the answer: it grows with the answer, so it is spent in full only on long
+/// ones (10,000 such streams at once: 160 MB), and read only when an upstream reports no
+/// usage. An answer under it (most: 16 KiB of SSE is some hundreds of tokens) is counted
+/// whole; with 2 KiB, a six-chunk Gemini answer was under-counted by 40%.
+pub const KEEP_FOR_ESTIMATE: usize = 16 * 1024;
 /// Bytes kept when the ledger stores content.
 pub const KEEP_FOR_CONTENT: usize = 8 * 1024 * 1024;
 
