@@ -119,6 +119,9 @@ codes! {
     PreviousResponseNotFound = "previous_response_not_found",
     /// A Responses `item_reference` the store does not hold (for this key).
     ItemNotFound = "item_not_found",
+    /// An Anthropic message thread (`thread`) sent to a model served by a translated
+    /// upstream: the SDK then resends the whole conversation without it.
+    ThreadUnsupportedRequest = "thread_unsupported_request",
     // The gateway's own state.
     RateLimitExceeded = "rate_limit_exceeded",
     ShuttingDown = "shutting_down",

@@ -340,10 +340,14 @@ fn anthropic_error_body(e: &GatewayError) -> Bytes {
         Some(UpstreamBody::OpenAi(_) | UpstreamBody::Gemini(_)) => e.message_or_code(),
         None => e.message.clone(),
     };
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "type": "error",
         "error": {"type": anthropic_error_type(e), "message": message},
     });
+    // What Anthropic's SDKs read to fall back from a message thread to the whole history.
+    if e.code == Some(crate::error::Code::ThreadUnsupportedRequest) {
+        body["error"]["details"] = serde_json::json!({"error_code": e.code.map(|c| c.as_str())});
+    }
     serde_json::to_vec(&body)
         .unwrap_or_else(|_| b"{\"type\":\"error\",\"error\":{}}".to_vec())
         .into()

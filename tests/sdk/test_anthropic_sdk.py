@@ -6,7 +6,9 @@ OpenAI and a Gemini upstream (translated both ways). The gateway comes from conf
 import json
 
 import anthropic
+import httpx2
 import pytest
+from anthropic import beta_tool
 from conftest import KEY
 
 EXPECTED = "Hello from the Junction mock upstream, friend"
@@ -153,3 +155,64 @@ def test_models_and_count_tokens(gateway):
         model="gpt-sdk", messages=[{"role": "user", "content": "hello " * 50}]
     ).input_tokens
     assert 0 < n < longer
+
+
+@beta_tool
+def get_weather_tool(city: str) -> str:
+    """Weather in a city"""
+    return json.dumps({"city": city, "temp_c": 18})
+
+
+@pytest.mark.parametrize("model", ALL_MODELS)
+def test_the_tool_runner_with_message_threads(gateway, model):
+    # The SDK's tool runner keeps the conversation on the server (beta message threads): a
+    # `thread` on every request, continuations that carry only the new tool_result. An
+    # Anthropic upstream takes them as sent; a translated route refuses them with the error
+    # the SDK falls back on (it then resends the whole history, without `thread`).
+    seen = []
+
+    def log(request):
+        seen.append(json.loads(request.content or b"{}"))
+
+    c = anthropic.Anthropic(
+        base_url=gateway.removesuffix("/v1"),
+        api_key=KEY,
+        max_retries=0,
+        http_client=httpx2.Client(event_hooks={"request": [log]}),
+    )
+    runner = c.beta.messages.tool_runner(
+        model=model,
+        max_tokens=100,
+        tools=[get_weather_tool],
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+    )
+    final = runner.until_done()
+    assert final.stop_reason == "end_turn"
+    assert final.content[-1].text == EXPECTED
+    assert seen[0].get("thread") == {"type": "create"}
+    if model == "claude-sdk":
+        # Threaded throughout: the continuation holds only the tool result.
+        assert seen[-1]["thread"]["type"] == "continue", seen
+        assert len(seen[-1]["messages"]) == 1
+    else:
+        # Refused once, then the whole history without a thread.
+        assert "thread" not in seen[1] and seen[1]["messages"] == seen[0]["messages"], seen
+        assert "thread" not in seen[-1] and len(seen[-1]["messages"]) == 3, seen
+
+
+def test_a_thread_on_a_translated_route_is_refused_as_the_sdk_expects(gateway):
+    r = httpx_post(gateway, {"model": "gpt-sdk", "max_tokens": 10, "messages": [], "thread": {"type": "continue", "previous_message_id": "msg_1"}})
+    assert r.status_code == 400
+    body = r.json()
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "invalid_request_error"
+    assert body["error"]["details"] == {"error_code": "thread_unsupported_request"}
+    assert "thread" in body["error"]["message"]
+
+
+def httpx_post(gateway, body):
+    return httpx2.post(
+        gateway + "/messages",
+        json=body,
+        headers={"x-api-key": KEY, "anthropic-version": "2023-06-01", "anthropic-beta": "message-threads-2026-08-12"},
+    )

@@ -5,6 +5,19 @@ use super::*;
 /// Translates an Anthropic Messages request body into an OpenAI chat completion request.
 pub fn request_to_chat(body: &[u8]) -> Result<ToChat, GatewayError> {
     let mut req = request_object(body)?;
+    // A server-side message thread (beta `message-threads-2026-08-12`): a continuation holds
+    // only the newest messages, so it cannot be translated; the SDKs resend the whole
+    // conversation, without `thread`, on this error.
+    if req
+        .get("thread")
+        .is_some_and(|t| !t.is_null() && *t != false)
+    {
+        return Err(GatewayError::invalid_request(
+            "Message threads (`thread`) are served only by an Anthropic upstream, and this model is served by another kind: send the whole conversation without `thread`.",
+        )
+        .param("thread")
+        .code(crate::error::Code::ThreadUnsupportedRequest));
+    }
     let model = match req.remove("model") {
         Some(Value::String(m)) if !m.is_empty() => m,
         None | Some(Value::Null) => return Err(invalid("Missing field `model`.", "model")),

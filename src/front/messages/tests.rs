@@ -1063,3 +1063,23 @@ fn structured_output_reaches_chat_and_gemini_upstreams_as_their_own() {
         assert!(e.param.is_some(), "{bad}");
     }
 }
+
+#[test]
+fn a_message_thread_cannot_be_translated_and_says_so_as_the_sdks_expect() {
+    // What the SDK's tool runner sends on a continuation (captured from anthropic 2.16.0).
+    let body = br#"{"model":"claude-opus-5","max_tokens":256,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"Sunny in Paris"}]}],"thread":{"type":"continue","previous_message_id":"msg_1"},"stream":false}"#;
+    let e = request_to_chat(body).err().expect("refused");
+    assert_eq!(e.status(), 400);
+    let v: serde_json::Value = serde_json::from_slice(&Front::Messages.error_body(&e)).unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert_eq!(
+        v["error"]["details"]["error_code"],
+        "thread_unsupported_request"
+    );
+    // Without a thread (or with `thread: null`), the same request translates.
+    let plain = String::from_utf8_lossy(body).replace(
+        r#""thread":{"type":"continue","previous_message_id":"msg_1"}"#,
+        r#""thread":null"#,
+    );
+    assert!(request_to_chat(plain.as_bytes()).is_ok());
+}
