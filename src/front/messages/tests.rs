@@ -1068,7 +1068,9 @@ fn structured_output_reaches_chat_and_gemini_upstreams_as_their_own() {
 fn a_message_thread_cannot_be_translated_and_says_so_as_the_sdks_expect() {
     // What the SDK's tool runner sends on a continuation (captured from anthropic 2.16.0).
     let body = br#"{"model":"claude-opus-5","max_tokens":256,"messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"Sunny in Paris"}]}],"thread":{"type":"continue","previous_message_id":"msg_1"},"stream":false}"#;
-    let e = request_to_chat(body).err().expect("refused");
+    let Err(e) = request_to_chat(body) else {
+        panic!("a thread was translated")
+    };
     assert_eq!(e.status(), 400);
     let v: serde_json::Value = serde_json::from_slice(&Front::Messages.error_body(&e)).unwrap();
     assert_eq!(v["error"]["type"], "invalid_request_error");
