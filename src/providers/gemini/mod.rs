@@ -35,11 +35,13 @@ pub struct Translation {
 }
 
 mod error;
+mod partial;
 mod pass;
 mod request;
 mod response;
 mod stream;
 pub use error::*;
+use partial::*;
 pub use pass::*;
 pub use request::*;
 pub use response::*;

@@ -95,11 +95,20 @@ pub(super) struct GPart<'a> {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub(super) struct GFunctionCall<'a> {
-    #[serde(borrow)]
-    pub(super) name: Cow<'a, str>,
+    /// Absent on the parts that continue a call whose arguments stream (Vertex AI's
+    /// `streamFunctionCallArguments`).
     #[serde(default, borrow)]
-    args: Option<&'a RawValue>,
+    pub(super) name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub(super) args: Option<&'a RawValue>,
+    /// More parts of this call follow.
+    #[serde(default)]
+    pub(super) will_continue: Option<bool>,
+    /// Pieces of the arguments, each at a JSON path.
+    #[serde(default, borrow)]
+    pub(super) partial_args: Vec<PartialArg<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -174,7 +183,7 @@ pub fn translate_response(
                 calls.push(json!({
                     "id": ids.next(),
                     "type": "function",
-                    "function": {"name": f.name, "arguments": arguments_of(f)},
+                    "function": {"name": f.name.as_deref().unwrap_or(""), "arguments": arguments_of(f)},
                 }));
             } else if let Some(t) = &p.text {
                 if p.thought == Some(true) {

@@ -25,6 +25,8 @@ pub struct State {
     usage: Option<Usage>,
     /// The error the stream ended with.
     pub failure: Option<InBand>,
+    /// The call whose arguments are streaming in pieces: its tool index and what is written.
+    streaming: Option<(u32, Arguments)>,
 }
 
 impl StreamTranslator {
@@ -40,6 +42,7 @@ impl StreamTranslator {
             finish: None,
             usage: None,
             failure: None,
+            streaming: None,
         })
     }
 }
@@ -48,6 +51,22 @@ impl State {
     /// An event of the answer came (Gemini's first one carries its first part).
     pub fn started(&self) -> bool {
         self.writer.is_some()
+    }
+
+    /// Ends the call whose arguments were streaming, if one is: the rest of its JSON.
+    fn close_call(&mut self, out: &mut Vec<u8>) {
+        if let Some((index, mut args)) = self.streaming.take() {
+            let mut rest = String::new();
+            args.finish(&mut rest);
+            self.writer().delta(
+                out,
+                Delta::ToolArguments {
+                    index,
+                    arguments: &rest,
+                },
+                None,
+            );
+        }
     }
 
     fn writer(&mut self) -> &ChunkWriter {
@@ -70,6 +89,8 @@ impl translate::Events for State {
         if !self.finished {
             return false;
         }
+        // A call whose last piece did not say it was the last.
+        self.close_call(out);
         if let Some(reason) = self.finish {
             self.writer().delta(out, Delta::Empty, Some(reason));
         }
@@ -120,20 +141,7 @@ impl translate::Events for State {
         if let Some(c) = r.candidates.first() {
             for p in c.content.iter().flat_map(|c| &c.parts) {
                 if let Some(f) = &p.function_call {
-                    let id = self.ids.next();
-                    let index = self.next_tool;
-                    self.next_tool += 1;
-                    let arguments = arguments_of(f);
-                    self.writer().delta(
-                        out,
-                        Delta::ToolStart {
-                            index,
-                            id: &id,
-                            name: &f.name,
-                            arguments: &arguments,
-                        },
-                        None,
-                    );
+                    self.call(f, out);
                 } else if let Some(t) = p.text.as_deref().filter(|t| !t.is_empty()) {
                     let d = if p.thought == Some(true) {
                         Delta::Reasoning(t)
@@ -152,6 +160,64 @@ impl translate::Events for State {
             self.finished = true;
         }
         false
+    }
+}
+
+impl State {
+    /// A function call, whole, or the start or a piece of one whose arguments stream.
+    fn call(&mut self, f: &GFunctionCall<'_>, out: &mut Vec<u8>) {
+        let more = f.will_continue == Some(true);
+        let Some(name) = f.name.as_deref().filter(|n| !n.is_empty()) else {
+            // A piece of the call under way (a bare `{}` or one without `willContinue` ends it).
+            let Some((index, args)) = self.streaming.as_mut() else {
+                return;
+            };
+            let index = *index;
+            let mut piece = String::new();
+            for a in &f.partial_args {
+                args.piece(a, &mut piece);
+            }
+            if !more {
+                args.finish(&mut piece);
+                self.streaming = None;
+            }
+            if !piece.is_empty() {
+                self.writer().delta(
+                    out,
+                    Delta::ToolArguments {
+                        index,
+                        arguments: &piece,
+                    },
+                    None,
+                );
+            }
+            return;
+        };
+        self.close_call(out);
+        let id = self.ids.next();
+        let index = self.next_tool;
+        self.next_tool += 1;
+        let arguments = if more && f.args.is_none() {
+            let mut args = Arguments::default();
+            let mut written = String::new();
+            for a in &f.partial_args {
+                args.piece(a, &mut written);
+            }
+            self.streaming = Some((index, args));
+            written
+        } else {
+            arguments_of(f)
+        };
+        self.writer().delta(
+            out,
+            Delta::ToolStart {
+                index,
+                id: &id,
+                name,
+                arguments: &arguments,
+            },
+            None,
+        );
     }
 }
 

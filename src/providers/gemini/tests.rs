@@ -394,3 +394,140 @@ fn tool_use_prompt_tokens_are_prompt_and_the_total_is_geminis() {
         .unwrap()
         .contains("Factorial is not defined"));
 }
+
+/// Each tool call of a translated stream: (id, name, its argument deltas).
+fn calls_of(events: &[serde_json::Value]) -> Vec<(String, String, Vec<String>)> {
+    let mut calls: Vec<(String, String, Vec<String>)> = Vec::new();
+    for e in events {
+        for tc in e["choices"][0]["delta"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let i = tc["index"].as_u64().unwrap() as usize;
+            if i == calls.len() {
+                calls.push((
+                    tc["id"].as_str().unwrap().to_string(),
+                    tc["function"]["name"].as_str().unwrap().to_string(),
+                    Vec::new(),
+                ));
+            }
+            assert!(i < calls.len(), "tool call indexes in order");
+            if let Some(a) = tc["function"]["arguments"]
+                .as_str()
+                .filter(|a| !a.is_empty())
+            {
+                calls[i].2.push(a.to_string());
+            }
+        }
+    }
+    calls
+}
+
+#[test]
+fn vertex_streamed_arguments_become_argument_deltas_in_order() {
+    use serde_json::json;
+    let arguments = |name: &str| -> Vec<(String, serde_json::Value, usize)> {
+        let events = check_openai_stream(&stream(name, false));
+        let calls = calls_of(&events);
+        let ids: std::collections::HashSet<_> = calls.iter().map(|c| &c.0).collect();
+        assert_eq!(ids.len(), calls.len(), "one id per call");
+        calls
+            .into_iter()
+            .map(|(_, n, pieces)| {
+                let v = serde_json::from_str(&pieces.concat()).unwrap_or_else(|e| {
+                    panic!("{name}: {e}: {}", pieces.concat());
+                });
+                (n, v, pieces.len())
+            })
+            .collect()
+    };
+    let calls = arguments("gemini_stream_vertex_partial_args.sse");
+    let got: Vec<_> = calls.iter().map(|(n, v, _)| (n.as_str(), v)).collect();
+    assert_eq!(
+        got,
+        [
+            ("getWeather", &json!({"location": "Boston"})),
+            ("getWeather", &json!({"location": "San Francisco"}))
+        ]
+    );
+    // The arguments stream: a delta per piece, not one at the end.
+    assert!(calls.iter().all(|c| c.2 >= 3), "{calls:?}");
+
+    // As Vercel's snapshot of the same capture assembles it.
+    let calls = arguments("gemini_stream_vertex_partial_args_numbers.sse");
+    assert_eq!(calls.len(), 1);
+    assert_eq!(
+        calls[0].1,
+        json!({"operations": [
+            {"action": "add", "description": "Fresh red apple", "itemid": "apple_001", "price": 0.5},
+            {"action": "add", "description": "Ripe yellow banana", "itemid": "banana_001", "price": 0.3}
+        ]})
+    );
+
+    let calls = arguments("gemini_stream_vertex_partial_args_nested.sse");
+    let recipe = &calls[0].1["recipe"];
+    assert_eq!(recipe["name"], "Lasagna");
+    assert_eq!(recipe["ingredients"].as_array().unwrap().len(), 10);
+    assert_eq!(
+        recipe["ingredients"][0],
+        json!({"amount": "16 oz", "name": "Lasagna noodles"})
+    );
+    // A string continued over three pieces on one path.
+    assert_eq!(
+        recipe["steps"][1],
+        "Cook lasagna noodles according to package directions, drain and set aside."
+    );
+    assert_eq!(recipe["steps"].as_array().unwrap().len(), 10);
+
+    let calls = arguments("gemini_stream_vertex_partial_args_no_args.sse");
+    let got: Vec<_> = calls
+        .iter()
+        .map(|(n, v, _)| (n.as_str(), v.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("read_theme", json!({})),
+            ("read_screen", json!({"id": "A"})),
+            ("read_screen", json!({"id": "B"})),
+            ("read_screen", json!({"id": "C"})),
+        ]
+    );
+}
+
+#[test]
+fn streamed_arguments_at_any_path_are_well_formed_json() {
+    // Paths and values as Vertex documents them (bracketed keys, booleans, nulls): each
+    // piece's JSON is written as it comes, and closes whatever the next path leaves.
+    let pieces = br#"{"candidates":[{"content":{"parts":[{"functionCall":{"name":"f","willContinue":true}}]}}]}"#;
+    let more = [
+        r#"{"candidates":[{"content":{"parts":[{"functionCall":{"partialArgs":[{"jsonPath":"$.a['b c'][0].x","boolValue":true},{"jsonPath":"$.a['b c'][0].y","nullValue":null},{"jsonPath":"$.a['b c'][1]","numberValue":2},{"jsonPath":"$.q","stringValue":"say \"hi\"","willContinue":true}],"willContinue":true}}]}}]}"#,
+        r#"{"candidates":[{"content":{"parts":[{"functionCall":{"partialArgs":[{"jsonPath":"$.q","stringValue":"\n!","willContinue":true}]}}]}}]}"#,
+    ];
+    let mut s = StreamTranslator::new(
+        Translation::default(),
+        "gemini-x",
+        CREATED,
+        CallIds::with_seed(1),
+    );
+    let mut out = Vec::new();
+    for e in std::iter::once(&pieces[..]).chain(more.iter().map(|m| m.as_bytes())) {
+        let mut event = b"data: ".to_vec();
+        event.extend_from_slice(e);
+        event.extend_from_slice(b"\r\n\r\n");
+        out.extend_from_slice(&s.feed(Bytes::from(event)).unwrap_or_default());
+    }
+    let end = br#"{"candidates":[{"content":{"parts":[{"text":""}]},"finishReason":"STOP"}]}"#;
+    let mut event = b"data: ".to_vec();
+    event.extend_from_slice(end);
+    event.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(&s.feed(Bytes::from(event)).unwrap_or_default());
+    out.extend_from_slice(&s.finish().unwrap_or_default());
+    let calls = calls_of(&check_openai_stream(&out));
+    let args: serde_json::Value = serde_json::from_str(&calls[0].2.concat()).unwrap();
+    assert_eq!(
+        args,
+        serde_json::json!({"a": {"b c": [{"x": true, "y": null}, 2]}, "q": "say \"hi\"\n!"})
+    );
+}
