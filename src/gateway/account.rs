@@ -88,6 +88,7 @@ impl<'a> Accounted<'a> {
             Some(Ok(outcome)) => {
                 entry.status = outcome.status;
                 entry.usage = outcome.usage;
+                entry.partial = outcome.partial;
                 entry.ending = outcome.ending;
                 entry.error = outcome.error;
             }

@@ -206,6 +206,7 @@ pub async fn attempt(
                     close: !delivered,
                     status: 200,
                     usage,
+                    partial: None,
                     ending: if delivered {
                         Ending::Complete
                     } else {

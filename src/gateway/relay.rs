@@ -25,6 +25,9 @@ pub struct Outcome {
     pub status: u16,
     /// As the upstream reported it, for an answer it completed.
     pub usage: Option<Usage>,
+    /// Of an answer that did not complete: what the upstream had reported of it (Anthropic's
+    /// prompt in `message_start`, Gemini's counts so far), for the estimate to start from.
+    pub partial: Option<Usage>,
     pub ending: Ending,
     /// Why an answer that began did not complete.
     pub error: Option<Code>,
@@ -38,6 +41,7 @@ impl Outcome {
             close: true,
             status: 499,
             usage: None,
+            partial: None,
             ending: Ending::ClientAborted,
             error: None,
             own: Duration::ZERO,
@@ -153,6 +157,14 @@ impl Relay {
             Relay::Whole { tail, wire } => wire.usage_in_tail(tail),
         }
     }
+
+    /// What a stream that did not complete had reported of its usage.
+    fn partial_usage(&self) -> Option<Usage> {
+        match self {
+            Relay::Stream(t) => t.partial_usage(),
+            Relay::Whole { .. } => None,
+        }
+    }
 }
 
 /// The response header for the client: SSE for streams; for whole bodies, the upstream's
@@ -200,6 +212,7 @@ pub async fn relay(
         close: true,
         status: 200,
         usage: None,
+        partial: None,
         ending: Ending::ClientAborted,
         error: None,
         own: Duration::ZERO,
@@ -283,6 +296,9 @@ pub async fn relay(
         }
     }
     outcome.usage = relay.usage();
+    if outcome.usage.is_none() {
+        outcome.partial = relay.partial_usage();
+    }
     (outcome, reusable)
 }
 

@@ -193,6 +193,11 @@ impl Stream {
         self.decoder.whole_usage()
     }
 
+    /// The usage reported so far.
+    pub fn partial_usage(&self) -> Option<Usage> {
+        self.decoder.usage()
+    }
+
     /// The event that ends the client's stream with an error, in its protocol.
     pub fn error_event(&mut self, e: &GatewayError) -> Bytes {
         match &mut self.encoder {

@@ -251,6 +251,11 @@ const WORDS: [&str; 8] = [
     " friend",
 ];
 
+/// Tokens of each of [`WORDS`], as `o200k_base` counts them (and every family the mock
+/// stands in for: each is one common word). The mock's own bill, not the gateway's estimator;
+/// a unit test checks the table against the tokenizer.
+const WORD_TOKENS: [u64; 8] = [1, 1, 1, 1, 1, 1, 1, 1];
+
 /// What one answer holds.
 struct Answer {
     wire: Wire,
@@ -317,15 +322,31 @@ impl Answer {
         }
     }
 
-    /// What a stream cut short after `sent` text chunks bills: the prompt and the chunks'
-    /// text, counted with the tokenizer of the model's family.
+    /// What a stream cut short after `sent` text chunks bills, as a provider bills it: the
+    /// prompt as the mock counted it and had reported (Anthropic's `message_start`, Gemini's
+    /// first chunk), and the tokens it generated, from its own table of its words. Neither is
+    /// the gateway's estimator, so a test comparing the ledger with this bill catches an
+    /// estimate that is wrong. The OpenAI wire reports nothing before its end: its prompt is
+    /// counted as OpenAI counts a chat (its published tokenizer and framing).
     fn billed_partial(&self, body: &[u8], sent: u64) -> Billed {
         let t = crate::usage::estimate::Tokenizer::for_model(&self.model);
-        let text: String = (0..sent).map(|i| self.piece(i)).collect();
+        let output = if self.echo.is_none() && self.images == 0 {
+            (0..sent)
+                .map(|i| WORD_TOKENS[(i % WORDS.len() as u64) as usize])
+                .sum()
+        } else {
+            let text: String = (0..sent).map(|i| self.piece(i)).collect();
+            t.count(&text)
+        };
+        let (input, cached) = match self.wire {
+            Wire::Anthropic | Wire::Gemini if sent > 0 => (self.prompt_tokens, self.cached),
+            _ => (prompt_count(self.wire, body, t), 0),
+        };
         Billed {
             requests: 1,
-            input: prompt_count(self.wire, body, t),
-            output: t.count(&text),
+            input,
+            output,
+            cached_input: cached,
             ..Default::default()
         }
     }
@@ -1156,6 +1177,16 @@ pub fn service(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mocks_own_token_table_is_what_the_tokenizer_counts() {
+        let t = crate::usage::estimate::Tokenizer::O200k;
+        for (w, n) in WORDS.iter().zip(WORD_TOKENS) {
+            assert_eq!(t.count(w), n, "{w:?}");
+        }
+        // The whole answer too: no token spans two words.
+        assert_eq!(t.count(&WORDS.concat()), WORD_TOKENS.iter().sum::<u64>());
+    }
 
     fn answer(wire: Wire, include_usage: bool) -> Answer {
         Answer {

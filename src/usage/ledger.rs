@@ -77,6 +77,9 @@ pub struct Entry {
     pub stream: bool,
     /// As the upstream reported it; `None`: not reported (then estimated).
     pub usage: Option<Usage>,
+    /// Of an answer that did not complete, what the upstream had reported (then the estimate
+    /// takes its prompt counts, which are the provider's own).
+    pub partial: Option<Usage>,
     pub ending: Ending,
     pub latency: Duration,
     pub ttft: Option<Duration>,
@@ -417,13 +420,22 @@ fn finalize(mut e: Box<Entry>) -> Final {
         Some(u) => (u, Source::Upstream),
         None if e.attempts > 0 && e.relayed.total > 0 => {
             let t = Tokenizer::for_model(e.deployment.as_ref().map_or("", |d| &*d.upstream_model));
-            let u = estimate::estimate(
+            let mut u = estimate::estimate(
                 e.request.as_deref().unwrap_or_default(),
                 e.relayed.bytes(),
                 e.relayed.total,
                 e.stream,
                 t,
             );
+            // The provider bills the prompt it counted: where it said so before the answer
+            // broke off, that count, and never less output than it had reported.
+            if let Some(p) = e.partial.filter(|p| p.input_tokens > 0) {
+                u.input_tokens = p.input_tokens;
+                u.cached_input_tokens = p.cached_input_tokens;
+                u.cache_write_tokens = p.cache_write_tokens;
+                u.output_tokens = u.output_tokens.max(p.output_tokens);
+                u.reasoning_tokens = p.reasoning_tokens.min(u.output_tokens);
+            }
             (u, Source::Estimate(t))
         }
         None => (Usage::default(), Source::None),
