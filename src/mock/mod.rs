@@ -399,6 +399,101 @@ fn prompt_count(wire: Wire, body: &[u8], t: crate::usage::estimate::Tokenizer) -
     .tokens(t)
 }
 
+/// The answer to a request for structured output: a JSON value its schema allows (the
+/// first of each choice, every property), as text. OpenAI's `response_format`, Anthropic's
+/// `output_config.format` (and the beta's `output_format`), Gemini's `responseJsonSchema` or
+/// `responseSchema`.
+fn structured(wire: Wire, body: &[u8]) -> Option<String> {
+    let has = |needle: &[u8]| memchr::memmem::find(body, needle).is_some();
+    if !has(b"schema") && !has(b"Schema") && !has(b"json_object") {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let schema = match wire {
+        Wire::OpenAi => {
+            let f = &v["response_format"];
+            match f["type"].as_str()? {
+                "json_schema" => f["json_schema"]["schema"].clone(),
+                "json_object" => return Some("{}".into()),
+                _ => return None,
+            }
+        }
+        Wire::Anthropic => {
+            let f = v["output_config"]
+                .get("format")
+                .or_else(|| v.get("output_format"))?;
+            (f["type"] == "json_schema").then(|| f["schema"].clone())?
+        }
+        Wire::Gemini => {
+            let g = &v["generationConfig"];
+            g.get("responseJsonSchema")
+                .or_else(|| g.get("responseSchema"))?
+                .clone()
+        }
+    };
+    Some(instance(&schema, &schema, 0).to_string())
+}
+
+/// A value `schema` allows; `root` holds its `$defs`.
+fn instance(schema: &serde_json::Value, root: &serde_json::Value, depth: u32) -> serde_json::Value {
+    use serde_json::{json, Value};
+    if depth > 8 {
+        return Value::Null;
+    }
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.rsplit('/').next().unwrap_or("");
+        let def = root["$defs"]
+            .get(name)
+            .or_else(|| root["definitions"].get(name));
+        return def.map_or(Value::Null, |d| instance(d, root, depth + 1));
+    }
+    if let Some(c) = schema.get("const") {
+        return c.clone();
+    }
+    if let Some(first) = schema["enum"].as_array().and_then(|e| e.first()) {
+        return first.clone();
+    }
+    for key in ["anyOf", "oneOf", "allOf"] {
+        if let Some(options) = schema[key].as_array() {
+            let pick = options
+                .iter()
+                .find(|o| o["type"] != "null")
+                .or(options.first());
+            return pick.map_or(Value::Null, |o| instance(o, root, depth + 1));
+        }
+    }
+    let kind = match &schema["type"] {
+        Value::String(t) => t.to_ascii_lowercase(),
+        Value::Array(ts) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|t| *t != "null")
+            .unwrap_or("null")
+            .to_ascii_lowercase(),
+        _ if schema.get("properties").is_some() => "object".into(),
+        _ => "string".into(),
+    };
+    match kind.as_str() {
+        "object" => {
+            let mut o = serde_json::Map::new();
+            for (k, p) in schema["properties"].as_object().into_iter().flatten() {
+                o.insert(k.clone(), instance(p, root, depth + 1));
+            }
+            Value::Object(o)
+        }
+        "array" => json!([instance(&schema["items"], root, depth + 1)]),
+        "integer" => json!(1),
+        "number" => json!(1.5),
+        "boolean" => json!(true),
+        "null" => Value::Null,
+        _ => match schema["format"].as_str() {
+            Some("date") => json!("2026-01-01"),
+            Some("date-time") => json!("2026-01-01T00:00:00Z"),
+            _ => json!("Paris"),
+        },
+    }
+}
+
 /// What a request asks of the answer beyond text: read only when the body mentions it, so
 /// that plain load-test requests are not parsed twice.
 fn extras(wire: Wire, body: &[u8]) -> (Option<String>, bool, usize) {
@@ -703,6 +798,7 @@ impl Mock {
             _ => shape.model.clone().unwrap_or_else(|| "mock-model".into()),
         };
         let (tool, thinking, images) = extras(wire, &body);
+        let echo = echo.or_else(|| structured(wire, &body));
         let answer = Answer {
             wire,
             id: match wire {

@@ -7,6 +7,7 @@ import json
 
 import anthropic
 import httpx2
+import pydantic
 import pytest
 from anthropic import beta_tool
 from conftest import KEY
@@ -216,3 +217,22 @@ def httpx_post(gateway, body):
         json=body,
         headers={"x-api-key": KEY, "anthropic-version": "2023-06-01", "anthropic-beta": "message-threads-2026-08-12"},
     )
+
+
+class Weather(pydantic.BaseModel):
+    city: str
+    temp_c: int
+
+
+@pytest.mark.parametrize("model", ALL_MODELS)
+def test_structured_output_on_every_kind(gateway, model):
+    # output_format: passed through to Anthropic, as response_format to OpenAI, as a response
+    # schema to Gemini.
+    r = client(gateway).messages.parse(
+        model=model,
+        max_tokens=100,
+        messages=[{"role": "user", "content": "Weather in Paris, as JSON"}],
+        output_format=Weather,
+    )
+    assert r.stop_reason == "end_turn"
+    assert r.parsed_output == Weather(city="Paris", temp_c=1)

@@ -4,6 +4,7 @@ kind of the mock: a Gemini upstream (passed through), and an OpenAI and an Anthr
 (translated both ways). The gateway comes from conftest.py.
 """
 
+import pydantic
 import pytest
 from conftest import KEY
 from google import genai
@@ -119,3 +120,19 @@ def test_models_are_listed_and_read_in_googles_format(gateway):
     with pytest.raises(errors.ClientError) as e:
         c.models.get(model="no-such-model")
     assert e.value.code == 404 and e.value.status == "NOT_FOUND"
+
+
+class Weather(pydantic.BaseModel):
+    city: str
+    temp_c: int
+
+
+@pytest.mark.parametrize("model", ALL_MODELS)
+def test_structured_output_on_every_kind(gateway, model):
+    c = client(gateway)
+    r = c.models.generate_content(
+        model=model,
+        contents="Weather in Paris, as JSON",
+        config=types.GenerateContentConfig(response_mime_type="application/json", response_schema=Weather),
+    )
+    assert r.parsed == Weather(city="Paris", temp_c=1)

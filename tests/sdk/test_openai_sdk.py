@@ -7,6 +7,7 @@ import asyncio
 import json
 
 import openai
+import pydantic
 import pytest
 from conftest import KEY
 
@@ -209,3 +210,24 @@ def test_reasoning_comes_back_as_reasoning_content(gateway, model):
         if c.choices:
             reasoning += (c.choices[0].delta.model_extra or {}).get("reasoning_content") or ""
     assert reasoning == "Let me think about that."
+
+
+class Weather(pydantic.BaseModel):
+    city: str
+    temp_c: int
+
+
+@pytest.mark.parametrize("model", ALL_MODELS)
+@pytest.mark.parametrize("stream", [False, True])
+def test_every_kind_answers_structured_output(gateway, model, stream):
+    # The SDK's own parse: a strict json_schema from the Pydantic model, the answer read back
+    # into it (to Anthropic as output_config.format, to Gemini as responseJsonSchema).
+    client = openai.OpenAI(base_url=gateway, api_key=KEY)
+    messages = [{"role": "user", "content": "Weather in Paris, as JSON"}]
+    if stream:
+        with client.chat.completions.stream(model=model, messages=messages, response_format=Weather) as s:
+            r = s.get_final_completion()
+    else:
+        r = client.chat.completions.parse(model=model, messages=messages, response_format=Weather)
+    assert r.choices[0].finish_reason == "stop"
+    assert r.choices[0].message.parsed == Weather(city="Paris", temp_c=1)
