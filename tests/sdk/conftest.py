@@ -9,11 +9,19 @@ import subprocess
 import tempfile
 import time
 
+import pydantic
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.environ.get("JUNCTION_BIN", os.path.join(ROOT, "target", "debug", "junction"))
 KEY = "sk-sdk-test-key"
+
+
+class Weather(pydantic.BaseModel):
+    """What the structured-output tests ask every SDK for."""
+
+    city: str
+    temp_c: int
 
 
 def free_port():

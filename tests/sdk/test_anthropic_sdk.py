@@ -7,10 +7,9 @@ import json
 
 import anthropic
 import httpx2
-import pydantic
 import pytest
 from anthropic import beta_tool
-from conftest import KEY
+from conftest import KEY, Weather
 
 EXPECTED = "Hello from the Junction mock upstream, friend"
 MESSAGES = [{"role": "user", "content": "hello"}]
@@ -217,11 +216,6 @@ def httpx_post(gateway, body):
         json=body,
         headers={"x-api-key": KEY, "anthropic-version": "2023-06-01", "anthropic-beta": "message-threads-2026-08-12"},
     )
-
-
-class Weather(pydantic.BaseModel):
-    city: str
-    temp_c: int
 
 
 @pytest.mark.parametrize("model", ALL_MODELS)

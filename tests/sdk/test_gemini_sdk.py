@@ -4,9 +4,8 @@ kind of the mock: a Gemini upstream (passed through), and an OpenAI and an Anthr
 (translated both ways). The gateway comes from conftest.py.
 """
 
-import pydantic
 import pytest
-from conftest import KEY
+from conftest import KEY, Weather
 from google import genai
 from google.genai import errors, types
 
@@ -120,11 +119,6 @@ def test_models_are_listed_and_read_in_googles_format(gateway):
     with pytest.raises(errors.ClientError) as e:
         c.models.get(model="no-such-model")
     assert e.value.code == 404 and e.value.status == "NOT_FOUND"
-
-
-class Weather(pydantic.BaseModel):
-    city: str
-    temp_c: int
 
 
 @pytest.mark.parametrize("model", ALL_MODELS)

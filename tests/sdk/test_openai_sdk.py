@@ -7,9 +7,8 @@ import asyncio
 import json
 
 import openai
-import pydantic
 import pytest
-from conftest import KEY
+from conftest import KEY, Weather
 
 EXPECTED = "Hello from the Junction mock upstream, friend"
 MESSAGES = [{"role": "user", "content": "hello"}]
@@ -210,11 +209,6 @@ def test_reasoning_comes_back_as_reasoning_content(gateway, model):
         if c.choices:
             reasoning += (c.choices[0].delta.model_extra or {}).get("reasoning_content") or ""
     assert reasoning == "Let me think about that."
-
-
-class Weather(pydantic.BaseModel):
-    city: str
-    temp_c: int
 
 
 @pytest.mark.parametrize("model", ALL_MODELS)
