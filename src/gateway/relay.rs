@@ -236,10 +236,12 @@ pub async fn relay(
     }
     up.set_read_timeout(Some(t.idle));
     let mut reusable = false;
+    let mut gone = false;
     loop {
         if let Some(out) = pending.take() {
             relayed.keep(&out);
             if session.write_response_body(out, false).await.is_err() {
+                gone = true;
                 break;
             }
         }
@@ -247,7 +249,10 @@ pub async fn relay(
             Ok(None)
         } else {
             match or_client_gone(session, up.read_response_body()).await {
-                None => break,
+                None => {
+                    gone = true;
+                    break;
+                }
                 Some(r) => r,
             }
         };
@@ -295,11 +300,41 @@ pub async fn relay(
             }
         }
     }
+    if gone {
+        drain(up, relay, relayed).await;
+    }
     outcome.usage = relay.usage();
     if outcome.usage.is_none() {
         outcome.partial = relay.partial_usage();
     }
     (outcome, reusable)
+}
+
+/// How long a stream whose client left is still read for what the upstream had already
+/// sent: each read waits this long at most, all of them together `DRAIN_FOR`.
+const DRAIN_GAP: Duration = Duration::from_millis(2);
+const DRAIN_FOR: Duration = Duration::from_millis(20);
+/// And at most this much of it.
+const DRAIN_BYTES: usize = 1 << 20;
+
+/// The client left mid-stream: what the upstream had sent by then is still read (never waited
+/// for long) and counted, since the provider bills it; a stream that turns out to be complete
+/// gives its own usage report. Then the connection is dropped, which stops the upstream.
+async fn drain(up: &mut HttpSession, relay: &mut Relay, relayed: &mut Kept) {
+    let until = Instant::now() + DRAIN_FOR;
+    let mut read = 0;
+    while !relay.upstream_ended() && read < DRAIN_BYTES {
+        let wait = until
+            .saturating_duration_since(Instant::now())
+            .min(DRAIN_GAP);
+        let Ok(Ok(Some(chunk))) = tokio::time::timeout(wait, up.read_response_body()).await else {
+            break;
+        };
+        read += chunk.len();
+        if let Some(out) = relay.on_chunk(chunk) {
+            relayed.keep(&out);
+        }
+    }
 }
 
 fn keep_tail(tail: &mut Vec<u8>, chunk: &[u8]) {
