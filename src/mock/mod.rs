@@ -269,6 +269,9 @@ struct Answer {
     echo: Option<String>,
     /// Answer with a call to this tool (the request offered tools and is not a tool result).
     tool: Option<String>,
+    /// Its arguments: `{"city": "Paris"}`, or, for a tool the request forces, a value its
+    /// schema allows (a structured-output tool's answer).
+    tool_args: String,
     /// Think before answering (the request asked for reasoning).
     thinking: bool,
     /// Images in the request; the answer says how many it saw.
@@ -295,6 +298,16 @@ impl Answer {
             }
             None => WORDS[(i % WORDS.len() as u64) as usize].to_string(),
         }
+    }
+
+    /// The tool call's arguments in the two pieces they stream in.
+    fn arg_pieces(&self) -> [&str; 2] {
+        let mut at = self.tool_args.len() / 2;
+        while !self.tool_args.is_char_boundary(at) {
+            at += 1;
+        }
+        let (a, b) = self.tool_args.split_at(at);
+        [a, b]
     }
 
     fn text(&self, chunks: u64) -> String {
@@ -496,7 +509,8 @@ fn instance(schema: &serde_json::Value, root: &serde_json::Value, depth: u32) ->
 
 /// What a request asks of the answer beyond text: read only when the body mentions it, so
 /// that plain load-test requests are not parsed twice.
-fn extras(wire: Wire, body: &[u8]) -> (Option<String>, bool, usize) {
+#[allow(clippy::type_complexity)]
+fn extras(wire: Wire, body: &[u8]) -> (Option<(String, Option<String>)>, bool, usize) {
     let has = |needle: &[u8]| memchr::memmem::find(body, needle).is_some();
     if !has(b"tools")
         && !has(b"image")
@@ -545,7 +559,40 @@ fn extras(wire: Wire, body: &[u8]) -> (Option<String>, bool, usize) {
             v["generationConfig"]["thinkingConfig"]["includeThoughts"] == true,
         ),
     };
-    let tool = tool.filter(|_| !answered).map(str::to_string);
+    // A tool the request forces (how structured output rides on a tool) is the one called,
+    // with arguments its schema allows.
+    let tools = match wire {
+        Wire::OpenAi => v["tools"].as_array(),
+        Wire::Anthropic => v["tools"].as_array(),
+        Wire::Gemini => v["tools"][0]["functionDeclarations"].as_array(),
+    };
+    let forced = match wire {
+        Wire::OpenAi => v["tool_choice"]["function"]["name"].as_str(),
+        Wire::Anthropic => Some(&v["tool_choice"])
+            .filter(|c| c["type"] == "tool")
+            .and_then(|c| c["name"].as_str()),
+        Wire::Gemini => Some(&v["toolConfig"]["functionCallingConfig"])
+            .filter(|c| c["mode"] == "ANY")
+            .and_then(|c| c["allowedFunctionNames"][0].as_str()),
+    };
+    let forced = forced.and_then(|name| {
+        let t = tools?.iter().find(|t| match wire {
+            Wire::OpenAi => t["function"]["name"] == name,
+            _ => t["name"] == name,
+        })?;
+        let schema = match wire {
+            Wire::OpenAi => &t["function"]["parameters"],
+            Wire::Anthropic => &t["input_schema"],
+            Wire::Gemini => t.get("parametersJsonSchema").unwrap_or(&t["parameters"]),
+        };
+        Some((
+            name.to_string(),
+            Some(instance(schema, schema, 0).to_string()),
+        ))
+    });
+    let tool = forced
+        .or_else(|| tool.map(|t| (t.to_string(), None)))
+        .filter(|_| !answered);
     (tool, thinking, images)
 }
 
@@ -815,7 +862,11 @@ impl Mock {
             prompt_tokens: (body.len() as u64 / 4).max(1).max(controls.cached_tokens),
             cached: controls.cached_tokens,
             echo,
-            tool,
+            tool_args: tool
+                .as_ref()
+                .and_then(|(_, a)| a.clone())
+                .unwrap_or_else(|| TOOL_ARGS.concat()),
+            tool: tool.map(|(t, _)| t),
             thinking,
             images,
         };
@@ -956,7 +1007,8 @@ fn error_body(wire: Wire, status: u16, message: &str) -> Bytes {
 fn whole_answer(a: &Answer, chunks: u64) -> Vec<u8> {
     let text = a.text(chunks);
     let (p, c, cached, r) = (a.prompt_tokens, chunks, a.cached, a.reasoning());
-    let args = TOOL_ARGS.concat();
+    let args = a.tool_args.clone();
+    let input: serde_json::Value = serde_json::from_str(&args).unwrap_or_default();
     let v = match a.wire {
         Wire::OpenAi => {
             let mut message = serde_json::json!({"role": "assistant", "content": text, "refusal": null, "annotations": []});
@@ -985,7 +1037,7 @@ fn whole_answer(a: &Answer, chunks: u64) -> Vec<u8> {
             match &a.tool {
                 Some(tool) => {
                     content.push(serde_json::json!({"type": "text", "text": "Let me check."}));
-                    content.push(serde_json::json!({"type": "tool_use", "id": "toolu_mock1", "name": tool, "input": {"city": "Paris"}}));
+                    content.push(serde_json::json!({"type": "tool_use", "id": "toolu_mock1", "name": tool, "input": input}));
                 }
                 None => content.push(serde_json::json!({"type": "text", "text": text})),
             }
@@ -1002,7 +1054,7 @@ fn whole_answer(a: &Answer, chunks: u64) -> Vec<u8> {
             }
             match &a.tool {
                 Some(tool) => parts.push(serde_json::json!({
-                    "functionCall": {"name": tool, "args": {"city": "Paris"}},
+                    "functionCall": {"name": tool, "args": input},
                     "thoughtSignature": THOUGHT_SIGNATURE,
                 })),
                 None => parts.push(serde_json::json!({"text": text})),
@@ -1062,7 +1114,7 @@ fn stream_events_marked(a: &Answer, chunks: u64) -> (Vec<Bytes>, Vec<bool>) {
                         format!(r#"{{"tool_calls":[{{"index":0,"id":"call_mock1","type":"function","function":{{"name":{},"arguments":""}}}}]}}"#, json_str(tool)),
                         "null",
                     ));
-                    for piece in TOOL_ARGS {
+                    for piece in a.arg_pieces() {
                         out.push(chunk(
                             format!(
                                 r#"{{"tool_calls":[{{"index":0,"function":{{"arguments":{}}}}}]}}"#,
@@ -1122,7 +1174,7 @@ data: {{"type":"message_start","message":{{"id":"{}","type":"message","role":"as
             if let Some(tool) = &a.tool {
                 index += 1;
                 out.push(format!("event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":{index},\"content_block\":{{\"type\":\"tool_use\",\"id\":\"toolu_mock1\",\"name\":{},\"input\":{{}}}}}}", json_str(tool)));
-                for piece in [""].iter().chain(TOOL_ARGS.iter()) {
+                for piece in [""].into_iter().chain(a.arg_pieces()) {
                     out.push(format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":{index},\"delta\":{{\"type\":\"input_json_delta\",\"partial_json\":{}}}}}", json_str(piece)));
                 }
                 out.push(format!("event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":{index}}}"));
@@ -1159,8 +1211,9 @@ data: {{"type":"message_start","message":{{"id":"{}","type":"message","role":"as
             match &a.tool {
                 Some(tool) => out.push(event(
                     format!(
-                        r#"{{"functionCall": {{"name": {},"args": {{"city": "Paris"}}}},"thoughtSignature": "{THOUGHT_SIGNATURE}"}}"#,
-                        json_str(tool)
+                        r#"{{"functionCall": {{"name": {},"args": {}}},"thoughtSignature": "{THOUGHT_SIGNATURE}"}}"#,
+                        json_str(tool),
+                        a.tool_args
                     ),
                     true,
                     c,
@@ -1294,6 +1347,7 @@ mod tests {
             cached: 0,
             echo: None,
             tool: None,
+            tool_args: TOOL_ARGS.concat(),
             thinking: false,
             images: 0,
         }

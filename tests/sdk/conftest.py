@@ -92,6 +92,10 @@ provider = "mock-anthropic"
 model = "claude-sonnet-4-5"
 aliases = ["claude-sonnet-4-5"]
 
+[models.claude-tool-sdk]
+provider = "mock-anthropic"
+model = "claude-3-7-sonnet-20250219"
+
 [models.gemini-sdk]
 provider = "mock-gemini"
 model = "gemini-2.5-flash"

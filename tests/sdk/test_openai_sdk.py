@@ -76,6 +76,7 @@ def test_models_list(gateway):
         "claude-haiku-4-5-20251001",
         "claude-sdk",
         "claude-sonnet-4-5",
+        "claude-tool-sdk",
         "gemini-sdk",
         "gpt-sdk",
     ]
@@ -225,3 +226,34 @@ def test_every_kind_answers_structured_output(gateway, model, stream):
         r = client.chat.completions.parse(model=model, messages=messages, response_format=Weather)
     assert r.choices[0].finish_reason == "stop"
     assert r.choices[0].message.parsed == Weather(city="Paris", temp_c=1)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_structured_output_by_a_tool_on_an_older_claude(gateway, stream):
+    # claude-3-7-sonnet has no native structured output: the schema rides on a forced
+    # `json_response` tool, whose input is the answer; the text the mock writes before the
+    # call ("Let me check.") is not glued in front of the JSON.
+    client = openai.OpenAI(base_url=gateway, api_key=KEY)
+    messages = [{"role": "user", "content": "Weather in Paris, as JSON"}]
+    if stream:
+        with client.chat.completions.stream(model="claude-tool-sdk", messages=messages, response_format=Weather) as s:
+            r = s.get_final_completion()
+    else:
+        r = client.chat.completions.parse(model="claude-tool-sdk", messages=messages, response_format=Weather)
+    assert r.choices[0].finish_reason == "stop"
+    assert r.choices[0].message.parsed == Weather(city="Paris", temp_c=1)
+    assert not r.choices[0].message.tool_calls
+
+
+def test_with_tools_of_its_own_an_older_claude_can_still_call_them(gateway):
+    client = openai.OpenAI(base_url=gateway, api_key=KEY)
+    r = client.chat.completions.create(
+        model="claude-tool-sdk",
+        messages=[{"role": "user", "content": "Weather in Paris?"}],
+        tools=TOOLS,
+        response_format={"type": "json_object"},
+    )
+    assert r.choices[0].finish_reason == "tool_calls"
+    (call,) = r.choices[0].message.tool_calls
+    assert call.function.name == "get_weather"
+    assert json.loads(call.function.arguments) == {"city": "Paris"}
