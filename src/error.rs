@@ -111,6 +111,8 @@ codes! {
     InvalidApiKey = "invalid_api_key",
     ModelNotFound = "model_not_found",
     ModelNotAllowed = "model_not_allowed",
+    /// A stored key used from an address it does not allow.
+    AddressNotAllowed = "address_not_allowed",
     UnknownUrl = "unknown_url",
     MethodNotAllowed = "method_not_allowed",
     RequestTimeout = "request_timeout",

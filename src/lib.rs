@@ -17,6 +17,7 @@ pub mod secret;
 pub mod server;
 pub mod store;
 pub mod stream;
+pub mod tenancy;
 pub mod trace;
 pub mod upstream;
 pub mod usage;

@@ -202,6 +202,13 @@ fn serve(source: Source<'_>, demo: bool, upgrade: bool) -> ExitCode {
             );
             snapshot.responses.path = Some(dir.join(file));
         }
+        if snapshot.store.is_some() {
+            let file = format!(
+                "junction-demo-{}-store.sqlite",
+                snapshot.server.listen.port()
+            );
+            snapshot.store = Some(dir.join(file));
+        }
     }
     tracing::info!(config = %name, models = snapshot.models.len(), providers = snapshot.providers.len(), ledger = ?snapshot.ledger.path, "config loaded");
     let mut server = server::new_server(&server::Lifecycle {

@@ -14,6 +14,8 @@ use pingora_core::server::ShutdownWatch;
 use serde::Serialize;
 use std::sync::Arc;
 
+mod tenancy;
+
 pub struct Admin {
     pub config: Arc<ArcSwap<Snapshot>>,
     pub health: Arc<Health>,
@@ -22,6 +24,7 @@ pub struct Admin {
     pub accounting: Arc<crate::usage::ledger::Accounting>,
     pub drain: Arc<crate::net::drain::Drain>,
     pub tracer: Arc<crate::trace::Tracer>,
+    pub tenancy: Arc<crate::tenancy::Tenancy>,
 }
 
 #[derive(Serialize)]
@@ -56,6 +59,33 @@ impl Admin {
         let path = session.req_header().uri.path().to_string();
         let query = session.req_header().uri.query().unwrap_or("").to_string();
         let method = session.req_header().method.clone();
+        if ["/admin/teams", "/admin/keys", "/admin/audit"]
+            .iter()
+            .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+        {
+            let body = if matches!(method.as_str(), "POST" | "PATCH") {
+                crate::gateway::body::read_body(
+                    session,
+                    1 << 20,
+                    std::time::Duration::from_secs(10),
+                )
+                .await?
+            } else {
+                Default::default()
+            };
+            let actor = tenancy::Actor {
+                name: "admin",
+                address: session.client_addr().map(|a| a.to_string()),
+            };
+            if let Some(answer) =
+                tenancy::handle(&self.tenancy, &actor, method.as_str(), &path, &query, &body)
+            {
+                let (status, v) = answer?;
+                let body = serde_json::to_vec(&v).unwrap_or_default();
+                reply::write_json(session, status, body.into()).await;
+                return Ok(());
+            }
+        }
         match (method.as_str(), path.as_str()) {
             ("GET", "/admin/usage") => {
                 let body = self.usage(&query).await?;

@@ -34,6 +34,8 @@ pub struct File {
     #[serde(default)]
     pub responses: ResponsesSection,
     #[serde(default)]
+    pub store: StoreSection,
+    #[serde(default)]
     pub tracing: TracingSection,
 }
 
@@ -59,6 +61,23 @@ impl Default for LedgerSection {
             path: "junction-ledger.sqlite".into(),
             store_content: false,
             queue: 65536,
+        }
+    }
+}
+
+/// `[store]`: teams and keys created at run time (the admin API), and their audit trail.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// An SQLite file, relative to the config file. Default `junction-store.sqlite`; empty:
+    /// memory only (every stored key is gone at a restart).
+    pub path: String,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            path: "junction-store.sqlite".into(),
         }
     }
 }

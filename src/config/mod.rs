@@ -247,18 +247,22 @@ pub struct ClientKey {
 impl ClientKey {
     /// Whether this key may use `model` (a public name or `provider/model`).
     pub fn allows(&self, model: &str) -> bool {
-        let Some(allowed) = &self.models else {
-            return true;
-        };
-        allowed.iter().any(|a| {
-            a == model
-                || a.strip_suffix("/*").is_some_and(|p| {
-                    model.len() > p.len() + 1
-                        && model.starts_with(p)
-                        && model.as_bytes()[p.len()] == b'/'
-                })
-        })
+        self.models
+            .as_ref()
+            .is_none_or(|allowed| model_allowed(allowed, model))
     }
+}
+
+/// Whether an allowlist (public names, aliases and `provider/*` patterns) holds `model`.
+pub fn model_allowed(allowed: &[String], model: &str) -> bool {
+    allowed.iter().any(|a| {
+        a == model
+            || a.strip_suffix("/*").is_some_and(|p| {
+                model.len() > p.len() + 1
+                    && model.starts_with(p)
+                    && model.as_bytes()[p.len()] == b'/'
+            })
+    })
 }
 
 /// Settings of the client listener, fixed at start.
@@ -295,6 +299,8 @@ pub struct Snapshot {
     pub log: LogSettings,
     pub ledger: LedgerSettings,
     pub responses: crate::store::responses::Settings,
+    /// The store of teams and keys: its SQLite file (`None`: memory only). Read at start.
+    pub store: Option<std::path::PathBuf>,
     pub tracing: TracingSettings,
     /// Default prices by upstream model, for deployments without their own.
     pub prices: Arc<PriceTable>,

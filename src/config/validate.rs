@@ -246,6 +246,7 @@ impl Validator<'_> {
                 ),
                 memory_bytes: (f.responses.memory_mb.max(1) as usize) << 20,
             },
+            store: (!f.store.path.is_empty()).then(|| self.dir.join(&f.store.path)),
             tracing: self.tracing(&f.tracing),
             prices,
             demo_mock_listen,

@@ -4,8 +4,11 @@
 //! endpoint.
 
 use crate::config::{hash_key, ClientKey, ModelRoute, Snapshot};
-use crate::error::GatewayError;
+use crate::error::{Code, ErrorKind, GatewayError};
+use crate::tenancy::{Entry, Refusal, StoredKey, Tenancy};
 use pingora_http::RequestHeader;
+use std::net::IpAddr;
+use std::sync::Arc;
 
 /// The presented key, if any: `Authorization: Bearer`, else `x-api-key` (Anthropic's
 /// clients), `x-goog-api-key` or a `key` query parameter (Gemini's).
@@ -36,30 +39,104 @@ pub fn presented_key(req: &RequestHeader) -> Option<&[u8]> {
         })
 }
 
-/// Who is calling: the client key the request presented, and what it may do.
+/// Who is calling: the key the request presented (from the config file, or stored), and what
+/// it may do. Every step after auth reads this, never the key's source.
 #[derive(Clone, Copy)]
 pub struct Caller<'s> {
-    pub key: &'s ClientKey,
+    /// The key's name (a config key's) or public id (a stored key's): whom the request is
+    /// accounted to.
+    pub name: &'s Arc<str>,
+    key: Source<'s>,
 }
 
-impl Caller<'_> {
+#[derive(Clone, Copy)]
+enum Source<'s> {
+    Config(&'s ClientKey),
+    Stored(&'s Entry),
+}
+
+impl<'s> Caller<'s> {
+    /// Whether the caller may use `model` (a public name, an alias or `provider/model`).
+    pub fn allows(&self, model: &str) -> bool {
+        match self.key {
+            Source::Config(k) => k.allows(model),
+            Source::Stored(e) => e.allows(model),
+        }
+    }
+
     /// Whether the caller may use `route`, asked for as `asked` (a key may allow either the
     /// name it was asked by or the route's own).
     pub fn may_use(&self, asked: &str, route: &ModelRoute) -> bool {
-        self.key.allows(asked) || self.key.allows(&route.name)
+        self.allows(asked) || self.allows(&route.name)
+    }
+
+    /// The stored key, when the caller presented one.
+    pub fn stored(&self) -> Option<&'s StoredKey> {
+        match self.key {
+            Source::Stored(e) => Some(&e.key),
+            Source::Config(_) => None,
+        }
     }
 }
 
-/// Finds the caller of this request: 401 when its key is missing or unknown.
+/// The key a request presented, found: borrowed from the snapshot, or held from the store.
+pub enum Resolved<'s> {
+    Config(&'s ClientKey),
+    Stored { entry: Arc<Entry>, id: Arc<str> },
+}
+
+impl Resolved<'_> {
+    pub fn caller(&self) -> Caller<'_> {
+        match self {
+            Resolved::Config(k) => Caller {
+                name: &k.name,
+                key: Source::Config(k),
+            },
+            Resolved::Stored { entry, id } => Caller {
+                name: id,
+                key: Source::Stored(entry),
+            },
+        }
+    }
+}
+
+/// Finds the caller of this request: 401 when its key is missing, unknown, revoked, expired
+/// or replaced; 403 when the client's address is not one the key allows. The message says
+/// which rule refused it, and nothing of any other key.
 pub fn authenticate<'s>(
     req: &RequestHeader,
     snapshot: &'s Snapshot,
-) -> Result<Caller<'s>, GatewayError> {
+    tenancy: &Tenancy,
+    addr: Option<IpAddr>,
+) -> Result<Resolved<'s>, GatewayError> {
     let key = presented_key(req).ok_or_else(GatewayError::missing_key)?;
-    snapshot
-        .key_by_hash(&hash_key(key))
-        .map(|key| Caller { key })
-        .ok_or_else(GatewayError::invalid_key)
+    let hash = hash_key(key);
+    if let Some(k) = snapshot.key_by_hash(&hash) {
+        return Ok(Resolved::Config(k));
+    }
+    let (entry, previous) = tenancy
+        .lookup(&hash)
+        .ok_or_else(GatewayError::invalid_key)?;
+    let now = crate::tenancy::store_now_ms();
+    entry.usable(previous, now).map_err(|r| {
+        let message = match r {
+            Refusal::Revoked => "This API key was revoked.",
+            Refusal::Expired => "This API key has expired.",
+            Refusal::Rotated => {
+                "This API key was rotated and its grace period is over: use the new one."
+            }
+        };
+        GatewayError::new(ErrorKind::Authentication, message).code(Code::InvalidApiKey)
+    })?;
+    if !entry.allows_address(addr) {
+        return Err(GatewayError::new(
+            ErrorKind::PermissionDenied,
+            "This API key may not be used from this address.",
+        )
+        .code(Code::AddressNotAllowed));
+    }
+    let id = Arc::from(entry.key.id.as_str());
+    Ok(Resolved::Stored { entry, id })
 }
 
 #[cfg(test)]

@@ -104,11 +104,18 @@ pub async fn dispatch(
         _ => Front::Chat,
     };
     // Step 1, once for every endpoint that needs a key: the caller, or why there is none.
-    let caller = endpoint
+    let addr = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    let resolved = endpoint
         .authenticated()
-        .then(|| auth::authenticate(session.req_header(), snapshot));
+        .then(|| auth::authenticate(session.req_header(), snapshot, &gateway.tenancy, addr));
     // Each arm below takes it once (only authenticated endpoints read it).
-    let caller = move || caller.expect("an authenticated endpoint");
+    let caller = || match resolved.as_ref().expect("an authenticated endpoint") {
+        Ok(r) => Ok(r.caller()),
+        Err(e) => Err(e.clone()),
+    };
     let result = match endpoint {
         Endpoint::Chat | Endpoint::Messages | Endpoint::Responses | Endpoint::Gemini => gateway
             .complete(session, snapshot, front, caller())

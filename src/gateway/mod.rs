@@ -56,10 +56,14 @@ pub struct Gateway {
     pub tracer: Arc<crate::trace::Tracer>,
     /// The Responses API's stored responses.
     pub responses: Arc<crate::store::responses::Responses>,
+    /// Teams and stored keys, held in memory.
+    pub tenancy: Arc<crate::tenancy::Tenancy>,
     options: HttpServerOptions,
 }
 
 impl Gateway {
+    /// Every part the request path shares with the rest of the server.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Arc<ArcSwap<Snapshot>>,
         health: Arc<crate::routing::health::Health>,
@@ -68,6 +72,7 @@ impl Gateway {
         metrics: Arc<crate::metrics::Metrics>,
         tracer: Arc<crate::trace::Tracer>,
         responses: Arc<crate::store::responses::Responses>,
+        tenancy: Arc<crate::tenancy::Tenancy>,
     ) -> Self {
         let snapshot = config.load();
         let mut connector_options = ConnectorOptions::new(snapshot.server.upstream_pool_size);
@@ -81,6 +86,7 @@ impl Gateway {
             metrics,
             tracer,
             responses,
+            tenancy,
             connector: Connector::new(Some(connector_options)),
             config: config.clone(),
             options,
@@ -123,7 +129,7 @@ impl Gateway {
     ) -> Result<Outcome, GatewayError> {
         // 1. auth (resolved by the dispatch)
         let caller = caller?;
-        seen.key = Some(caller.key.name.clone());
+        seen.key = Some(caller.name.clone());
         // 2. body
         let reading = std::time::Instant::now();
         let body = body::read_body(
@@ -137,7 +143,7 @@ impl Gateway {
         // 2b. state: at the Responses door, the earlier responses the request refers to
         let mut previous = None;
         let body = if ctx.front == Front::Responses {
-            let prepared = state::prepare(&self.responses, &caller.key.name, body)?;
+            let prepared = state::prepare(&self.responses, caller.name, body)?;
             ctx.keep = prepared.keep;
             previous = prepared.previous;
             prepared.body

@@ -83,12 +83,11 @@ fn gemini_model<'a>(snapshot: &'a Snapshot, name: &'a str) -> GeminiModel<'a> {
 
 /// The configured models the caller may use, in order.
 fn allowed<'a>(snapshot: &'a Snapshot, caller: Caller<'a>) -> impl Iterator<Item = &'a str> + 'a {
-    let key = caller.key;
     snapshot
         .model_names
         .iter()
         .map(|n| &**n)
-        .filter(move |name| key.allows(name))
+        .filter(move |name| caller.allows(name))
 }
 
 /// The model a path names after `prefix` (`models/` before it is Google's spelling), if the

@@ -102,6 +102,7 @@ pub fn gateway_services(
     })?;
     let tracer = Arc::new(crate::trace::Tracer::new(snapshot.tracing.otlp.is_some()));
     let responses = crate::store::responses::Responses::open(snapshot.responses.clone())?;
+    let tenancy = crate::tenancy::Tenancy::open(snapshot.store.as_deref())?;
     let service = listener::ClientListener::new(
         "junction gateway",
         &snapshot.server.listen.to_string(),
@@ -113,6 +114,7 @@ pub fn gateway_services(
             metrics.clone(),
             tracer.clone(),
             responses.clone(),
+            tenancy.clone(),
         ),
     );
     let admin = snapshot.admin.as_ref().map(|a| {
@@ -126,6 +128,7 @@ pub fn gateway_services(
                 accounting: accounting.clone(),
                 drain,
                 tracer: tracer.clone(),
+                tenancy,
             },
         );
         s.add_tcp(&a.listen.to_string());

@@ -1,0 +1,328 @@
+//! The admin API of teams and keys: `POST/GET /admin/teams`, `DELETE /admin/teams/{id}`,
+//! `POST/GET /admin/keys`, `GET/PATCH/DELETE /admin/keys/{id}`, `POST /admin/keys/{id}/rotate`,
+//! `GET /admin/audit`. Each change is written to the store, recorded in the audit trail (never
+//! a secret), and in every request's view at once (the keys in memory are read again).
+
+use crate::error::{Code, ErrorKind, GatewayError};
+use crate::tenancy::{Cidr, KeyChange, NewKey, NewTeam, StoreError, Tenancy};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// What a handler answers: a status and a JSON body.
+pub type Answer = Result<(u16, Value), GatewayError>;
+
+fn store_error(e: StoreError) -> GatewayError {
+    match e {
+        StoreError::Invalid { field, message } => {
+            GatewayError::invalid_request(format!("`{field}` {message}.")).param(field)
+        }
+        StoreError::NotFound(m) => GatewayError::new(ErrorKind::NotFound, m),
+        StoreError::Conflict(m) => GatewayError::invalid_request(m),
+        StoreError::Db(m) => {
+            tracing::error!(error = %m, "the store failed");
+            GatewayError::new(
+                ErrorKind::Internal,
+                "The store failed; see the gateway's log.",
+            )
+        }
+    }
+}
+
+/// A JSON body of type `T`: 400 naming what is wrong (an unknown field, a wrong type).
+fn body_of<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, GatewayError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let msg = e.to_string();
+        let field = msg
+            .split('`')
+            .nth(1)
+            .filter(|_| msg.starts_with("unknown field") || msg.starts_with("missing field"))
+            .map(str::to_string);
+        let mut err =
+            GatewayError::invalid_request(format!("The request body is not valid: {msg}."))
+                .code(Code::InvalidRequest);
+        if let Some(f) = field {
+            err = err.param(f);
+        }
+        err
+    })
+}
+
+fn cidrs(
+    field: &'static str,
+    list: Option<Vec<String>>,
+) -> Result<Option<Vec<Cidr>>, GatewayError> {
+    list.map(|l| {
+        l.iter()
+            .map(|c| {
+                Cidr::parse(c).ok_or_else(|| {
+                    GatewayError::invalid_request(format!(
+                        "`{field}`: `{}` is not an address or a CIDR range (10.0.0.0/8, 2001:db8::/32).",
+                        crate::error::Printable(c)
+                    ))
+                    .param(field)
+                })
+            })
+            .collect()
+    })
+    .transpose()
+}
+
+/// A time: Unix milliseconds, or RFC 3339.
+fn time_of(field: &'static str, v: &Value) -> Result<Option<i64>, GatewayError> {
+    match v {
+        Value::Null => Some(None),
+        Value::Number(n) => n.as_i64().map(Some),
+        Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| Some(t.timestamp_millis())),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        GatewayError::invalid_request(format!(
+            "`{field}` must be Unix milliseconds or an RFC 3339 time."
+        ))
+        .param(field)
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TeamBody {
+    name: String,
+    #[serde(default)]
+    models: Option<Vec<String>>,
+    #[serde(default)]
+    ips: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyBody {
+    name: String,
+    team: String,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    project: Option<String>,
+    #[serde(default)]
+    models: Option<Vec<String>>,
+    #[serde(default)]
+    ips: Option<Vec<String>>,
+    #[serde(default)]
+    expires_at: Value,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+/// A change: a field absent is kept, `null` clears it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyPatch {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default, with = "present")]
+    user: Option<Option<String>>,
+    #[serde(default, with = "present")]
+    project: Option<Option<String>>,
+    #[serde(default, with = "present")]
+    models: Option<Option<Vec<String>>>,
+    #[serde(default, with = "present")]
+    ips: Option<Option<Vec<String>>>,
+    #[serde(default, with = "present")]
+    expires_at: Option<Option<Value>>,
+    #[serde(default)]
+    metadata: Option<Value>,
+}
+
+/// `Some(None)` for a field sent as `null`, `None` for one not sent.
+mod present {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateBody {
+    #[serde(default)]
+    grace_seconds: i64,
+}
+
+/// Who made a change, and from where: for the audit trail.
+pub struct Actor<'a> {
+    pub name: &'a str,
+    pub address: Option<String>,
+}
+
+/// Serves a teams-and-keys path, or `None` when the path is not one.
+pub fn handle(
+    tenancy: &Tenancy,
+    actor: &Actor<'_>,
+    method: &str,
+    path: &str,
+    query: &str,
+    body: &[u8],
+) -> Option<Answer> {
+    let rest = path.strip_prefix("/admin/")?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    Some(match (method, parts.as_slice()) {
+        ("POST", ["teams"]) => create_team(tenancy, actor, body),
+        ("GET", ["teams"]) => tenancy
+            .store()
+            .teams()
+            .map(|t| (200, json!({ "teams": t })))
+            .map_err(store_error),
+        ("GET", ["teams", id]) => tenancy
+            .store()
+            .team(id)
+            .map(|t| (200, json!(t)))
+            .map_err(store_error),
+        ("DELETE", ["teams", id]) => changed(tenancy, actor, "team.delete", id, json!({}), |s| {
+            s.delete_team(id)
+                .map(|n| json!({"deleted": id, "revoked_keys": n}))
+        }),
+        ("POST", ["keys"]) => create_key(tenancy, actor, body),
+        ("GET", ["keys"]) => {
+            let team = query
+                .split('&')
+                .find_map(|p| p.strip_prefix("team="))
+                .map(super::percent_decode);
+            tenancy
+                .store()
+                .keys(team.as_deref())
+                .map(|k| (200, json!({ "keys": k })))
+                .map_err(store_error)
+        }
+        ("GET", ["keys", id]) => tenancy
+            .store()
+            .key(id)
+            .map(|k| (200, json!(k)))
+            .map_err(store_error),
+        ("PATCH", ["keys", id]) => change_key(tenancy, actor, id, body),
+        ("DELETE", ["keys", id]) => changed(tenancy, actor, "key.revoke", id, json!({}), |s| {
+            s.revoke_key(id).map(|k| json!(k))
+        }),
+        ("POST", ["keys", id, "rotate"]) => {
+            let b: RotateBody = match body_of(if body.is_empty() { b"{}" } else { body }) {
+                Ok(b) => b,
+                Err(e) => return Some(Err(e)),
+            };
+            changed(
+                tenancy,
+                actor,
+                "key.rotate",
+                id,
+                json!({"grace_seconds": b.grace_seconds}),
+                |s| {
+                    let (key, secret) = s.rotate_key(id, b.grace_seconds.saturating_mul(1000))?;
+                    Ok(json!({"key": key, "secret": secret}))
+                },
+            )
+        }
+        ("GET", ["audit"]) => {
+            let limit = query
+                .split('&')
+                .find_map(|p| p.strip_prefix("limit="))
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(100u32)
+                .min(10_000);
+            tenancy
+                .store()
+                .audit_entries(limit)
+                .map(|a| (200, json!({ "entries": a })))
+                .map_err(store_error)
+        }
+        _ => return None,
+    })
+}
+
+/// A change: made in the store, recorded, then in every request's view.
+fn changed(
+    tenancy: &Tenancy,
+    actor: &Actor<'_>,
+    action: &str,
+    target: &str,
+    change: Value,
+    f: impl FnOnce(&crate::tenancy::Store) -> Result<Value, StoreError>,
+) -> Answer {
+    let out = f(tenancy.store()).map_err(store_error)?;
+    let store = tenancy.store();
+    if let Err(e) = store.audit(
+        actor.name,
+        actor.address.as_deref(),
+        action,
+        target,
+        &change,
+    ) {
+        tracing::error!(error = %e, "the audit trail could not be written");
+    }
+    tenancy.refresh().map_err(store_error)?;
+    let status = if action.ends_with(".create") {
+        201
+    } else {
+        200
+    };
+    Ok((status, out))
+}
+
+fn create_team(tenancy: &Tenancy, actor: &Actor<'_>, body: &[u8]) -> Answer {
+    let b: TeamBody = body_of(body)?;
+    let team = NewTeam {
+        name: b.name,
+        models: b.models,
+        ips: cidrs("ips", b.ips)?,
+    };
+    let change = json!({"name": team.name, "models": team.models, "ips": team.ips});
+    let name = team.name.clone();
+    changed(tenancy, actor, "team.create", &name, change, |s| {
+        s.create_team(team).map(|t| json!(t))
+    })
+}
+
+fn create_key(tenancy: &Tenancy, actor: &Actor<'_>, body: &[u8]) -> Answer {
+    let b: KeyBody = body_of(body)?;
+    let key = NewKey {
+        name: b.name,
+        team: b.team,
+        user: b.user,
+        project: b.project,
+        models: b.models,
+        ips: cidrs("ips", b.ips)?,
+        expires_ms: time_of("expires_at", &b.expires_at)?,
+        metadata: b.metadata,
+    };
+    let out = tenancy.store().create_key(key).map_err(store_error)?;
+    let (key, secret) = out;
+    let change = json!({"name": key.name, "team": key.team, "user": key.user, "project": key.project,
+        "models": key.models, "ips": key.ips, "expires_ms": key.expires_ms});
+    let id = key.id.clone();
+    // The secret is in the answer only: the store holds its hash, the audit trail nothing.
+    let answer = json!({"key": key, "secret": secret});
+    changed(tenancy, actor, "key.create", &id, change, |_| Ok(answer))
+}
+
+fn change_key(tenancy: &Tenancy, actor: &Actor<'_>, id: &str, body: &[u8]) -> Answer {
+    let raw: Value = body_of(body)?;
+    let b: KeyPatch = body_of(body)?;
+    let change = KeyChange {
+        name: b.name,
+        user: b.user,
+        project: b.project,
+        models: b.models,
+        ips: match b.ips {
+            None => None,
+            Some(list) => Some(cidrs("ips", list)?),
+        },
+        expires_ms: match b.expires_at {
+            None => None,
+            Some(v) => Some(time_of("expires_at", &v.unwrap_or(Value::Null))?),
+        },
+        metadata: b.metadata,
+    };
+    changed(tenancy, actor, "key.change", id, raw, |s| {
+        s.change_key(id, change).map(|k| json!(k))
+    })
+}

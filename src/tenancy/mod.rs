@@ -1,0 +1,270 @@
+//! Who may use what, at run time: teams and the keys that belong to them, kept in the store
+//! (`store.rs`, SQLite beside the ledger) and held in memory by every replica, so that the
+//! request path never queries the database. Keys declared in the config file work beside them
+//! (`gateway::auth` looks there first).
+//!
+//! A stored key's secret is shown once, when it is made, and kept only as its SHA-256; its
+//! public id (`key_…`) and its prefix are safe to log and show. A team's allowed models and
+//! addresses bound its keys': a key can narrow them, never widen them.
+
+mod store;
+
+pub use store::{now_ms as store_now_ms, KeyChange, NewKey, NewTeam, Store, StoreError};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The start of every stored key's secret: recognisable (by people and secret scanners).
+pub const SECRET_PREFIX: &str = "sk-jn-";
+
+/// A team: the keys' owner, and the bounds of what they may use.
+#[derive(Debug, Clone, Serialize)]
+pub struct Team {
+    pub id: String,
+    pub name: String,
+    /// Allowed models (names, aliases, `provider/*`); `None`: all.
+    pub models: Option<Vec<String>>,
+    /// Allowed client addresses; `None`: any.
+    pub ips: Option<Vec<Cidr>>,
+    pub created_ms: i64,
+}
+
+/// Whether a stored key may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Active,
+    Revoked,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Revoked => "revoked",
+        }
+    }
+}
+
+/// A stored key, as the admin API shows it (never its secret).
+#[derive(Debug, Clone, Serialize)]
+pub struct StoredKey {
+    /// Public: safe to log, show and put in the ledger.
+    pub id: String,
+    pub name: String,
+    /// The secret's first characters, to tell keys apart (`sk-jn-AbCd`).
+    pub prefix: String,
+    pub team: String,
+    pub user: Option<String>,
+    pub project: Option<String>,
+    /// The key's own allowed models, within its team's.
+    pub models: Option<Vec<String>>,
+    /// The key's own allowed addresses, within its team's.
+    pub ips: Option<Vec<Cidr>>,
+    /// Unix ms after which the key is refused.
+    pub expires_ms: Option<i64>,
+    pub metadata: serde_json::Value,
+    pub status: Status,
+    pub created_ms: i64,
+    /// After a rotation: until when the secret before it still works.
+    pub previous_until_ms: Option<i64>,
+}
+
+/// A stored key with its team's bounds, as the request path reads it.
+#[derive(Debug)]
+pub struct Entry {
+    pub key: StoredKey,
+    pub team_models: Option<Vec<String>>,
+    pub team_ips: Option<Vec<Cidr>>,
+}
+
+/// Why a stored key may not be used now (401: the key itself is no good).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Revoked,
+    Expired,
+    /// A secret replaced by a rotation, past its grace period.
+    Rotated,
+}
+
+impl Entry {
+    /// Whether the key may be used at `now_ms` (by this secret: `previous` when it is the one
+    /// a rotation replaced).
+    pub fn usable(&self, previous: bool, now_ms: i64) -> Result<(), Refusal> {
+        if self.key.status == Status::Revoked {
+            return Err(Refusal::Revoked);
+        }
+        if self.key.expires_ms.is_some_and(|e| now_ms >= e) {
+            return Err(Refusal::Expired);
+        }
+        if previous && self.key.previous_until_ms.is_none_or(|u| now_ms >= u) {
+            return Err(Refusal::Rotated);
+        }
+        Ok(())
+    }
+
+    /// Whether the key and its team allow a request from `addr`.
+    pub fn allows_address(&self, addr: Option<IpAddr>) -> bool {
+        let within = |list: &Option<Vec<Cidr>>| match list {
+            None => true,
+            Some(list) => addr.is_some_and(|a| list.iter().any(|c| c.contains(a))),
+        };
+        within(&self.team_ips) && within(&self.key.ips)
+    }
+
+    /// Whether the key and its team allow `model`.
+    pub fn allows(&self, model: &str) -> bool {
+        let within = |list: &Option<Vec<String>>| match list {
+            None => true,
+            Some(list) => crate::config::model_allowed(list, model),
+        };
+        within(&self.team_models) && within(&self.key.models)
+    }
+}
+
+/// Every stored key, by the hash of each secret that may still work.
+#[derive(Default)]
+struct Index {
+    /// `(entry, previous)`: `previous` for the secret a rotation replaced.
+    by_hash: HashMap<[u8; 32], (Arc<Entry>, bool)>,
+}
+
+/// The store and what every request reads of it: the keys, in memory.
+pub struct Tenancy {
+    store: Store,
+    index: ArcSwap<Index>,
+}
+
+impl Tenancy {
+    pub fn open(path: Option<&std::path::Path>) -> Result<Arc<Tenancy>, String> {
+        let store = Store::open(path).map_err(|e| format!("the store: {e}"))?;
+        let t = Tenancy {
+            store,
+            index: ArcSwap::default(),
+        };
+        t.refresh().map_err(|e| format!("the store: {e}"))?;
+        Ok(Arc::new(t))
+    }
+
+    /// The store, for the admin API; every change through it is followed by [`Self::refresh`].
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Reads every key again and swaps in the new index: after each change, and periodically
+    /// as a backstop.
+    pub fn refresh(&self) -> Result<(), StoreError> {
+        let mut index = Index::default();
+        for (entry, hash, previous) in self.store.entries()? {
+            let entry = Arc::new(entry);
+            if let Some(p) = previous {
+                index.by_hash.insert(p, (entry.clone(), true));
+            }
+            index.by_hash.insert(hash, (entry, false));
+        }
+        self.index.store(Arc::new(index));
+        Ok(())
+    }
+
+    /// The stored key whose secret hashes to `hash`, and whether that is the secret a
+    /// rotation replaced. A hash of a secret of at least 128 random bits: looking it up in a
+    /// map tells nothing of the secret.
+    pub fn lookup(&self, hash: &[u8; 32]) -> Option<(Arc<Entry>, bool)> {
+        self.index.load().by_hash.get(hash).cloned()
+    }
+
+    /// Stored keys held in memory.
+    pub fn len(&self) -> usize {
+        self.index.load().by_hash.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A new secret: the prefix, then 32 characters of base62 (190 random bits).
+pub fn new_secret() -> Result<String, String> {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness: {e}"))?;
+    let mut s = String::with_capacity(SECRET_PREFIX.len() + 32);
+    s.push_str(SECRET_PREFIX);
+    // 248 is the largest multiple of 62 in a byte: rejection keeps every character uniform.
+    let mut more = [0u8; 64];
+    getrandom::fill(&mut more).map_err(|e| format!("no randomness: {e}"))?;
+    for b in bytes
+        .iter()
+        .chain(more.iter())
+        .filter(|b| **b < 248)
+        .take(32)
+    {
+        s.push(ALPHABET[(*b % 62) as usize] as char);
+    }
+    (s.len() == SECRET_PREFIX.len() + 32)
+        .then_some(s)
+        .ok_or_else(|| "no randomness".to_string())
+}
+
+/// A new public id: `prefix_` and 16 hex digits.
+pub fn new_id(prefix: &str) -> Result<String, String> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).map_err(|e| format!("no randomness: {e}"))?;
+    Ok(format!("{prefix}_{}", hex::encode(bytes)))
+}
+
+/// An address range, IPv4 or IPv6: `10.0.0.0/8`, `2001:db8::/32`, or one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (a, bits) = match s.split_once('/') {
+            Some((a, b)) => (a, Some(b.parse::<u8>().ok()?)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.trim().parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let bits = bits.unwrap_or(max);
+        (bits <= max).then_some(Cidr { addr, bits })
+    }
+
+    /// Whether `a` is in the range (an IPv4-mapped IPv6 address counts as its IPv4 one).
+    pub fn contains(&self, a: IpAddr) -> bool {
+        let a = match a {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4),
+            v4 => v4,
+        };
+        let (net, a, width) = match (self.addr, a) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => (u32::from(n) as u128, u32::from(a) as u128, 32),
+            (IpAddr::V6(n), IpAddr::V6(a)) => (u128::from(n), u128::from(a), 128),
+            _ => return false,
+        };
+        if self.bits == 0 {
+            return true;
+        }
+        let shift = width - u32::from(self.bits);
+        (net >> shift) == (a >> shift)
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.bits)
+    }
+}
+
+impl Serialize for Cidr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests;

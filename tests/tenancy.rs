@@ -1,0 +1,413 @@
+//! Teams and keys at run time, through the admin API: a key is made (its secret shown once),
+//! used, narrowed, rotated with a grace period, expired, revoked; a team's bounds hold for
+//! its keys; addresses are checked; every change is in the audit trail. Config keys keep
+//! working beside the stored ones.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+const ADMIN: &str = "sk-admin-tenancy";
+
+struct Env {
+    _mock: Proc,
+    gw: Proc,
+    admin: String,
+    http: reqwest::Client,
+    store: std::path::PathBuf,
+}
+
+fn start() -> Env {
+    let mock = start_mock();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let config = format!(
+        r#"
+[server]
+listen = "{{listen}}"
+
+[log]
+access = "off"
+
+[admin]
+listen = "{admin}"
+sha256 = "{admin_hash}"
+
+[[keys]]
+name = "config-key"
+sha256 = "{all}"
+
+[providers.mock]
+kind = "openai"
+base_url = "http://{mock}/v1"
+
+[models.gpt]
+provider = "mock"
+model = "gpt-4o-mini"
+aliases = ["gpt-alias"]
+
+[models.other]
+provider = "mock"
+model = "gpt-4o"
+"#,
+        admin_hash = sha256_hex(ADMIN.as_bytes()),
+        all = sha256_hex(ALL_KEY.as_bytes()),
+        mock = mock.addr,
+    );
+    let (gw, path) = start_gateway_at(&format!("127.0.0.1:{}", free_port()), &config);
+    let store = path.with_file_name("junction-store.sqlite");
+    Env {
+        _mock: mock,
+        gw,
+        admin,
+        http: reqwest::Client::new(),
+        store,
+    }
+}
+
+impl Env {
+    async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut r = self
+            .http
+            .request(
+                method.parse().unwrap(),
+                format!("http://{}{path}", self.admin),
+            )
+            .bearer_auth(ADMIN);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn chat(&self, key: &str, model: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.gw.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .body(chat_body(model, false))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn team(&self, body: Value) -> String {
+        let (s, t) = self.admin("POST", "/admin/teams", Some(body)).await;
+        assert_eq!(s, 201, "{t}");
+        t["id"].as_str().unwrap().to_string()
+    }
+
+    async fn key(&self, body: Value) -> (String, String) {
+        let (s, k) = self.admin("POST", "/admin/keys", Some(body)).await;
+        assert_eq!(s, 201, "{k}");
+        (
+            k["key"]["id"].as_str().unwrap().to_string(),
+            k["secret"].as_str().unwrap().to_string(),
+        )
+    }
+}
+
+#[tokio::test]
+async fn a_stored_key_is_made_used_narrowed_and_revoked() {
+    let env = start();
+    let team = env.team(json!({"name": "research"})).await;
+    let (s, k) = env
+        .admin(
+            "POST",
+            "/admin/keys",
+            Some(json!({"name": "ci", "team": team, "user": "ada", "project": "eval", "metadata": {"pipeline": "nightly"}})),
+        )
+        .await;
+    assert_eq!(s, 201, "{k}");
+    let secret = k["secret"].as_str().unwrap().to_string();
+    let id = k["key"]["id"].as_str().unwrap().to_string();
+    assert!(
+        secret.starts_with("sk-jn-") && secret.len() == 38,
+        "{secret}"
+    );
+    assert!(id.starts_with("key_"));
+    assert_eq!(k["key"]["prefix"], &secret[..10]);
+    assert_eq!(k["key"]["status"], "active");
+    // Shown once: never again, and the store holds only its hash.
+    let (_, listed) = env
+        .admin("GET", &format!("/admin/keys?team={team}"), None)
+        .await;
+    assert_eq!(listed["keys"].as_array().unwrap().len(), 1);
+    assert!(!listed.to_string().contains(&secret[10..]));
+    let raw = std::fs::read(&env.store).unwrap();
+    assert!(
+        !raw.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "the secret is in the store file"
+    );
+
+    // Used at once, beside the config key.
+    assert_eq!(env.chat(&secret, "gpt").await.0, 200);
+    assert_eq!(env.chat(ALL_KEY, "gpt").await.0, 200);
+
+    // Narrowed to one model (by its alias): the other is refused with 403.
+    let (s, _) = env
+        .admin(
+            "PATCH",
+            &format!("/admin/keys/{id}"),
+            Some(json!({"models": ["gpt-alias"]})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(env.chat(&secret, "gpt-alias").await.0, 200);
+    let (s, e) = env.chat(&secret, "other").await;
+    assert_eq!(s, 403, "{e}");
+    assert_eq!(e["error"]["code"], "model_not_allowed");
+    // Cleared again.
+    env.admin(
+        "PATCH",
+        &format!("/admin/keys/{id}"),
+        Some(json!({"models": null})),
+    )
+    .await;
+    assert_eq!(env.chat(&secret, "other").await.0, 200);
+
+    // Revoked: refused on the next request, saying so.
+    let (s, k) = env
+        .admin("DELETE", &format!("/admin/keys/{id}"), None)
+        .await;
+    assert_eq!((s, k["status"].as_str()), (200, Some("revoked")));
+    let (s, e) = env.chat(&secret, "gpt").await;
+    assert_eq!(s, 401);
+    assert_eq!(e["error"]["message"], "This API key was revoked.");
+    // An unknown key says nothing more than that.
+    let (s, e) = env
+        .chat("sk-jn-unknown0000000000000000000000000", "gpt")
+        .await;
+    assert_eq!(
+        (s, e["error"]["message"].as_str()),
+        (401, Some("Invalid API key."))
+    );
+
+    // The audit trail: who, what, from where; no secret anywhere in it.
+    let (_, audit) = env.admin("GET", "/admin/audit", None).await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "key.revoke",
+            "key.change",
+            "key.change",
+            "key.create",
+            "team.create"
+        ]
+    );
+    assert!(audit["entries"][0]["address"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1"));
+    assert_eq!(audit["entries"][0]["actor"], "admin");
+    assert!(!audit.to_string().contains(&secret[10..]));
+}
+
+#[tokio::test]
+async fn a_team_bounds_its_keys_and_deleting_it_revokes_them() {
+    let env = start();
+    let team = env
+        .team(json!({"name": "only-gpt", "models": ["gpt"]}))
+        .await;
+    // The key asks for more than its team allows: it gets only what both allow.
+    let (_, secret) = env
+        .key(json!({"name": "wide", "team": team, "models": ["gpt", "other"]}))
+        .await;
+    assert_eq!(env.chat(&secret, "gpt").await.0, 200);
+    assert_eq!(env.chat(&secret, "other").await.0, 403);
+    // The models list shows only what the key may use.
+    let r = env
+        .http
+        .get(env.gw.url("/v1/models"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<String> = r.json::<Value>().await.unwrap()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, ["gpt"]);
+
+    let (s, d) = env
+        .admin("DELETE", &format!("/admin/teams/{team}"), None)
+        .await;
+    assert_eq!((s, d["revoked_keys"].as_u64()), (200, Some(1)), "{d}");
+    assert_eq!(env.chat(&secret, "gpt").await.0, 401);
+}
+
+#[tokio::test]
+async fn rotation_keeps_the_old_secret_for_its_grace_period_only() {
+    let env = start();
+    let team = env.team(json!({"name": "ops"})).await;
+    let (id, old) = env.key(json!({"name": "relay", "team": team})).await;
+    let (s, r) = env
+        .admin(
+            "POST",
+            &format!("/admin/keys/{id}/rotate"),
+            Some(json!({"grace_seconds": 3600})),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    let new = r["secret"].as_str().unwrap().to_string();
+    assert_ne!(new, old);
+    assert_eq!(r["key"]["id"], id.as_str());
+    // Both work during the grace period.
+    assert_eq!(env.chat(&old, "gpt").await.0, 200);
+    assert_eq!(env.chat(&new, "gpt").await.0, 200);
+    // Rotated again with no grace: the secret before stops at once, the one before that too.
+    let (_, r) = env
+        .admin(
+            "POST",
+            &format!("/admin/keys/{id}/rotate"),
+            Some(json!({"grace_seconds": 0})),
+        )
+        .await;
+    let newest = r["secret"].as_str().unwrap().to_string();
+    let (s, e) = env.chat(&new, "gpt").await;
+    assert_eq!(s, 401, "{e}");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("rotated"),
+        "{e}"
+    );
+    assert_eq!(env.chat(&old, "gpt").await.0, 401);
+    assert_eq!(env.chat(&newest, "gpt").await.0, 200);
+}
+
+#[tokio::test]
+async fn expiry_and_address_rules_refuse_with_the_rule_that_did() {
+    let env = start();
+    let team = env.team(json!({"name": "net"})).await;
+    // Allowed from loopback only (v4 and v6): the test's client is on 127.0.0.1.
+    let (_, local) = env
+        .key(json!({"name": "local", "team": team, "ips": ["127.0.0.0/8", "::1"]}))
+        .await;
+    assert_eq!(env.chat(&local, "gpt").await.0, 200);
+    let (id, far) = env
+        .key(json!({"name": "far", "team": team, "ips": ["10.0.0.0/8", "2001:db8::/32"]}))
+        .await;
+    let (s, e) = env.chat(&far, "gpt").await;
+    assert_eq!(s, 403, "{e}");
+    assert_eq!(e["error"]["code"], "address_not_allowed");
+    // A team's range bounds its keys too.
+    let walled = env
+        .team(json!({"name": "walled", "ips": ["192.168.0.0/16"]}))
+        .await;
+    let (_, inside) = env.key(json!({"name": "k", "team": walled})).await;
+    assert_eq!(env.chat(&inside, "gpt").await.0, 403);
+
+    // Expired (set in the past): 401, saying why.
+    let (s, _) = env
+        .admin(
+            "PATCH",
+            &format!("/admin/keys/{id}"),
+            Some(json!({"ips": null, "expires_at": "2020-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, e) = env.chat(&far, "gpt").await;
+    assert_eq!(
+        (s, e["error"]["message"].as_str()),
+        (401, Some("This API key has expired."))
+    );
+    // An expiry in the future: it works until then.
+    let later = chrono_ms() + 3_600_000;
+    env.admin(
+        "PATCH",
+        &format!("/admin/keys/{id}"),
+        Some(json!({"expires_at": later})),
+    )
+    .await;
+    assert_eq!(env.chat(&far, "gpt").await.0, 200);
+}
+
+fn chrono_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[tokio::test]
+async fn bad_admin_input_is_a_400_naming_the_field() {
+    let env = start();
+    let (s, e) = env
+        .admin(
+            "POST",
+            "/admin/teams",
+            Some(json!({"name": "t", "colour": "red"})),
+        )
+        .await;
+    assert_eq!(s, 400, "{e}");
+    assert_eq!(e["error"]["param"], "colour");
+    let team = env.team(json!({"name": "t"})).await;
+    let (s, e) = env
+        .admin("POST", "/admin/teams", Some(json!({"name": "t"})))
+        .await;
+    assert_eq!(s, 400, "a second team of the same name: {e}");
+    for (body, field) in [
+        (json!({"name": "k", "team": "team_missing"}), "team"),
+        (json!({"name": "", "team": team}), "name"),
+        (
+            json!({"name": "k", "team": team, "ips": ["not-an-address"]}),
+            "ips",
+        ),
+        (
+            json!({"name": "k", "team": team, "expires_at": "tomorrow"}),
+            "expires_at",
+        ),
+        (json!({"team": team}), "name"),
+    ] {
+        let (s, e) = env.admin("POST", "/admin/keys", Some(body.clone())).await;
+        assert_eq!(s, 400, "{body}: {e}");
+        assert_eq!(e["error"]["param"], field, "{body}: {e}");
+    }
+    let (s, _) = env
+        .admin("GET", "/admin/keys/key_0000000000000000", None)
+        .await;
+    assert_eq!(s, 404);
+    // Without the admin key: refused.
+    let r = env
+        .http
+        .get(format!("http://{}/admin/keys", env.admin))
+        .bearer_auth(ALL_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn stored_keys_survive_a_restart() {
+    let env = start();
+    let team = env.team(json!({"name": "durable"})).await;
+    let (_, secret) = env.key(json!({"name": "k", "team": team})).await;
+    let store = env.store.clone();
+    drop(env);
+    // A second gateway on the same store file (same config directory layout).
+    let db = rusqlite::Connection::open(&store).unwrap();
+    let version: i64 = db
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 1);
+    let n: i64 = db
+        .query_row("SELECT COUNT(*) FROM keys", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+    let hash: Vec<u8> = db
+        .query_row("SELECT hash FROM keys", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(hex::encode(hash), sha256_hex(secret.as_bytes()));
+}
