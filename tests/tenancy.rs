@@ -411,3 +411,106 @@ async fn stored_keys_survive_a_restart() {
         .unwrap();
     assert_eq!(hex::encode(hash), sha256_hex(secret.as_bytes()));
 }
+
+#[tokio::test]
+async fn usage_is_grouped_by_team_user_project_and_day_and_exported_as_csv() {
+    let env = start();
+    let team = env.team(json!({"name": "billing"})).await;
+    let (id, ada) = env
+        .key(json!({"name": "a", "team": team, "user": "ada", "project": "eval"}))
+        .await;
+    let (_, bob) = env
+        .key(json!({"name": "b", "team": team, "user": "bob", "project": "eval"}))
+        .await;
+    for key in [&ada, &ada, &bob, ALL_KEY] {
+        assert_eq!(env.chat(key, "gpt").await.0, 200);
+    }
+    let (s, v) = env
+        .admin("GET", "/admin/usage?group_by=team,user,project", None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["group_by"], "team,user,project");
+    let rows: Vec<(Value, Value, Value, i64)> = v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["team"].clone(),
+                g["user"].clone(),
+                g["project"].clone(),
+                g["requests"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    // The config key has no team; each stored key's requests are its user's.
+    assert_eq!(
+        rows,
+        [
+            (Value::Null, Value::Null, Value::Null, 1),
+            (json!(team), json!("ada"), json!("eval"), 2),
+            (json!(team), json!("bob"), json!("eval"), 1),
+        ]
+    );
+    // By key: a stored key is accounted by its public id.
+    let (_, v) = env.admin("GET", "/admin/usage?group_by=key", None).await;
+    let keys: Vec<&str> = v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["key"].as_str())
+        .collect();
+    assert!(
+        keys.contains(&id.as_str()) && keys.contains(&"config-key"),
+        "{keys:?}"
+    );
+    // By day: today, all four.
+    let (_, v) = env.admin("GET", "/admin/usage?group_by=day", None).await;
+    let today = chrono_day();
+    assert_eq!(v["groups"][0]["day"], today.as_str());
+    assert_eq!(v["groups"][0]["requests"], 4);
+
+    // CSV: the same numbers.
+    let r = env
+        .http
+        .get(format!(
+            "http://{}/admin/usage?group_by=project&format=csv",
+            env.admin
+        ))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let csv = r.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert!(
+        lines[0].starts_with("project,requests,input_tokens,output_tokens,"),
+        "{csv}"
+    );
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(lines[1].starts_with(",1,"), "{csv}");
+    assert!(lines[2].starts_with("eval,3,"), "{csv}");
+
+    let (s, e) = env.admin("GET", "/admin/usage?group_by=colour", None).await;
+    assert_eq!((s, e["error"]["param"].as_str()), (400, Some("group_by")));
+}
+
+fn chrono_day() -> String {
+    let days = chrono_ms() / 86_400_000;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}

@@ -89,7 +89,19 @@ impl Admin {
         match (method.as_str(), path.as_str()) {
             ("GET", "/admin/usage") => {
                 let body = self.usage(&query).await?;
-                reply::write_json(session, 200, body.into()).await;
+                if query.split('&').any(|p| p == "format=csv") {
+                    let mut h = reply::json_header(200, body.len());
+                    let _ = h.insert_header(http::header::CONTENT_TYPE, "text/csv; charset=utf-8");
+                    let _ = h.insert_header(
+                        http::header::CONTENT_DISPOSITION,
+                        "attachment; filename=\"junction-usage.csv\"",
+                    );
+                    if session.write_response_header(Box::new(h)).await.is_ok() {
+                        let _ = session.write_response_body(body.into(), true).await;
+                    }
+                } else {
+                    reply::write_json(session, 200, body.into()).await;
+                }
                 Ok(())
             }
             ("GET", "/admin/deployments") => {
@@ -160,23 +172,38 @@ impl Admin {
                 .param(param)
                 .code(Code::InvalidQuery)
         };
-        let mut group_by = crate::usage::ledger::GroupBy::Model;
+        let mut group_by = vec![crate::usage::ledger::GroupBy::Model];
+        let mut csv = false;
         let (mut from, mut to) = (0i64, i64::MAX);
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let v = percent_decode(v);
             match k {
                 "group_by" => {
-                    group_by = crate::usage::ledger::GroupBy::parse(&v).ok_or_else(|| {
+                    group_by = crate::usage::ledger::GroupBy::parse_list(&v).ok_or_else(|| {
                         bad(
                             format!(
-                                "group_by must be key, model or provider, not `{}`.",
+                                "group_by must be one or more (comma-separated) of {}, not `{}`.",
+                                crate::usage::ledger::GroupBy::NAMES,
                                 crate::error::Printable(&v)
                             ),
                             "group_by",
                         )
                     })?
                 }
+                "format" => match v.as_str() {
+                    "json" => csv = false,
+                    "csv" => csv = true,
+                    _ => {
+                        return Err(bad(
+                            format!(
+                                "format must be json or csv, not `{}`.",
+                                crate::error::Printable(&v)
+                            ),
+                            "format",
+                        ))
+                    }
+                },
                 "from" | "to" => {
                     let ms = parse_time_ms(&v).ok_or_else(|| {
                         bad(
@@ -202,10 +229,11 @@ impl Admin {
         };
         self.accounting.flush().await;
         let totals = tokio::task::spawn_blocking(move || {
-            crate::usage::ledger::totals(&path, group_by, from, to)
+            crate::usage::ledger::totals(&path, &group_by, from, to)
         })
         .await;
         match totals {
+            Ok(Ok(v)) if csv => Ok(crate::usage::ledger::csv_of(&v).into_bytes()),
             Ok(Ok(v)) => Ok(serde_json::to_vec(&v).unwrap_or_default()),
             Ok(Err(e)) => Err(GatewayError::new(
                 ErrorKind::Internal,

@@ -14,6 +14,8 @@ use crate::usage::ledger::{Ending, Entry};
 #[derive(Default)]
 pub struct Seen {
     pub key: Option<std::sync::Arc<str>>,
+    /// A stored key's team, user and project, for the ledger.
+    pub tenant: Option<std::sync::Arc<crate::tenancy::Entry>>,
     pub model: Option<std::sync::Arc<str>>,
     /// The model's metrics label: a configured name, `provider/*` for a direct address.
     pub label: Option<std::sync::Arc<str>>,
@@ -75,6 +77,7 @@ impl<'a> Accounted<'a> {
             request_id: fastrand::u64(..),
             trace_id: Some(self.trace.trace_id),
             key: seen.key,
+            tenant: seen.tenant,
             model: seen.model,
             stream: seen.stream,
             latency,

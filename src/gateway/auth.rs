@@ -52,7 +52,7 @@ pub struct Caller<'s> {
 #[derive(Clone, Copy)]
 enum Source<'s> {
     Config(&'s ClientKey),
-    Stored(&'s Entry),
+    Stored(&'s Arc<Entry>),
 }
 
 impl<'s> Caller<'s> {
@@ -72,8 +72,13 @@ impl<'s> Caller<'s> {
 
     /// The stored key, when the caller presented one.
     pub fn stored(&self) -> Option<&'s StoredKey> {
+        self.entry().map(|e| &e.key)
+    }
+
+    /// The stored key with its team's bounds, when the caller presented one.
+    pub fn entry(&self) -> Option<&'s Arc<Entry>> {
         match self.key {
-            Source::Stored(e) => Some(&e.key),
+            Source::Stored(e) => Some(e),
             Source::Config(_) => None,
         }
     }

@@ -130,6 +130,7 @@ impl Gateway {
         // 1. auth (resolved by the dispatch)
         let caller = caller?;
         seen.key = Some(caller.name.clone());
+        seen.tenant = caller.entry().cloned();
         // 2. body
         let reading = std::time::Instant::now();
         let body = body::read_body(

@@ -69,6 +69,8 @@ pub struct Entry {
     pub request_id: u64,
     pub trace_id: Option<u128>,
     pub key: Option<Arc<str>>,
+    /// A stored key's team, user and project.
+    pub tenant: Option<Arc<crate::tenancy::Entry>>,
     /// The public model name (the route's), or as requested when it matched none.
     pub model: Option<Arc<str>>,
     /// The deployment that answered, or the last one tried.
@@ -298,7 +300,10 @@ CREATE TABLE IF NOT EXISTS requests (
     ending TEXT NOT NULL,
     error TEXT,
     prompt TEXT,
-    completion TEXT
+    completion TEXT,
+    team TEXT,
+    user TEXT,
+    project TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts_ms);
 ";
@@ -309,6 +314,18 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     db.pragma_update(None, "journal_mode", "WAL")?;
     db.pragma_update(None, "synchronous", "NORMAL")?;
     db.execute_batch(SCHEMA)?;
+    // A ledger written before keys had teams: the columns they add.
+    let has_team: bool = db
+        .prepare("SELECT 1 FROM pragma_table_info('requests') WHERE name = 'team'")?
+        .exists([])?;
+    if !has_team {
+        db.execute_batch(
+            "ALTER TABLE requests ADD COLUMN team TEXT;
+             ALTER TABLE requests ADD COLUMN user TEXT;
+             ALTER TABLE requests ADD COLUMN project TEXT;",
+        )?;
+    }
+    db.execute_batch("CREATE INDEX IF NOT EXISTS requests_team ON requests (team, ts_ms);")?;
     Ok(db)
 }
 
@@ -493,9 +510,10 @@ fn insert(db: &mut Connection, batch: &[Final], store_content: bool) -> rusqlite
             "INSERT INTO requests (ts_ms, request_id, trace_id, key, model, deployment, provider,
                 upstream_model, status, stream, input_tokens, output_tokens, cached_tokens,
                 cache_write_tokens, reasoning_tokens, cost_usd_micros, latency_ms, ttft_ms,
-                attempts, usage_source, tokenizer, ending, error, prompt, completion)
+                attempts, usage_source, tokenizer, ending, error, prompt, completion, team, user,
+                project)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+                ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
         )?;
         for f in batch.iter().filter(|f| f.e.attempts > 0) {
             let e = &f.e;
@@ -539,35 +557,72 @@ fn insert(db: &mut Connection, batch: &[Final], store_content: bool) -> rusqlite
                 e.error.map(crate::error::Code::as_str),
                 prompt,
                 completion,
+                e.tenant.as_ref().map(|t| &t.key.team),
+                e.tenant.as_ref().and_then(|t| t.key.user.as_deref()),
+                e.tenant.as_ref().and_then(|t| t.key.project.as_deref()),
             ])?;
         }
     }
     tx.commit()
 }
 
-/// What `/admin/usage` groups by.
-#[derive(Debug, Clone, Copy)]
+/// What `/admin/usage` groups by: one or more of these (`group_by=team,day`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupBy {
     Key,
     Model,
     Provider,
+    Team,
+    User,
+    Project,
+    /// The UTC day, `2026-12-03`.
+    Day,
 }
 
 impl GroupBy {
+    pub const NAMES: &'static str = "key, model, provider, team, user, project or day";
+
     pub fn parse(s: &str) -> Option<GroupBy> {
-        match s {
-            "key" => Some(GroupBy::Key),
-            "model" => Some(GroupBy::Model),
-            "provider" => Some(GroupBy::Provider),
-            _ => None,
+        Some(match s {
+            "key" => GroupBy::Key,
+            "model" => GroupBy::Model,
+            "provider" => GroupBy::Provider,
+            "team" => GroupBy::Team,
+            "user" => GroupBy::User,
+            "project" => GroupBy::Project,
+            "day" => GroupBy::Day,
+            _ => return None,
+        })
+    }
+
+    /// A comma-separated list, each at most once.
+    pub fn parse_list(s: &str) -> Option<Vec<GroupBy>> {
+        let mut out = Vec::new();
+        for part in s.split(',') {
+            let g = GroupBy::parse(part.trim())?;
+            if !out.contains(&g) {
+                out.push(g);
+            }
+        }
+        Some(out)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupBy::Key => "key",
+            GroupBy::Model => "model",
+            GroupBy::Provider => "provider",
+            GroupBy::Team => "team",
+            GroupBy::User => "user",
+            GroupBy::Project => "project",
+            GroupBy::Day => "day",
         }
     }
 
     fn column(self) -> &'static str {
         match self {
-            GroupBy::Key => "key",
-            GroupBy::Model => "model",
-            GroupBy::Provider => "provider",
+            GroupBy::Day => "date(ts_ms / 1000, 'unixepoch')",
+            g => g.name(),
         }
     }
 }
@@ -575,26 +630,32 @@ impl GroupBy {
 /// Totals per group over `[from, to)` (milliseconds since the epoch), as JSON.
 pub fn totals(
     path: &Path,
-    group_by: GroupBy,
+    group_by: &[GroupBy],
     from_ms: i64,
     to_ms: i64,
 ) -> rusqlite::Result<serde_json::Value> {
     let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     db.busy_timeout(Duration::from_secs(5))?;
-    let col = group_by.column();
+    let cols: Vec<&str> = group_by.iter().map(|g| g.column()).collect();
+    let cols = cols.join(", ");
+    let k = group_by.len();
     let mut stmt = db.prepare(&format!(
-        "SELECT {col}, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens),
+        "SELECT {cols}, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens),
             SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(COALESCE(cost_usd_micros, 0)),
             SUM(cost_usd_micros IS NULL), SUM(usage_source = 'estimate'),
             SUM(ending = 'complete'), SUM(ending = 'client_aborted'),
             SUM(ending = 'upstream_error')
-         FROM requests WHERE ts_ms >= ?1 AND ts_ms < ?2 GROUP BY {col} ORDER BY {col}"
+         FROM requests WHERE ts_ms >= ?1 AND ts_ms < ?2 GROUP BY {cols} ORDER BY {cols}"
     ))?;
     let rows = stmt.query_map(params![from_ms, to_ms], |r| {
-        let n = |i: usize| r.get::<_, i64>(i);
+        // The aggregates as numbered when there was one group column: 1 is the count.
+        let n = |i: usize| r.get::<_, i64>(k + i - 1);
         let cost = n(7)?;
-        Ok(serde_json::json!({
-            col: r.get::<_, Option<String>>(0)?,
+        let mut group = serde_json::Map::new();
+        for (i, g) in group_by.iter().enumerate() {
+            group.insert(g.name().into(), r.get::<_, Option<String>>(i)?.into());
+        }
+        let totals = serde_json::json!({
             "requests": n(1)?,
             "input_tokens": n(2)?,
             "output_tokens": n(3)?,
@@ -610,13 +671,71 @@ pub fn totals(
                 "client_aborted": n(11)?,
                 "upstream_error": n(12)?,
             },
-        }))
+        });
+        if let serde_json::Value::Object(t) = totals {
+            group.extend(t);
+        }
+        Ok(serde_json::Value::Object(group))
     })?;
     let groups = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(serde_json::json!({
-        "group_by": col,
+        "group_by": group_by.iter().map(|g| g.name()).collect::<Vec<_>>().join(","),
         "from_ms": from_ms,
         "to_ms": to_ms,
         "groups": groups,
     }))
+}
+
+/// The totals of [`totals`] as CSV: the group columns, then every total, a row per group.
+pub fn csv_of(v: &serde_json::Value) -> String {
+    const TOTALS: [&str; 12] = [
+        "requests",
+        "input_tokens",
+        "output_tokens",
+        "cached_input_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+        "cost_usd_micros",
+        "cost_usd",
+        "unpriced_requests",
+        "estimated_requests",
+        "complete",
+        "client_aborted",
+    ];
+    let groups: Vec<&str> = v["group_by"].as_str().unwrap_or("").split(',').collect();
+    let field = |s: &str| {
+        if s.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        } else {
+            s.to_string()
+        }
+    };
+    let mut out = String::new();
+    let header: Vec<&str> = groups
+        .iter()
+        .copied()
+        .chain(TOTALS)
+        .chain(["upstream_error"])
+        .collect();
+    out.push_str(&header.join(","));
+    out.push_str("\r\n");
+    for g in v["groups"].as_array().into_iter().flatten() {
+        let mut row: Vec<String> = groups
+            .iter()
+            .map(|c| field(g[*c].as_str().unwrap_or("")))
+            .collect();
+        for t in TOTALS.iter().chain(["upstream_error"].iter()) {
+            let cell = match *t {
+                "complete" | "client_aborted" | "upstream_error" => &g["endings"][*t],
+                t => &g[t],
+            };
+            row.push(match cell {
+                serde_json::Value::String(s) => field(s),
+                other => other.to_string(),
+            });
+        }
+        out.push_str(&row.join(","));
+        out.push_str("\r\n");
+    }
+    out
 }
