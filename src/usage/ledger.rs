@@ -739,3 +739,47 @@ pub fn csv_of(v: &serde_json::Value) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ledger_from_before_teams_gets_their_columns_and_keeps_its_rows() {
+        let dir = std::env::temp_dir().join(format!("junction-ledger-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ledger.sqlite");
+        // The table as it was, with one row.
+        let old = SCHEMA
+            .replace(",\n    team TEXT,\n    user TEXT,\n    project TEXT", "")
+            .replace(
+                "CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts_ms);",
+                "",
+            );
+        assert!(!old.contains("team"));
+        let db = Connection::open(&path).unwrap();
+        db.execute_batch(&old).unwrap();
+        db.execute(
+            "INSERT INTO requests (ts_ms, request_id, status, stream, input_tokens, output_tokens,
+                cached_tokens, cache_write_tokens, reasoning_tokens, latency_ms, attempts,
+                usage_source, ending) VALUES (1, 'r', 200, 0, 3, 4, 0, 0, 0, 1.0, 1, 'upstream', 'complete')",
+            [],
+        )
+        .unwrap();
+        drop(db);
+        let db = open(&path).unwrap();
+        let (n, team): (i64, Option<String>) = db
+            .query_row("SELECT COUNT(*), MAX(team) FROM requests", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((n, team), (1, None));
+        drop(db);
+        // Opened again: nothing to add.
+        drop(open(&path).unwrap());
+        let v = totals(&path, &[GroupBy::Team, GroupBy::Day], 0, i64::MAX).unwrap();
+        assert_eq!(v["groups"][0]["requests"], 1);
+        assert_eq!(v["groups"][0]["day"], "1970-01-01");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
