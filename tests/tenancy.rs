@@ -401,7 +401,7 @@ async fn stored_keys_survive_a_restart() {
     let version: i64 = db
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 1);
+    assert_eq!(version, 2);
     let n: i64 = db
         .query_row("SELECT COUNT(*) FROM keys", [], |r| r.get(0))
         .unwrap();
@@ -513,4 +513,98 @@ fn chrono_day() -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}")
+}
+
+impl Env {
+    async fn mint(&self, key: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.gw.url("/v1/tokens"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test]
+async fn short_lived_tokens_are_scoped_signed_and_die_with_their_key() {
+    let env = start();
+    let team = env.team(json!({"name": "web"})).await;
+    let (id, key) = env
+        .key(json!({"name": "browser-backend", "team": team}))
+        .await;
+    let (s, t) = env
+        .mint(&key, json!({"models": ["gpt"], "ttl_seconds": 600}))
+        .await;
+    assert_eq!(s, 200, "{t}");
+    let token = t["token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("jt-"));
+    assert!(t["expires_at"].as_i64().unwrap() > chrono_ms() + 590_000);
+    // Scoped: the model it names, nothing else.
+    assert_eq!(env.chat(&token, "gpt").await.0, 200);
+    let (s, e) = env.chat(&token, "other").await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (403, Some("model_not_allowed"))
+    );
+    // Its usage is its key's.
+    let (_, v) = env.admin("GET", "/admin/usage?group_by=key", None).await;
+    let mine = v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["key"] == id.as_str())
+        .unwrap();
+    assert_eq!(mine["requests"], 1);
+    // A token cannot mint another, nor widen its key.
+    assert_eq!(env.mint(&token, json!({})).await.0, 403);
+    // Forged: a character of the signature changed, or a payload of its own.
+    let mut forged = token.clone().into_bytes();
+    let last = forged.len() - 1;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    let (s, e) = env.chat(std::str::from_utf8(&forged).unwrap(), "gpt").await;
+    assert_eq!(
+        (s, e["error"]["message"].as_str()),
+        (401, Some("Invalid token."))
+    );
+    // Bad asks.
+    assert_eq!(
+        env.mint(&key, json!({"ttl_seconds": 7200})).await.1["error"]["param"],
+        "ttl_seconds"
+    );
+    env.admin(
+        "PATCH",
+        &format!("/admin/keys/{id}"),
+        Some(json!({"models": ["gpt"]})),
+    )
+    .await;
+    let (s, e) = env.mint(&key, json!({"models": ["other"]})).await;
+    assert_eq!((s, e["error"]["param"].as_str()), (403, Some("models")));
+    // A config key mints too.
+    let (s, c) = env.mint(ALL_KEY, json!({"ttl_seconds": 60})).await;
+    assert_eq!(s, 200, "{c}");
+    assert_eq!(env.chat(c["token"].as_str().unwrap(), "other").await.0, 200);
+
+    // Expiry: a one-second token is refused once its second is over.
+    let (_, short) = env.mint(&key, json!({"ttl_seconds": 1})).await;
+    let short = short["token"].as_str().unwrap().to_string();
+    let message = eventually("the token to expire", || async {
+        let (s, e) = env.chat(&short, "gpt").await;
+        (s == 401).then(|| e["error"]["message"].clone())
+    })
+    .await;
+    assert_eq!(message, "This token has expired.");
+
+    // The key revoked: its tokens stop at once.
+    env.admin("DELETE", &format!("/admin/keys/{id}"), None)
+        .await;
+    let (s, e) = env.chat(&token, "gpt").await;
+    assert_eq!(
+        (s, e["error"]["message"].as_str()),
+        (401, Some("This token's key is no longer valid."))
+    );
 }

@@ -47,6 +47,10 @@ pub struct Caller<'s> {
     /// accounted to.
     pub name: &'s Arc<str>,
     key: Source<'s>,
+    /// A short-lived token's models, within its parent's.
+    scope: Option<&'s [String]>,
+    /// The request came with a short-lived token, not the key itself.
+    pub token: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -58,10 +62,14 @@ enum Source<'s> {
 impl<'s> Caller<'s> {
     /// Whether the caller may use `model` (a public name, an alias or `provider/model`).
     pub fn allows(&self, model: &str) -> bool {
-        match self.key {
+        let parent = match self.key {
             Source::Config(k) => k.allows(model),
             Source::Stored(e) => e.allows(model),
-        }
+        };
+        parent
+            && self
+                .scope
+                .is_none_or(|s| crate::config::model_allowed(s, model))
     }
 
     /// Whether the caller may use `route`, asked for as `asked` (a key may allow either the
@@ -84,25 +92,105 @@ impl<'s> Caller<'s> {
     }
 }
 
-/// The key a request presented, found: borrowed from the snapshot, or held from the store.
-pub enum Resolved<'s> {
+/// The key a request presented, found: borrowed from the snapshot, or held from the store;
+/// with a short-lived token's scope when it came as one.
+pub struct Resolved<'s> {
+    key: Found<'s>,
+    /// A token's models (`Some(None)`: a token with all of its parent's).
+    token: Option<Option<Vec<String>>>,
+}
+
+enum Found<'s> {
     Config(&'s ClientKey),
     Stored { entry: Arc<Entry>, id: Arc<str> },
 }
 
 impl Resolved<'_> {
     pub fn caller(&self) -> Caller<'_> {
-        match self {
-            Resolved::Config(k) => Caller {
+        let scope = self.token.as_ref().and_then(|t| t.as_deref());
+        let token = self.token.is_some();
+        match &self.key {
+            Found::Config(k) => Caller {
                 name: &k.name,
                 key: Source::Config(k),
+                scope,
+                token,
             },
-            Resolved::Stored { entry, id } => Caller {
+            Found::Stored { entry, id } => Caller {
                 name: id,
                 key: Source::Stored(entry),
+                scope,
+                token,
             },
         }
     }
+}
+
+fn refused(r: Refusal) -> GatewayError {
+    let message = match r {
+        Refusal::Revoked => "This API key was revoked.",
+        Refusal::Expired => "This API key has expired.",
+        Refusal::Rotated => {
+            "This API key was rotated and its grace period is over: use the new one."
+        }
+    };
+    GatewayError::new(ErrorKind::Authentication, message).code(Code::InvalidApiKey)
+}
+
+fn address_refused() -> GatewayError {
+    GatewayError::new(
+        ErrorKind::PermissionDenied,
+        "This API key may not be used from this address.",
+    )
+    .code(Code::AddressNotAllowed)
+}
+
+/// A short-lived token: verified by its signature, then its parent, which must still be
+/// there and usable (a token dies with its key).
+fn from_token<'s>(
+    t: &[u8],
+    snapshot: &'s Snapshot,
+    tenancy: &Tenancy,
+    addr: Option<IpAddr>,
+    now: i64,
+) -> Result<Resolved<'s>, GatewayError> {
+    let claims = tenancy.verify(t, now).map_err(|bad| {
+        let message = match bad {
+            crate::tenancy::token::Bad::Forged => "Invalid token.",
+            crate::tenancy::token::Bad::Expired => "This token has expired.",
+        };
+        GatewayError::new(ErrorKind::Authentication, message).code(Code::InvalidApiKey)
+    })?;
+    let gone = || {
+        GatewayError::new(
+            ErrorKind::Authentication,
+            "This token's key is no longer valid.",
+        )
+        .code(Code::InvalidApiKey)
+    };
+    let key = if claims.stored {
+        let entry = tenancy.by_id(&claims.parent).ok_or_else(gone)?;
+        entry.usable(false, now).map_err(|_| gone())?;
+        if !entry.allows_address(addr) {
+            return Err(address_refused());
+        }
+        Found::Stored {
+            id: Arc::from(entry.key.id.as_str()),
+            entry,
+        }
+    } else {
+        Found::Config(
+            snapshot
+                .keys
+                .iter()
+                .find(|k| *k.name == *claims.parent)
+                .ok_or_else(gone)?,
+        )
+    };
+    Ok(Resolved {
+        key,
+        token: Some(claims.models),
+    })
 }
 
 /// Finds the caller of this request: 401 when its key is missing, unknown, revoked, expired
@@ -117,31 +205,27 @@ pub fn authenticate<'s>(
     let key = presented_key(req).ok_or_else(GatewayError::missing_key)?;
     let hash = hash_key(key);
     if let Some(k) = snapshot.key_by_hash(&hash) {
-        return Ok(Resolved::Config(k));
+        return Ok(Resolved {
+            key: Found::Config(k),
+            token: None,
+        });
+    }
+    let now = crate::tenancy::store_now_ms();
+    if key.starts_with(crate::tenancy::token::TOKEN_PREFIX.as_bytes()) {
+        return from_token(key, snapshot, tenancy, addr, now);
     }
     let (entry, previous) = tenancy
         .lookup(&hash)
         .ok_or_else(GatewayError::invalid_key)?;
-    let now = crate::tenancy::store_now_ms();
-    entry.usable(previous, now).map_err(|r| {
-        let message = match r {
-            Refusal::Revoked => "This API key was revoked.",
-            Refusal::Expired => "This API key has expired.",
-            Refusal::Rotated => {
-                "This API key was rotated and its grace period is over: use the new one."
-            }
-        };
-        GatewayError::new(ErrorKind::Authentication, message).code(Code::InvalidApiKey)
-    })?;
+    entry.usable(previous, now).map_err(refused)?;
     if !entry.allows_address(addr) {
-        return Err(GatewayError::new(
-            ErrorKind::PermissionDenied,
-            "This API key may not be used from this address.",
-        )
-        .code(Code::AddressNotAllowed));
+        return Err(address_refused());
     }
     let id = Arc::from(entry.key.id.as_str());
-    Ok(Resolved::Stored { entry, id })
+    Ok(Resolved {
+        key: Found::Stored { entry, id },
+        token: None,
+    })
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! resolved once for every endpoint that needs a key; the handler's answer or its error
 //! written in the door's format.
 
-use super::{auth, body, count_tokens, models, reply, Gateway};
+use super::{auth, body, count_tokens, models, reply, tokens, Gateway};
 use crate::config::Snapshot;
 use crate::error::{Code, ErrorKind, GatewayError};
 use crate::front::{gemini, Front};
@@ -20,6 +20,8 @@ enum Endpoint {
     Models,
     /// Gemini's `GET /v1beta/models` and `GET /v1beta/models/{model}`.
     GeminiModels,
+    /// `POST /v1/tokens`: a short-lived token for the caller's key.
+    Tokens,
     Health,
     Ready,
     WrongMethod,
@@ -39,6 +41,7 @@ impl Endpoint {
                 | Endpoint::GeminiCountTokens
                 | Endpoint::Models
                 | Endpoint::GeminiModels
+                | Endpoint::Tokens
         )
     }
 }
@@ -66,6 +69,7 @@ pub async fn dispatch(
                 }
             }
             ("POST", "/v1/messages/count_tokens") => Endpoint::CountTokens,
+            ("POST", "/v1/tokens") => Endpoint::Tokens,
             ("GET", "/v1/models" | "/models") => Endpoint::Models,
             ("GET", path) if path.starts_with("/v1/models/") || path.starts_with("/models/") => {
                 Endpoint::Models
@@ -85,6 +89,7 @@ pub async fn dispatch(
                 | "/responses"
                 | "/v1/models"
                 | "/models"
+                | "/v1/tokens"
                 | "/health"
                 | "/ready",
             ) => Endpoint::WrongMethod,
@@ -125,6 +130,10 @@ pub async fn dispatch(
             Ok(caller) => count_tokens::count_tokens(session, snapshot, caller, front)
                 .await
                 .map(|()| false),
+            Err(e) => Err(e),
+        },
+        Endpoint::Tokens => match caller() {
+            Ok(caller) => tokens::mint(session, gateway, caller).await.map(|()| false),
             Err(e) => Err(e),
         },
         Endpoint::Models => match caller() {

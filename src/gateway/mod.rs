@@ -18,6 +18,7 @@ pub mod relay;
 pub mod reply;
 pub mod route;
 pub mod state;
+pub mod tokens;
 pub mod translate;
 
 use crate::config::Snapshot;

@@ -8,6 +8,7 @@
 //! addresses bound its keys': a key can narrow them, never widen them.
 
 mod store;
+pub mod token;
 
 pub use store::{now_ms as store_now_ms, KeyChange, NewKey, NewTeam, Store, StoreError};
 
@@ -130,20 +131,26 @@ impl Entry {
 struct Index {
     /// `(entry, previous)`: `previous` for the secret a rotation replaced.
     by_hash: HashMap<[u8; 32], (Arc<Entry>, bool)>,
+    /// By public id: a token's parent.
+    by_id: HashMap<String, Arc<Entry>>,
 }
 
 /// The store and what every request reads of it: the keys, in memory.
 pub struct Tenancy {
     store: Store,
     index: ArcSwap<Index>,
+    /// Signs and verifies short-lived tokens ([`token`]).
+    token_key: [u8; 32],
 }
 
 impl Tenancy {
     pub fn open(path: Option<&std::path::Path>) -> Result<Arc<Tenancy>, String> {
         let store = Store::open(path).map_err(|e| format!("the store: {e}"))?;
+        let token_key = store.signing_key().map_err(|e| format!("the store: {e}"))?;
         let t = Tenancy {
             store,
             index: ArcSwap::default(),
+            token_key,
         };
         t.refresh().map_err(|e| format!("the store: {e}"))?;
         Ok(Arc::new(t))
@@ -160,6 +167,7 @@ impl Tenancy {
         let mut index = Index::default();
         for (entry, hash, previous) in self.store.entries()? {
             let entry = Arc::new(entry);
+            index.by_id.insert(entry.key.id.clone(), entry.clone());
             if let Some(p) = previous {
                 index.by_hash.insert(p, (entry.clone(), true));
             }
@@ -176,9 +184,24 @@ impl Tenancy {
         self.index.load().by_hash.get(hash).cloned()
     }
 
+    /// The stored key of this public id.
+    pub fn by_id(&self, id: &str) -> Option<Arc<Entry>> {
+        self.index.load().by_id.get(id).cloned()
+    }
+
+    /// A token for `claims`, signed with the store's key.
+    pub fn sign(&self, claims: &token::Claims) -> String {
+        token::sign(&self.token_key, claims)
+    }
+
+    /// The claims of a token signed with the store's key, not expired.
+    pub fn verify(&self, t: &[u8], now_ms: i64) -> Result<token::Claims, token::Bad> {
+        token::verify(&self.token_key, t, now_ms)
+    }
+
     /// Stored keys held in memory.
     pub fn len(&self) -> usize {
-        self.index.load().by_hash.len()
+        self.index.load().by_id.len()
     }
 
     pub fn is_empty(&self) -> bool {

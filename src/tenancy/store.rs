@@ -8,7 +8,8 @@ use std::path::Path;
 use std::sync::Mutex;
 
 /// The schema, one migration per version; a file at version N gets the ones after N.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE teams (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -44,7 +45,14 @@ CREATE TABLE audit (
     change TEXT NOT NULL
 );
 CREATE INDEX audit_ts ON audit (ts_ms);
-"];
+",
+    "
+CREATE TABLE meta (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+",
+];
 
 /// A store error: bad input (a 400 naming the field), something missing (404), or the
 /// database failing (500).
@@ -458,6 +466,33 @@ impl Store {
             ));
         }
         Ok(out)
+    }
+
+    /// The key that signs short-lived tokens: made at the store's first use, the same for every
+    /// replica on the store.
+    pub fn signing_key(&self) -> Result<[u8; 32], StoreError> {
+        let db = self.db();
+        let found: Option<Vec<u8>> = db
+            .query_row("SELECT value FROM meta WHERE name = 'token_key'", [], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        if let Some(k) = found.and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok()) {
+            return Ok(k);
+        }
+        let mut k = [0u8; 32];
+        getrandom::fill(&mut k).map_err(|e| StoreError::Db(format!("no randomness: {e}")))?;
+        // Another replica may have made one first: the stored one wins.
+        db.execute(
+            "INSERT OR IGNORE INTO meta (name, value) VALUES ('token_key', ?1)",
+            [k.to_vec()],
+        )?;
+        let stored: Vec<u8> =
+            db.query_row("SELECT value FROM meta WHERE name = 'token_key'", [], |r| {
+                r.get(0)
+            })?;
+        <[u8; 32]>::try_from(stored.as_slice())
+            .map_err(|_| StoreError::Db("the token key in the store is damaged".into()))
     }
 
     /// Records a change made through the admin API (never a secret).
