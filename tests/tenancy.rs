@@ -19,12 +19,18 @@ struct Env {
 }
 
 fn start() -> Env {
+    start_with("")
+}
+
+/// With more lines in `[server]`.
+fn start_with(server: &str) -> Env {
     let mock = start_mock();
     let admin = format!("127.0.0.1:{}", free_port());
     let config = format!(
         r#"
 [server]
 listen = "{{listen}}"
+{server}
 
 [log]
 access = "off"
@@ -607,4 +613,40 @@ async fn short_lived_tokens_are_scoped_signed_and_die_with_their_key() {
         (s, e["error"]["message"].as_str()),
         (401, Some("This token's key is no longer valid."))
     );
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_names_the_client_and_no_one_else_does() {
+    async fn ask(env: &Env, key: &str, forwarded: &str) -> u16 {
+        env.http
+            .post(env.gw.url("/v1/chat/completions"))
+            .bearer_auth(key)
+            .header("x-forwarded-for", forwarded)
+            .body(chat_body("gpt", false))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+    // Behind a proxy on loopback (the test's client), which appends the address it saw.
+    let env = start_with(r#"trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]"#);
+    let team = env.team(json!({"name": "office"})).await;
+    let (_, key) = env
+        .key(json!({"name": "k", "team": team, "ips": ["203.0.113.0/24", "2001:db8::/32"]}))
+        .await;
+    assert_eq!(ask(&env, &key, "203.0.113.9").await, 200);
+    assert_eq!(ask(&env, &key, "2001:db8::7").await, 200);
+    // Through a second trusted hop: the last untrusted address is the client.
+    assert_eq!(ask(&env, &key, "203.0.113.9, 10.1.2.3").await, 200);
+    // A client that puts an allowed address first, behind its own real one: refused.
+    assert_eq!(ask(&env, &key, "203.0.113.9, 198.51.100.1").await, 403);
+    assert_eq!(ask(&env, &key, "198.51.100.1").await, 403);
+    // Without trusted proxies the header is only a header.
+    let plain = start();
+    let team = plain.team(json!({"name": "office"})).await;
+    let (_, key) = plain
+        .key(json!({"name": "k", "team": team, "ips": ["203.0.113.0/24"]}))
+        .await;
+    assert_eq!(ask(&plain, &key, "203.0.113.9").await, 403);
 }

@@ -215,6 +215,12 @@ pub struct ServerSection {
     /// The Unix socket listeners are handed over on in a binary upgrade.
     /// Default `/tmp/junction_upgrade.sock`.
     pub upgrade_sock: String,
+    /// Proxies (addresses or CIDR ranges) whose `client_ip_header` is believed: a request
+    /// from one of them is from the address it names. Default none: the client address is
+    /// the connection's.
+    pub trusted_proxies: Vec<Spanned<String>>,
+    /// The header a trusted proxy names the client in. Default `x-forwarded-for`.
+    pub client_ip_header: String,
 }
 
 impl Default for ServerSection {
@@ -231,6 +237,8 @@ impl Default for ServerSection {
             upstream_pool_size: 128,
             shutdown_grace_secs: 60,
             upgrade_sock: "/tmp/junction_upgrade.sock".into(),
+            trusted_proxies: Vec::new(),
+            client_ip_header: "x-forwarded-for".into(),
         }
     }
 }

@@ -281,6 +281,43 @@ pub struct ServerSettings {
     pub upstream_pool_size: usize,
     pub shutdown_grace: Duration,
     pub upgrade_sock: String,
+    /// Proxies whose `client_ip_header` names the client.
+    pub trusted_proxies: Vec<Cidr>,
+    pub client_ip_header: http::HeaderName,
+}
+
+impl ServerSettings {
+    /// The client's address: the connection's, or, when that is a trusted proxy, the last
+    /// address in the proxy's header that is not itself a trusted proxy.
+    pub fn client_ip(
+        &self,
+        peer: Option<std::net::IpAddr>,
+        headers: &http::HeaderMap,
+    ) -> Option<std::net::IpAddr> {
+        let trusted = |a: &std::net::IpAddr| self.trusted_proxies.iter().any(|c| c.contains(*a));
+        let peer = peer?;
+        if !trusted(&peer) {
+            return Some(peer);
+        }
+        let mut named = headers
+            .get_all(&self.client_ip_header)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .map(|a| a.parse::<std::net::IpAddr>().ok())
+            .collect::<Vec<_>>();
+        let mut client = peer;
+        while let Some(a) = named.pop() {
+            // Anything unreadable stops the walk: what is left of it cannot be believed.
+            let Some(a) = a else { break };
+            client = a;
+            if !trusted(&a) {
+                break;
+            }
+        }
+        Some(client)
+    }
 }
 
 /// A validated config, immutable; requests hold one `Arc<Snapshot>` from start to end.
@@ -404,6 +441,8 @@ pub fn hash_key(key: &[u8]) -> [u8; 32] {
     Sha256::digest(key).into()
 }
 
+mod cidr;
+pub use cidr::Cidr;
 mod prices;
 mod validate;
 pub use prices::*;

@@ -261,3 +261,38 @@ fn the_ledger_path_is_relative_to_the_config_file() {
         None
     );
 }
+
+#[test]
+fn trusted_proxies_name_the_client_and_bad_ones_are_problems() {
+    let text = good().replace(
+        "listen = \"127.0.0.1:9999\"",
+        "listen = \"127.0.0.1:9999\"\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\nclient_ip_header = \"X-Real-Client\"",
+    );
+    let s = parse("t.toml", &text, &env).unwrap();
+    let ip = |a: &str| a.parse::<std::net::IpAddr>().ok();
+    let mut h = http::HeaderMap::new();
+    h.insert("x-real-client", "203.0.113.5, 10.0.0.2".parse().unwrap());
+    assert_eq!(s.server.client_ip(ip("10.9.9.9"), &h), ip("203.0.113.5"));
+    assert_eq!(s.server.client_ip(ip("::1"), &h), ip("203.0.113.5"));
+    // Not from a trusted proxy: the connection's own address.
+    assert_eq!(
+        s.server.client_ip(ip("198.51.100.7"), &h),
+        ip("198.51.100.7")
+    );
+    // A trusted proxy that names no one: the proxy.
+    assert_eq!(
+        s.server.client_ip(ip("10.9.9.9"), &http::HeaderMap::new()),
+        ip("10.9.9.9")
+    );
+    let bad = good().replace(
+        "listen = \"127.0.0.1:9999\"",
+        "listen = \"127.0.0.1:9999\"\ntrusted_proxies = [\"10.0.0.0/99\"]",
+    );
+    assert!(
+        problems(&bad)
+            .iter()
+            .any(|p| p.contains("server.trusted_proxies: `10.0.0.0/99`")),
+        "{:?}",
+        problems(&bad)
+    );
+}

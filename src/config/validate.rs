@@ -160,6 +160,36 @@ impl Validator<'_> {
             upstream_pool_size: f.server.upstream_pool_size,
             shutdown_grace: Duration::from_secs(f.server.shutdown_grace_secs),
             upgrade_sock: f.server.upgrade_sock.clone(),
+            trusted_proxies: f
+                .server
+                .trusted_proxies
+                .iter()
+                .filter_map(|c| {
+                    let parsed = Cidr::parse(c.get_ref());
+                    if parsed.is_none() {
+                        self.problem(
+                            c,
+                            format!(
+                                "server.trusted_proxies: `{}` is not an address or a CIDR range",
+                                c.get_ref()
+                            ),
+                        );
+                    }
+                    parsed
+                })
+                .collect(),
+            client_ip_header: match http::HeaderName::from_bytes(
+                f.server.client_ip_header.to_ascii_lowercase().as_bytes(),
+            ) {
+                Ok(h) => h,
+                Err(_) => {
+                    self.problem(
+                        &f.server.listen,
+                        "server.client_ip_header: not a valid header name".to_string(),
+                    );
+                    http::HeaderName::from_static("x-forwarded-for")
+                }
+            },
         };
         let timeouts = Timeouts::DEFAULT.overridden_by(&f.timeouts);
 

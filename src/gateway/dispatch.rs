@@ -109,10 +109,13 @@ pub async fn dispatch(
         _ => Front::Chat,
     };
     // Step 1, once for every endpoint that needs a key: the caller, or why there is none.
-    let addr = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip());
+    let addr = snapshot.server.client_ip(
+        session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip()),
+        &session.req_header().headers,
+    );
     let resolved = endpoint
         .authenticated()
         .then(|| auth::authenticate(session.req_header(), snapshot, &gateway.tenancy, addr));
