@@ -407,7 +407,7 @@ async fn stored_keys_survive_a_restart() {
     let version: i64 = db
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let n: i64 = db
         .query_row("SELECT COUNT(*) FROM keys", [], |r| r.get(0))
         .unwrap();
@@ -649,4 +649,129 @@ async fn a_trusted_proxy_names_the_client_and_no_one_else_does() {
         .key(json!({"name": "k", "team": team, "ips": ["203.0.113.0/24"]}))
         .await;
     assert_eq!(ask(&plain, &key, "203.0.113.9").await, 403);
+}
+
+#[tokio::test]
+async fn a_team_admin_manages_its_own_team_and_sees_nothing_of_another() {
+    let env = start();
+    let mine = env.team(json!({"name": "mine"})).await;
+    let theirs = env.team(json!({"name": "theirs"})).await;
+    let (_, admin) = env
+        .key(json!({"name": "lead", "team": mine, "role": "team_admin"}))
+        .await;
+    let (their_key_id, their_key) = env.key(json!({"name": "x", "team": theirs})).await;
+    let as_lead = |method: &'static str, path: String, body: Option<Value>| {
+        let env = &env;
+        let admin = admin.clone();
+        async move {
+            let mut r = env
+                .http
+                .request(
+                    method.parse().unwrap(),
+                    format!("http://{}{path}", env.admin),
+                )
+                .bearer_auth(admin);
+            if let Some(b) = body {
+                r = r.json(&b);
+            }
+            let r = r.send().await.unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // Its own team: keys made, listed, revoked.
+    let (s, k) = as_lead(
+        "POST",
+        "/admin/keys".into(),
+        Some(json!({"name": "dev", "team": mine, "user": "ada"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{k}");
+    let dev = k["secret"].as_str().unwrap().to_string();
+    let dev_id = k["key"]["id"].as_str().unwrap().to_string();
+    assert_eq!(env.chat(&dev, "gpt").await.0, 200);
+    let (_, list) = as_lead("GET", "/admin/keys".into(), None).await;
+    let teams: Vec<&str> = list["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["team"].as_str().unwrap())
+        .collect();
+    assert!(
+        !teams.is_empty() && teams.iter().all(|t| *t == mine),
+        "{list}"
+    );
+    let (_, t) = as_lead("GET", "/admin/teams".into(), None).await;
+    assert_eq!(t["teams"].as_array().unwrap().len(), 1);
+    assert_eq!(t["teams"][0]["id"], mine.as_str());
+    // Its usage only.
+    assert_eq!(env.chat(&their_key, "gpt").await.0, 200);
+    let (s, u) = as_lead("GET", "/admin/usage?group_by=team".into(), None).await;
+    assert_eq!(s, 200, "{u}");
+    let groups = u["groups"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{u}");
+    assert_eq!(groups[0]["team"], mine.as_str());
+    // Another team: not there, whatever it asks.
+    for (method, path, body) in [
+        ("GET", format!("/admin/keys/{their_key_id}"), None),
+        ("DELETE", format!("/admin/keys/{their_key_id}"), None),
+        (
+            "PATCH",
+            format!("/admin/keys/{their_key_id}"),
+            Some(json!({"models": ["gpt"]})),
+        ),
+        (
+            "POST",
+            format!("/admin/keys/{their_key_id}/rotate"),
+            Some(json!({})),
+        ),
+        ("GET", format!("/admin/teams/{theirs}"), None),
+        ("GET", format!("/admin/keys?team={theirs}"), None),
+    ] {
+        let (s, e) = as_lead(method, path.clone(), body).await;
+        assert_eq!(s, 404, "{method} {path}: {e}");
+        assert!(!e.to_string().contains("\"x\""), "{e}");
+    }
+    let (s, _) = as_lead(
+        "POST",
+        "/admin/keys".into(),
+        Some(json!({"name": "y", "team": theirs})),
+    )
+    .await;
+    assert_eq!(s, 400);
+    assert_eq!(
+        env.chat(&their_key, "gpt").await.0,
+        200,
+        "their key untouched"
+    );
+    // What only the operator does.
+    for (method, path) in [
+        ("POST", "/admin/teams"),
+        ("DELETE", &*format!("/admin/teams/{mine}")),
+        ("GET", "/admin/config"),
+        ("POST", "/admin/reload"),
+        ("GET", "/admin/deployments"),
+    ] {
+        let (s, _) = as_lead(method, path.to_string(), Some(json!({"name": "z"}))).await;
+        assert_eq!(s, 403, "{method} {path}");
+    }
+    // Its audit trail: its team's changes only, by it.
+    as_lead("DELETE", format!("/admin/keys/{dev_id}"), None).await;
+    let (_, a) = as_lead("GET", "/admin/audit".into(), None).await;
+    let entries = a["entries"].as_array().unwrap();
+    assert!(entries.iter().all(|e| e["team"] == mine.as_str()), "{a}");
+    assert_eq!(entries[0]["action"], "key.revoke");
+    assert!(entries[0]["actor"].as_str().unwrap().starts_with("key_"));
+    // The credential is for the admin API only.
+    let (s, e) = env.chat(&admin, "gpt").await;
+    assert_eq!(s, 403, "{e}");
+    // A member key is no admin.
+    let r = env
+        .http
+        .get(format!("http://{}/admin/keys", env.admin))
+        .bearer_auth(&their_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
 }

@@ -53,9 +53,21 @@ impl Admin {
         let key =
             auth::presented_key(session.req_header()).ok_or_else(GatewayError::missing_key)?;
         use subtle::ConstantTimeEq;
-        if !bool::from(hash_key(key).ct_eq(&admin.key_hash)) {
-            return Err(GatewayError::invalid_key());
-        }
+        let hash = hash_key(key);
+        // The operator, or a team admin (a stored key with that role): its own team only.
+        let team_admin = if bool::from(hash.ct_eq(&admin.key_hash)) {
+            None
+        } else {
+            let (entry, previous) = self
+                .tenancy
+                .lookup(&hash)
+                .filter(|(e, _)| e.key.role == crate::tenancy::Role::TeamAdmin)
+                .ok_or_else(GatewayError::invalid_key)?;
+            entry
+                .usable(previous, crate::tenancy::store_now_ms())
+                .map_err(|_| GatewayError::invalid_key())?;
+            Some(entry)
+        };
         let path = session.req_header().uri.path().to_string();
         let query = session.req_header().uri.query().unwrap_or("").to_string();
         let method = session.req_header().method.clone();
@@ -74,8 +86,9 @@ impl Admin {
                 Default::default()
             };
             let actor = tenancy::Actor {
-                name: "admin",
+                name: team_admin.as_ref().map_or("admin", |e| e.key.id.as_str()),
                 address: session.client_addr().map(|a| a.to_string()),
+                team: team_admin.as_ref().map(|e| e.key.team.clone()),
             };
             if let Some(answer) =
                 tenancy::handle(&self.tenancy, &actor, method.as_str(), &path, &query, &body)
@@ -86,9 +99,16 @@ impl Admin {
                 return Ok(());
             }
         }
+        if team_admin.is_some() && !(method == "GET" && path == "/admin/usage") {
+            return Err(GatewayError::new(
+                ErrorKind::PermissionDenied,
+                "A team admin reads its own team's keys, usage and audit trail only.",
+            ));
+        }
+        let only_team = team_admin.as_ref().map(|e| e.key.team.clone());
         match (method.as_str(), path.as_str()) {
             ("GET", "/admin/usage") => {
-                let body = self.usage(&query).await?;
+                let body = self.usage(&query, only_team).await?;
                 if query.split('&').any(|p| p == "format=csv") {
                     let mut h = reply::json_header(200, body.len());
                     let _ = h.insert_header(http::header::CONTENT_TYPE, "text/csv; charset=utf-8");
@@ -166,7 +186,7 @@ impl Admin {
     /// `GET /admin/usage?group_by=key|model|provider&from=&to=`: ledger totals per group over
     /// `[from, to)` (Unix milliseconds or RFC 3339; default: all time), once every record
     /// queued before the call is written.
-    async fn usage(&self, query: &str) -> Result<Vec<u8>, GatewayError> {
+    async fn usage(&self, query: &str, team: Option<String>) -> Result<Vec<u8>, GatewayError> {
         let bad = |m: String, param: &'static str| {
             GatewayError::new(ErrorKind::InvalidRequest, m)
                 .param(param)
@@ -229,7 +249,7 @@ impl Admin {
         };
         self.accounting.flush().await;
         let totals = tokio::task::spawn_blocking(move || {
-            crate::usage::ledger::totals(&path, &group_by, from, to)
+            crate::usage::ledger::totals(&path, &group_by, from, to, team.as_deref())
         })
         .await;
         match totals {

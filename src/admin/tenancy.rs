@@ -4,7 +4,7 @@
 //! a secret), and in every request's view at once (the keys in memory are read again).
 
 use crate::error::{Code, ErrorKind, GatewayError};
-use crate::tenancy::{Cidr, KeyChange, NewKey, NewTeam, StoreError, Tenancy};
+use crate::tenancy::{Cidr, KeyChange, NewKey, NewTeam, Role, StoreError, StoredKey, Tenancy};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -112,6 +112,9 @@ struct KeyBody {
     expires_at: Value,
     #[serde(default)]
     metadata: Option<Value>,
+    /// `member` (default) or `team_admin`.
+    #[serde(default)]
+    role: Option<String>,
 }
 
 /// A change: a field absent is kept, `null` clears it.
@@ -151,10 +154,51 @@ struct RotateBody {
     grace_seconds: i64,
 }
 
-/// Who made a change, and from where: for the audit trail.
+/// Who asks, from where, and over what: the operator (every team), or a team admin (its
+/// own team only: another team's teams and keys are, to it, not there).
 pub struct Actor<'a> {
     pub name: &'a str,
     pub address: Option<String>,
+    /// A team admin's team.
+    pub team: Option<String>,
+}
+
+impl Actor<'_> {
+    /// The team it may see, when it is not the operator.
+    fn only(&self) -> Option<&str> {
+        self.team.as_deref()
+    }
+
+    /// 404 for a team that is not its own (as for one that does not exist).
+    fn sees(&self, team: &str) -> Result<(), GatewayError> {
+        match self.only() {
+            Some(own) if own != team => Err(GatewayError::new(
+                ErrorKind::NotFound,
+                format!("No team `{}`.", crate::error::Printable(team)),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// 403 for what only the operator may do.
+    fn operator(&self) -> Result<(), GatewayError> {
+        if self.team.is_some() {
+            return Err(GatewayError::new(
+                ErrorKind::PermissionDenied,
+                "A team admin manages its own team's keys only.",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The key `id`, when the actor may see it (404 otherwise, as for a key that does not exist).
+fn visible_key(tenancy: &Tenancy, actor: &Actor<'_>, id: &str) -> Result<StoredKey, GatewayError> {
+    let key = tenancy.store().key(id).map_err(store_error)?;
+    actor
+        .sees(&key.team)
+        .map_err(|_| store_error(StoreError::NotFound(format!("No key `{id}`."))))?;
+    Ok(key)
 }
 
 /// Serves a teams-and-keys path, or `None` when the path is not one.
@@ -169,53 +213,85 @@ pub fn handle(
     let rest = path.strip_prefix("/admin/")?;
     let parts: Vec<&str> = rest.split('/').collect();
     Some(match (method, parts.as_slice()) {
-        ("POST", ["teams"]) => create_team(tenancy, actor, body),
+        ("POST", ["teams"]) => actor
+            .operator()
+            .and_then(|()| create_team(tenancy, actor, body)),
         ("GET", ["teams"]) => tenancy
             .store()
             .teams()
-            .map(|t| (200, json!({ "teams": t })))
+            .map(|t| {
+                let t: Vec<_> = t
+                    .into_iter()
+                    .filter(|t| actor.only().is_none_or(|own| own == t.id))
+                    .collect();
+                (200, json!({ "teams": t }))
+            })
             .map_err(store_error),
-        ("GET", ["teams", id]) => tenancy
-            .store()
-            .team(id)
-            .map(|t| (200, json!(t)))
-            .map_err(store_error),
-        ("DELETE", ["teams", id]) => changed(tenancy, actor, "team.delete", id, json!({}), |s| {
-            s.delete_team(id)
-                .map(|n| json!({"deleted": id, "revoked_keys": n}))
+        ("GET", ["teams", id]) => actor.sees(id).and_then(|()| {
+            tenancy
+                .store()
+                .team(id)
+                .map(|t| (200, json!(t)))
+                .map_err(store_error)
+        }),
+        ("DELETE", ["teams", id]) => actor.operator().and_then(|()| {
+            changed(
+                tenancy,
+                actor,
+                Some(id),
+                ("team.delete", id, json!({})),
+                |s| {
+                    s.delete_team(id)
+                        .map(|n| json!({"deleted": id, "revoked_keys": n}))
+                },
+            )
         }),
         ("POST", ["keys"]) => create_key(tenancy, actor, body),
         ("GET", ["keys"]) => {
-            let team = query
+            let asked = query
                 .split('&')
                 .find_map(|p| p.strip_prefix("team="))
                 .map(super::percent_decode);
+            if let Some(t) = &asked {
+                if let Err(e) = actor.sees(t) {
+                    return Some(Err(e));
+                }
+            }
+            let team = asked.as_deref().or(actor.only());
             tenancy
                 .store()
-                .keys(team.as_deref())
+                .keys(team)
                 .map(|k| (200, json!({ "keys": k })))
                 .map_err(store_error)
         }
-        ("GET", ["keys", id]) => tenancy
-            .store()
-            .key(id)
-            .map(|k| (200, json!(k)))
-            .map_err(store_error),
-        ("PATCH", ["keys", id]) => change_key(tenancy, actor, id, body),
-        ("DELETE", ["keys", id]) => changed(tenancy, actor, "key.revoke", id, json!({}), |s| {
-            s.revoke_key(id).map(|k| json!(k))
+        ("GET", ["keys", id]) => visible_key(tenancy, actor, id).map(|k| (200, json!(k))),
+        ("PATCH", ["keys", id]) => {
+            visible_key(tenancy, actor, id).and_then(|k| change_key(tenancy, actor, &k, body))
+        }
+        ("DELETE", ["keys", id]) => visible_key(tenancy, actor, id).and_then(|k| {
+            changed(
+                tenancy,
+                actor,
+                Some(&k.team),
+                ("key.revoke", id, json!({})),
+                |s| s.revoke_key(id).map(|k| json!(k)),
+            )
         }),
         ("POST", ["keys", id, "rotate"]) => {
+            let key = match visible_key(tenancy, actor, id) {
+                Ok(k) => k,
+                Err(e) => return Some(Err(e)),
+            };
             let b: RotateBody = match body_of(if body.is_empty() { b"{}" } else { body }) {
                 Ok(b) => b,
                 Err(e) => return Some(Err(e)),
             };
+            let change = json!({"grace_seconds": b.grace_seconds});
             changed(
                 tenancy,
                 actor,
-                "key.rotate",
-                id,
-                json!({"grace_seconds": b.grace_seconds}),
+                Some(&key.team),
+                ("key.rotate", id, change),
                 |s| {
                     let (key, secret) = s.rotate_key(id, b.grace_seconds.saturating_mul(1000))?;
                     Ok(json!({"key": key, "secret": secret}))
@@ -231,7 +307,7 @@ pub fn handle(
                 .min(10_000);
             tenancy
                 .store()
-                .audit_entries(limit)
+                .audit_entries(actor.only(), limit)
                 .map(|a| (200, json!({ "entries": a })))
                 .map_err(store_error)
         }
@@ -243,9 +319,8 @@ pub fn handle(
 fn changed(
     tenancy: &Tenancy,
     actor: &Actor<'_>,
-    action: &str,
-    target: &str,
-    change: Value,
+    team: Option<&str>,
+    (action, target, change): (&str, &str, Value),
     f: impl FnOnce(&crate::tenancy::Store) -> Result<Value, StoreError>,
 ) -> Answer {
     let out = f(tenancy.store()).map_err(store_error)?;
@@ -253,9 +328,8 @@ fn changed(
     if let Err(e) = store.audit(
         actor.name,
         actor.address.as_deref(),
-        action,
-        target,
-        &change,
+        team,
+        (action, target, &change),
     ) {
         tracing::error!(error = %e, "the audit trail could not be written");
     }
@@ -277,14 +351,28 @@ fn create_team(tenancy: &Tenancy, actor: &Actor<'_>, body: &[u8]) -> Answer {
     };
     let change = json!({"name": team.name, "models": team.models, "ips": team.ips});
     let name = team.name.clone();
-    changed(tenancy, actor, "team.create", &name, change, |s| {
+    changed(tenancy, actor, None, ("team.create", &name, change), |s| {
         s.create_team(team).map(|t| json!(t))
     })
 }
 
 fn create_key(tenancy: &Tenancy, actor: &Actor<'_>, body: &[u8]) -> Answer {
     let b: KeyBody = body_of(body)?;
+    actor.sees(&b.team).map_err(|_| {
+        GatewayError::invalid_request(format!(
+            "`team`: no team `{}`.",
+            crate::error::Printable(&b.team)
+        ))
+        .param("team")
+    })?;
+    let role = match b.role.as_deref() {
+        None => Role::Member,
+        Some(r) => Role::parse(r).ok_or_else(|| {
+            GatewayError::invalid_request("`role` must be `member` or `team_admin`.").param("role")
+        })?,
+    };
     let key = NewKey {
+        role,
         name: b.name,
         team: b.team,
         user: b.user,
@@ -299,12 +387,20 @@ fn create_key(tenancy: &Tenancy, actor: &Actor<'_>, body: &[u8]) -> Answer {
     let change = json!({"name": key.name, "team": key.team, "user": key.user, "project": key.project,
         "models": key.models, "ips": key.ips, "expires_ms": key.expires_ms});
     let id = key.id.clone();
+    let team = key.team.clone();
     // The secret is in the answer only: the store holds its hash, the audit trail nothing.
     let answer = json!({"key": key, "secret": secret});
-    changed(tenancy, actor, "key.create", &id, change, |_| Ok(answer))
+    changed(
+        tenancy,
+        actor,
+        Some(&team),
+        ("key.create", &id, change),
+        |_| Ok(answer),
+    )
 }
 
-fn change_key(tenancy: &Tenancy, actor: &Actor<'_>, id: &str, body: &[u8]) -> Answer {
+fn change_key(tenancy: &Tenancy, actor: &Actor<'_>, key: &StoredKey, body: &[u8]) -> Answer {
+    let id = key.id.as_str();
     let raw: Value = body_of(body)?;
     let b: KeyPatch = body_of(body)?;
     let change = KeyChange {
@@ -322,7 +418,11 @@ fn change_key(tenancy: &Tenancy, actor: &Actor<'_>, id: &str, body: &[u8]) -> An
         },
         metadata: b.metadata,
     };
-    changed(tenancy, actor, "key.change", id, raw, |s| {
-        s.change_key(id, change).map(|k| json!(k))
-    })
+    changed(
+        tenancy,
+        actor,
+        Some(&key.team),
+        ("key.change", id, raw),
+        |s| s.change_key(id, change).map(|k| json!(k)),
+    )
 }

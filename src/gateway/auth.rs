@@ -137,6 +137,13 @@ fn refused(r: Refusal) -> GatewayError {
     GatewayError::new(ErrorKind::Authentication, message).code(Code::InvalidApiKey)
 }
 
+fn admin_only() -> GatewayError {
+    GatewayError::new(
+        ErrorKind::PermissionDenied,
+        "This is a team admin credential: it is for the admin API only.",
+    )
+}
+
 fn address_refused() -> GatewayError {
     GatewayError::new(
         ErrorKind::PermissionDenied,
@@ -171,6 +178,9 @@ fn from_token<'s>(
     let key = if claims.stored {
         let entry = tenancy.by_id(&claims.parent).ok_or_else(gone)?;
         entry.usable(false, now).map_err(|_| gone())?;
+        if entry.key.role == crate::tenancy::Role::TeamAdmin {
+            return Err(admin_only());
+        }
         if !entry.allows_address(addr) {
             return Err(address_refused());
         }
@@ -218,6 +228,9 @@ pub fn authenticate<'s>(
         .lookup(&hash)
         .ok_or_else(GatewayError::invalid_key)?;
     entry.usable(previous, now).map_err(refused)?;
+    if entry.key.role == crate::tenancy::Role::TeamAdmin {
+        return Err(admin_only());
+    }
     if !entry.allows_address(addr) {
         return Err(address_refused());
     }

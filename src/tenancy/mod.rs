@@ -51,6 +51,35 @@ impl Status {
     }
 }
 
+/// What a stored key is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Model requests, on the client listener.
+    #[default]
+    Member,
+    /// Its team's administration, on the admin listener (its keys, its usage, its audit
+    /// trail), and nothing else: not model requests.
+    TeamAdmin,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "member" => Some(Role::Member),
+            "team_admin" => Some(Role::TeamAdmin),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Member => "member",
+            Role::TeamAdmin => "team_admin",
+        }
+    }
+}
+
 /// A stored key, as the admin API shows it (never its secret).
 #[derive(Debug, Clone, Serialize)]
 pub struct StoredKey {
@@ -73,6 +102,7 @@ pub struct StoredKey {
     pub created_ms: i64,
     /// After a rotation: until when the secret before it still works.
     pub previous_until_ms: Option<i64>,
+    pub role: Role,
 }
 
 /// A stored key with its team's bounds, as the request path reads it.

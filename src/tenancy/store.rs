@@ -2,7 +2,7 @@
 //! ledger by default; memory only when no path is given). The schema is versioned
 //! (`PRAGMA user_version`) and migrated forward by Junction itself when it opens the file.
 
-use super::{new_id, new_secret, Cidr, Entry, Status, StoredKey, Team};
+use super::{new_id, new_secret, Cidr, Entry, Role, Status, StoredKey, Team};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::Mutex;
@@ -51,6 +51,11 @@ CREATE TABLE meta (
     name TEXT PRIMARY KEY,
     value BLOB NOT NULL
 );
+",
+    "
+ALTER TABLE keys ADD COLUMN role TEXT NOT NULL DEFAULT 'member';
+ALTER TABLE audit ADD COLUMN team TEXT;
+CREATE INDEX audit_team ON audit (team, id);
 ",
 ];
 
@@ -108,6 +113,7 @@ pub struct NewKey {
     pub ips: Option<Vec<Cidr>>,
     pub expires_ms: Option<i64>,
     pub metadata: Option<serde_json::Value>,
+    pub role: Role,
 }
 
 /// A change to a key: each field given is set (`Some(None)` clears it).
@@ -154,7 +160,7 @@ fn ips_of(s: Option<String>) -> Option<Vec<Cidr>> {
     Some(list.iter().filter_map(|c| Cidr::parse(c)).collect())
 }
 
-const KEY_COLUMNS: &str = "id, name, prefix, team, user, project, models, ips, expires_ms, metadata, status, created_ms, previous_until_ms";
+const KEY_COLUMNS: &str = "id, name, prefix, team, user, project, models, ips, expires_ms, metadata, status, created_ms, previous_until_ms, role";
 
 fn key_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredKey> {
     Ok(StoredKey {
@@ -175,6 +181,11 @@ fn key_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredKey> {
         },
         created_ms: r.get(11)?,
         previous_until_ms: r.get(12)?,
+        role: if r.get::<_, String>(13)? == "team_admin" {
+            Role::TeamAdmin
+        } else {
+            Role::Member
+        },
     })
 }
 
@@ -306,9 +317,10 @@ impl Store {
             status: Status::Active,
             created_ms: now_ms(),
             previous_until_ms: None,
+            role: k.role,
         };
         self.db().execute(
-            &format!("INSERT INTO keys ({KEY_COLUMNS}, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+            &format!("INSERT INTO keys ({KEY_COLUMNS}, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
             params![
                 key.id,
                 &*key.name,
@@ -323,6 +335,7 @@ impl Store {
                 key.status.as_str(),
                 key.created_ms,
                 key.previous_until_ms,
+                key.role.as_str(),
                 hash(&secret).to_vec(),
             ],
         )?;
@@ -439,8 +452,8 @@ impl Store {
         ))?;
         let rows = q.query_map([], |r| {
             let key = key_of(r)?;
-            let h: Vec<u8> = r.get(13)?;
-            let p: Option<Vec<u8>> = r.get(14)?;
+            let h: Vec<u8> = r.get(14)?;
+            let p: Option<Vec<u8>> = r.get(15)?;
             Ok((key, h, p))
         })?;
         let mut out = Vec::new();
@@ -496,35 +509,43 @@ impl Store {
     }
 
     /// Records a change made through the admin API (never a secret).
+    /// `team`: the team the change was in (its admins see it).
     pub fn audit(
         &self,
         actor: &str,
         address: Option<&str>,
-        action: &str,
-        target: &str,
-        change: &serde_json::Value,
+        team: Option<&str>,
+        change: (&str, &str, &serde_json::Value),
     ) -> Result<(), StoreError> {
+        let (action, target, change) = change;
         self.db().execute(
-            "INSERT INTO audit (ts_ms, actor, address, action, target, change) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![now_ms(), actor, address, action, target, change.to_string()],
+            "INSERT INTO audit (ts_ms, actor, address, team, action, target, change) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![now_ms(), actor, address, team, action, target, change.to_string()],
         )?;
         Ok(())
     }
 
     /// The audit trail, newest first, at most `limit` entries.
-    pub fn audit_entries(&self, limit: u32) -> Result<Vec<serde_json::Value>, StoreError> {
+    /// Of one team (`Some`), or all.
+    pub fn audit_entries(
+        &self,
+        team: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
         let db = self.db();
         let mut q = db.prepare(
-            "SELECT ts_ms, actor, address, action, target, change FROM audit ORDER BY id DESC LIMIT ?1",
+            "SELECT ts_ms, actor, address, action, target, change, team FROM audit
+             WHERE ?1 IS NULL OR team = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
         let rows = q
-            .query_map([limit], |r| {
+            .query_map(params![team, limit], |r| {
                 Ok(serde_json::json!({
                     "ts_ms": r.get::<_, i64>(0)?,
                     "actor": r.get::<_, String>(1)?,
                     "address": r.get::<_, Option<String>>(2)?,
                     "action": r.get::<_, String>(3)?,
                     "target": r.get::<_, String>(4)?,
+                    "team": r.get::<_, Option<String>>(6)?,
                     "change": serde_json::from_str::<serde_json::Value>(&r.get::<_, String>(5)?).unwrap_or_default(),
                 }))
             })?

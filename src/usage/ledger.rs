@@ -633,6 +633,7 @@ pub fn totals(
     group_by: &[GroupBy],
     from_ms: i64,
     to_ms: i64,
+    team: Option<&str>,
 ) -> rusqlite::Result<serde_json::Value> {
     let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     db.busy_timeout(Duration::from_secs(5))?;
@@ -645,9 +646,10 @@ pub fn totals(
             SUM(cost_usd_micros IS NULL), SUM(usage_source = 'estimate'),
             SUM(ending = 'complete'), SUM(ending = 'client_aborted'),
             SUM(ending = 'upstream_error')
-         FROM requests WHERE ts_ms >= ?1 AND ts_ms < ?2 GROUP BY {cols} ORDER BY {cols}"
+         FROM requests WHERE ts_ms >= ?1 AND ts_ms < ?2 AND (?3 IS NULL OR team = ?3)
+         GROUP BY {cols} ORDER BY {cols}"
     ))?;
-    let rows = stmt.query_map(params![from_ms, to_ms], |r| {
+    let rows = stmt.query_map(params![from_ms, to_ms, team], |r| {
         // The aggregates as numbered when there was one group column: 1 is the count.
         let n = |i: usize| r.get::<_, i64>(k + i - 1);
         let cost = n(7)?;
@@ -777,7 +779,7 @@ mod tests {
         drop(db);
         // Opened again: nothing to add.
         drop(open(&path).unwrap());
-        let v = totals(&path, &[GroupBy::Team, GroupBy::Day], 0, i64::MAX).unwrap();
+        let v = totals(&path, &[GroupBy::Team, GroupBy::Day], 0, i64::MAX, None).unwrap();
         assert_eq!(v["groups"][0]["requests"], 1);
         assert_eq!(v["groups"][0]["day"], "1970-01-01");
         let _ = std::fs::remove_dir_all(dir);
