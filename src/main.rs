@@ -41,6 +41,15 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Teams, keys, usage and the audit trail of a running gateway, through its admin
+    /// listener; the admin key (or a team admin's) from $JUNCTION_ADMIN_KEY.
+    Admin {
+        /// The admin listener.
+        #[arg(long, default_value = "http://127.0.0.1:9091")]
+        url: String,
+        #[command(subcommand)]
+        what: junction::admin::cli::What,
+    },
     /// Run the mock upstream (OpenAI, Anthropic and Gemini wire formats).
     #[cfg(feature = "mock")]
     Mock {
@@ -90,6 +99,22 @@ fn main() -> ExitCode {
             }
         },
         Command::Serve { config, upgrade } => serve(Source::File(&config), false, upgrade),
+        Command::Admin { url, what } => {
+            let Ok(key) = std::env::var("JUNCTION_ADMIN_KEY") else {
+                eprintln!("junction admin: set JUNCTION_ADMIN_KEY to the admin key");
+                return ExitCode::FAILURE;
+            };
+            match junction::admin::cli::run(&url, &key, &what) {
+                Ok(out) => {
+                    println!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("junction admin: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         #[cfg(feature = "mock")]
         Command::Demo { config } => {
             let config = config.or_else(|| {

@@ -775,3 +775,66 @@ async fn a_team_admin_manages_its_own_team_and_sees_nothing_of_another() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+fn admin_cli(env: &Env, key: Option<&str>, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_junction"));
+    cmd.arg("admin")
+        .arg("--url")
+        .arg(format!("http://{}", env.admin))
+        .args(args)
+        .env_remove("JUNCTION_ADMIN_KEY");
+    if let Some(k) = key {
+        cmd.env("JUNCTION_ADMIN_KEY", k);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn junction_admin_on_the_command_line() {
+    let env = start();
+    let (ok, out, err) = admin_cli(
+        &env,
+        Some(ADMIN),
+        &["teams", "create", "scripts", "--models", "gpt"],
+    );
+    assert!(ok, "{err}");
+    let team: Value = serde_json::from_str(&out).unwrap();
+    let team = team["id"].as_str().unwrap().to_string();
+    let (ok, out, err) = admin_cli(
+        &env,
+        Some(ADMIN),
+        &[
+            "keys", "create", "--team", &team, "--name", "cron", "--user", "ops",
+        ],
+    );
+    assert!(ok, "{err}");
+    let k: Value = serde_json::from_str(&out).unwrap();
+    let secret = k["secret"].as_str().unwrap().to_string();
+    let id = k["key"]["id"].as_str().unwrap().to_string();
+    assert_eq!(env.chat(&secret, "gpt").await.0, 200);
+    let (ok, out, _) = admin_cli(&env, Some(ADMIN), &["keys", "list", "--team", &team]);
+    assert!(ok && out.contains(&id), "{out}");
+    let (ok, out, _) = admin_cli(&env, Some(ADMIN), &["usage", "--group-by", "user", "--csv"]);
+    assert!(ok && out.lines().any(|l| l.starts_with("ops,1,")), "{out}");
+    let (ok, _, err) = admin_cli(&env, Some(ADMIN), &["keys", "revoke", &id]);
+    assert!(ok, "{err}");
+    assert_eq!(env.chat(&secret, "gpt").await.0, 401);
+    let (ok, out, _) = admin_cli(&env, Some(ADMIN), &["audit", "--limit", "1"]);
+    assert!(ok && out.contains("key.revoke"), "{out}");
+    // Refusals: exit 1, the gateway's message.
+    let (ok, _, err) = admin_cli(
+        &env,
+        Some(ADMIN),
+        &["keys", "create", "--team", "team_nope", "--name", "x"],
+    );
+    assert!(!ok && err.contains("400") && err.contains("team"), "{err}");
+    let (ok, _, err) = admin_cli(&env, Some("sk-wrong"), &["teams", "list"]);
+    assert!(!ok && err.contains("401"), "{err}");
+    let (ok, _, err) = admin_cli(&env, None, &["teams", "list"]);
+    assert!(!ok && err.contains("JUNCTION_ADMIN_KEY"), "{err}");
+}

@@ -14,6 +14,7 @@ use pingora_core::server::ShutdownWatch;
 use serde::Serialize;
 use std::sync::Arc;
 
+pub mod cli;
 mod tenancy;
 
 pub struct Admin {

@@ -211,7 +211,8 @@ pub fn handle(
     body: &[u8],
 ) -> Option<Answer> {
     let rest = path.strip_prefix("/admin/")?;
-    let parts: Vec<&str> = rest.split('/').collect();
+    let decoded: Vec<String> = rest.split('/').map(super::percent_decode).collect();
+    let parts: Vec<&str> = decoded.iter().map(String::as_str).collect();
     Some(match (method, parts.as_slice()) {
         ("POST", ["teams"]) => actor
             .operator()
