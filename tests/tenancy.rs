@@ -24,6 +24,11 @@ fn start() -> Env {
 
 /// With more lines in `[server]`.
 fn start_with(server: &str) -> Env {
+    start_full(server, "")
+}
+
+/// With more lines in `[server]`, and more sections.
+fn start_full(server: &str, extra: &str) -> Env {
     let mock = start_mock();
     let admin = format!("127.0.0.1:{}", free_port());
     let config = format!(
@@ -55,6 +60,8 @@ aliases = ["gpt-alias"]
 [models.other]
 provider = "mock"
 model = "gpt-4o"
+
+{extra}
 "#,
         admin_hash = sha256_hex(ADMIN.as_bytes()),
         all = sha256_hex(ALL_KEY.as_bytes()),
@@ -837,4 +844,27 @@ async fn junction_admin_on_the_command_line() {
     assert!(!ok && err.contains("401"), "{err}");
     let (ok, _, err) = admin_cli(&env, None, &["teams", "list"]);
     assert!(!ok && err.contains("JUNCTION_ADMIN_KEY"), "{err}");
+}
+
+#[tokio::test]
+async fn a_second_process_on_the_same_store_file_sees_changes_by_its_periodic_refresh() {
+    let a = start();
+    let b = start_full(
+        "",
+        &format!(
+            "[store]\npath = \"{}\"\nrefresh_secs = 1",
+            a.store.display()
+        ),
+    );
+    let team = a.team(json!({"name": "shared"})).await;
+    let (id, secret) = a.key(json!({"name": "k", "team": team})).await;
+    eventually("the other process to take the new key", || async {
+        (b.chat(&secret, "gpt").await.0 == 200).then_some(())
+    })
+    .await;
+    a.admin("DELETE", &format!("/admin/keys/{id}"), None).await;
+    eventually("the other process to refuse the revoked key", || async {
+        (b.chat(&secret, "gpt").await.0 == 401).then_some(())
+    })
+    .await;
 }

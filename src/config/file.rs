@@ -72,12 +72,16 @@ pub struct StoreSection {
     /// An SQLite file, relative to the config file. Default `junction-store.sqlite`; empty:
     /// memory only (every stored key is gone at a restart).
     pub path: String,
+    /// Every this many seconds the keys are read again from the store, as a backstop for
+    /// changes this process was not told of (another process on the same file). Default 30.
+    pub refresh_secs: u64,
 }
 
 impl Default for StoreSection {
     fn default() -> Self {
         StoreSection {
             path: "junction-store.sqlite".into(),
+            refresh_secs: 30,
         }
     }
 }

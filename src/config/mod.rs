@@ -338,6 +338,8 @@ pub struct Snapshot {
     pub responses: crate::store::responses::Settings,
     /// The store of teams and keys: its SQLite file (`None`: memory only). Read at start.
     pub store: Option<std::path::PathBuf>,
+    /// How often the keys are read again from the store, whatever this process was told.
+    pub store_refresh: Duration,
     pub tracing: TracingSettings,
     /// Default prices by upstream model, for deployments without their own.
     pub prices: Arc<PriceTable>,

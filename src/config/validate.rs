@@ -277,6 +277,7 @@ impl Validator<'_> {
                 memory_bytes: (f.responses.memory_mb.max(1) as usize) << 20,
             },
             store: (!f.store.path.is_empty()).then(|| self.dir.join(&f.store.path)),
+            store_refresh: Duration::from_secs(f.store.refresh_secs.max(1)),
             tracing: self.tracing(&f.tracing),
             prices,
             demo_mock_listen,

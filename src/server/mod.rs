@@ -103,6 +103,7 @@ pub fn gateway_services(
     let tracer = Arc::new(crate::trace::Tracer::new(snapshot.tracing.otlp.is_some()));
     let responses = crate::store::responses::Responses::open(snapshot.responses.clone())?;
     let tenancy = crate::tenancy::Tenancy::open(snapshot.store.as_deref())?;
+    tenancy.refresh_every(snapshot.store_refresh);
     let service = listener::ClientListener::new(
         "junction gateway",
         &snapshot.server.listen.to_string(),

@@ -187,6 +187,24 @@ impl Tenancy {
         Ok(Arc::new(t))
     }
 
+    /// Reads the keys again every `every`, on a thread of its own, for as long as the
+    /// tenancy lives.
+    pub fn refresh_every(self: &Arc<Self>, every: std::time::Duration) {
+        let weak = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("junction-store-refresh".into())
+            .spawn(move || loop {
+                std::thread::sleep(every);
+                let Some(t) = weak.upgrade() else { return };
+                if let Err(e) = t.refresh() {
+                    tracing::warn!(error = %e, "the store could not be read; the keys in memory keep serving");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "no periodic refresh of the store's keys");
+        }
+    }
+
     /// The store, for the admin API; every change through it is followed by [`Self::refresh`].
     pub fn store(&self) -> &Store {
         &self.store
