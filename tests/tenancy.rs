@@ -114,6 +114,19 @@ impl Env {
         t["id"].as_str().unwrap().to_string()
     }
 
+    /// A user or project (`kind`: `users`, `projects`) of `team`: its id.
+    async fn member(&self, kind: &str, team: &str, name: &str) -> String {
+        let (s, m) = self
+            .admin(
+                "POST",
+                &format!("/admin/{kind}"),
+                Some(json!({"team": team, "name": name})),
+            )
+            .await;
+        assert_eq!(s, 201, "{m}");
+        m["id"].as_str().unwrap().to_string()
+    }
+
     async fn key(&self, body: Value) -> (String, String) {
         let (s, k) = self.admin("POST", "/admin/keys", Some(body)).await;
         assert_eq!(s, 201, "{k}");
@@ -128,11 +141,13 @@ impl Env {
 async fn a_stored_key_is_made_used_narrowed_and_revoked() {
     let env = start();
     let team = env.team(json!({"name": "research"})).await;
+    let ada = env.member("users", &team, "ada").await;
+    let eval = env.member("projects", &team, "eval").await;
     let (s, k) = env
         .admin(
             "POST",
             "/admin/keys",
-            Some(json!({"name": "ci", "team": team, "user": "ada", "project": "eval", "metadata": {"pipeline": "nightly"}})),
+            Some(json!({"name": "ci", "team": team, "user": ada, "project": eval, "metadata": {"pipeline": "nightly"}})),
         )
         .await;
     assert_eq!(s, 201, "{k}");
@@ -215,6 +230,8 @@ async fn a_stored_key_is_made_used_narrowed_and_revoked() {
             "key.change",
             "key.change",
             "key.create",
+            "project.create",
+            "user.create",
             "team.create"
         ]
     );
@@ -414,7 +431,7 @@ async fn stored_keys_survive_a_restart() {
     let version: i64 = db
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     let n: i64 = db
         .query_row("SELECT COUNT(*) FROM keys", [], |r| r.get(0))
         .unwrap();
@@ -429,11 +446,14 @@ async fn stored_keys_survive_a_restart() {
 async fn usage_is_grouped_by_team_user_project_and_day_and_exported_as_csv() {
     let env = start();
     let team = env.team(json!({"name": "billing"})).await;
+    let ada_id = env.member("users", &team, "ada").await;
+    let bob_id = env.member("users", &team, "bob").await;
+    let eval = env.member("projects", &team, "eval").await;
     let (id, ada) = env
-        .key(json!({"name": "a", "team": team, "user": "ada", "project": "eval"}))
+        .key(json!({"name": "a", "team": team, "user": ada_id, "project": eval}))
         .await;
     let (_, bob) = env
-        .key(json!({"name": "b", "team": team, "user": "bob", "project": "eval"}))
+        .key(json!({"name": "b", "team": team, "user": bob_id, "project": eval}))
         .await;
     for key in [&ada, &ada, &bob, ALL_KEY] {
         assert_eq!(env.chat(key, "gpt").await.0, 200);
@@ -457,14 +477,14 @@ async fn usage_is_grouped_by_team_user_project_and_day_and_exported_as_csv() {
         })
         .collect();
     // The config key has no team; each stored key's requests are its user's.
-    assert_eq!(
-        rows,
-        [
-            (Value::Null, Value::Null, Value::Null, 1),
-            (json!(team), json!("ada"), json!("eval"), 2),
-            (json!(team), json!("bob"), json!("eval"), 1),
-        ]
-    );
+    let mut expected = vec![
+        (json!(team), json!(ada_id), json!(eval), 2),
+        (json!(team), json!(bob_id), json!(eval), 1),
+    ];
+    // Rows come ordered by the ids, which are random.
+    expected.sort_by_key(|r| r.1.as_str().unwrap().to_string());
+    expected.insert(0, (Value::Null, Value::Null, Value::Null, 1));
+    assert_eq!(rows, expected);
     // By key: a stored key is accounted by its public id.
     let (_, v) = env.admin("GET", "/admin/usage?group_by=key", None).await;
     let keys: Vec<&str> = v["groups"]
@@ -507,7 +527,7 @@ async fn usage_is_grouped_by_team_user_project_and_day_and_exported_as_csv() {
     );
     assert_eq!(lines.len(), 3, "{csv}");
     assert!(lines[1].starts_with(",1,"), "{csv}");
-    assert!(lines[2].starts_with("eval,3,"), "{csv}");
+    assert!(lines[2].starts_with(&format!("{eval},3,")), "{csv}");
 
     let (s, e) = env.admin("GET", "/admin/usage?group_by=colour", None).await;
     assert_eq!((s, e["error"]["param"].as_str()), (400, Some("group_by")));
@@ -690,7 +710,7 @@ async fn a_team_admin_manages_its_own_team_and_sees_nothing_of_another() {
     let (s, k) = as_lead(
         "POST",
         "/admin/keys".into(),
-        Some(json!({"name": "dev", "team": mine, "user": "ada"})),
+        Some(json!({"name": "dev", "team": mine})),
     )
     .await;
     assert_eq!(s, 201, "{k}");
@@ -812,11 +832,12 @@ async fn junction_admin_on_the_command_line() {
     assert!(ok, "{err}");
     let team: Value = serde_json::from_str(&out).unwrap();
     let team = team["id"].as_str().unwrap().to_string();
+    let ops = env.member("users", &team, "ops").await;
     let (ok, out, err) = admin_cli(
         &env,
         Some(ADMIN),
         &[
-            "keys", "create", "--team", &team, "--name", "cron", "--user", "ops",
+            "keys", "create", "--team", &team, "--name", "cron", "--user", &ops,
         ],
     );
     assert!(ok, "{err}");
@@ -827,7 +848,10 @@ async fn junction_admin_on_the_command_line() {
     let (ok, out, _) = admin_cli(&env, Some(ADMIN), &["keys", "list", "--team", &team]);
     assert!(ok && out.contains(&id), "{out}");
     let (ok, out, _) = admin_cli(&env, Some(ADMIN), &["usage", "--group-by", "user", "--csv"]);
-    assert!(ok && out.lines().any(|l| l.starts_with("ops,1,")), "{out}");
+    assert!(
+        ok && out.lines().any(|l| l.starts_with(&format!("{ops},1,"))),
+        "{out}"
+    );
     let (ok, _, err) = admin_cli(&env, Some(ADMIN), &["keys", "revoke", &id]);
     assert!(ok, "{err}");
     assert_eq!(env.chat(&secret, "gpt").await.0, 401);
@@ -867,4 +891,71 @@ async fn a_second_process_on_the_same_store_file_sees_changes_by_its_periodic_re
         (b.chat(&secret, "gpt").await.0 == 401).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn users_and_projects_belong_to_a_team_and_take_their_keys_with_them() {
+    let env = start();
+    let team = env.team(json!({"name": "lab"})).await;
+    let other = env.team(json!({"name": "elsewhere"})).await;
+    let ada = env.member("users", &team, "ada").await;
+    let proj = env.member("projects", &team, "vision").await;
+    assert!(ada.starts_with("user_") && proj.starts_with("project_"));
+    let (s, e) = env
+        .admin(
+            "POST",
+            "/admin/users",
+            Some(json!({"team": team, "name": "ada"})),
+        )
+        .await;
+    assert_eq!(s, 400, "the same name twice in a team: {e}");
+    let (_, users) = env
+        .admin("GET", &format!("/admin/users?team={team}"), None)
+        .await;
+    assert_eq!(users["users"].as_array().unwrap().len(), 1);
+    // A key's user and project are the team's own.
+    let (s, e) = env
+        .admin(
+            "POST",
+            "/admin/keys",
+            Some(json!({"name": "k", "team": other, "user": ada})),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["param"].as_str()),
+        (400, Some("user")),
+        "{e}"
+    );
+    let (s, e) = env
+        .admin(
+            "POST",
+            "/admin/keys",
+            Some(json!({"name": "k", "team": team, "project": "project_nope"})),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["param"].as_str()),
+        (400, Some("project")),
+        "{e}"
+    );
+    let (_, mine) = env
+        .key(json!({"name": "k", "team": team, "user": ada, "project": proj}))
+        .await;
+    let (_, theirs) = env
+        .key(json!({"name": "k2", "team": team, "project": proj}))
+        .await;
+    assert_eq!(env.chat(&mine, "gpt").await.0, 200);
+    // Deleting the user revokes its keys, not the project's other ones; deleting the project
+    // revokes the rest.
+    let (s, d) = env
+        .admin("DELETE", &format!("/admin/users/{ada}"), None)
+        .await;
+    assert_eq!((s, d["revoked_keys"].as_u64()), (200, Some(1)), "{d}");
+    assert_eq!(env.chat(&mine, "gpt").await.0, 401);
+    assert_eq!(env.chat(&theirs, "gpt").await.0, 200);
+    env.admin("DELETE", &format!("/admin/projects/{proj}"), None)
+        .await;
+    assert_eq!(env.chat(&theirs, "gpt").await.0, 401);
+    let (s, _) = env.admin("GET", &format!("/admin/users/{ada}"), None).await;
+    assert_eq!(s, 404);
 }

@@ -72,9 +72,15 @@ impl Admin {
         let path = session.req_header().uri.path().to_string();
         let query = session.req_header().uri.query().unwrap_or("").to_string();
         let method = session.req_header().method.clone();
-        if ["/admin/teams", "/admin/keys", "/admin/audit"]
-            .iter()
-            .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+        if [
+            "/admin/teams",
+            "/admin/users",
+            "/admin/projects",
+            "/admin/keys",
+            "/admin/audit",
+        ]
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
         {
             let body = if matches!(method.as_str(), "POST" | "PATCH") {
                 crate::gateway::body::read_body(

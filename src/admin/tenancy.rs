@@ -4,7 +4,9 @@
 //! a secret), and in every request's view at once (the keys in memory are read again).
 
 use crate::error::{Code, ErrorKind, GatewayError};
-use crate::tenancy::{Cidr, KeyChange, NewKey, NewTeam, Role, StoreError, StoredKey, Tenancy};
+use crate::tenancy::{
+    Cidr, KeyChange, Member, MemberKind, NewKey, NewTeam, Role, StoreError, StoredKey, Tenancy,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -247,6 +249,45 @@ pub fn handle(
                 },
             )
         }),
+        ("POST", [kind @ ("users" | "projects")]) => {
+            create_member(tenancy, actor, member_kind(kind), body)
+        }
+        ("GET", [kind @ ("users" | "projects")]) => {
+            let asked = query
+                .split('&')
+                .find_map(|p| p.strip_prefix("team="))
+                .map(super::percent_decode);
+            if let Some(t) = &asked {
+                if let Err(e) = actor.sees(t) {
+                    return Some(Err(e));
+                }
+            }
+            let kind = member_kind(kind);
+            tenancy
+                .store()
+                .members(kind, asked.as_deref().or(actor.only()))
+                .map(|m| (200, json!({ (kind.as_str().to_string() + "s"): m })))
+                .map_err(store_error)
+        }
+        ("GET", [kind @ ("users" | "projects"), id]) => {
+            visible_member(tenancy, actor, member_kind(kind), id).map(|m| (200, json!(m)))
+        }
+        ("DELETE", [kind @ ("users" | "projects"), id]) => {
+            let kind = member_kind(kind);
+            visible_member(tenancy, actor, kind, id).and_then(|m| {
+                let action = format!("{}.delete", kind.as_str());
+                changed(
+                    tenancy,
+                    actor,
+                    Some(&m.team),
+                    (&action, id, json!({})),
+                    |s| {
+                        s.delete_member(kind, id)
+                            .map(|n| json!({"deleted": id, "revoked_keys": n}))
+                    },
+                )
+            })
+        }
         ("POST", ["keys"]) => create_key(tenancy, actor, body),
         ("GET", ["keys"]) => {
             let asked = query
@@ -313,6 +354,63 @@ pub fn handle(
                 .map_err(store_error)
         }
         _ => return None,
+    })
+}
+
+fn member_kind(path: &str) -> MemberKind {
+    if path == "users" {
+        MemberKind::User
+    } else {
+        MemberKind::Project
+    }
+}
+
+/// The user or project `id`, when the actor may see it (404 otherwise).
+fn visible_member(
+    tenancy: &Tenancy,
+    actor: &Actor<'_>,
+    kind: MemberKind,
+    id: &str,
+) -> Result<Member, GatewayError> {
+    let m = tenancy.store().member(kind, id).map_err(store_error)?;
+    actor.sees(&m.team).map_err(|_| {
+        store_error(StoreError::NotFound(format!(
+            "No {} `{id}`.",
+            kind.as_str()
+        )))
+    })?;
+    Ok(m)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberBody {
+    team: String,
+    name: String,
+    /// Users only.
+    #[serde(default)]
+    email: Option<String>,
+}
+
+fn create_member(tenancy: &Tenancy, actor: &Actor<'_>, kind: MemberKind, body: &[u8]) -> Answer {
+    let b: MemberBody = body_of(body)?;
+    actor.sees(&b.team).map_err(|_| {
+        GatewayError::invalid_request(format!(
+            "`team`: no team `{}`.",
+            crate::error::Printable(&b.team)
+        ))
+        .param("team")
+    })?;
+    if kind == MemberKind::Project && b.email.is_some() {
+        return Err(GatewayError::invalid_request("`email`: a project has none.").param("email"));
+    }
+    let action = format!("{}.create", kind.as_str());
+    let change = json!({"team": b.team, "name": b.name});
+    let team = b.team.clone();
+    let name = b.name.clone();
+    changed(tenancy, actor, Some(&team), (&action, &name, change), |s| {
+        s.create_member(kind, &b.team, &b.name, b.email)
+            .map(|m| json!(m))
     })
 }
 

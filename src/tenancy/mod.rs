@@ -34,6 +34,33 @@ pub struct Team {
     pub created_ms: i64,
 }
 
+/// A user (a member of a team) or a project: what a key can be accounted to within its team.
+#[derive(Debug, Clone, Serialize)]
+pub struct Member {
+    pub id: String,
+    pub team: String,
+    pub name: String,
+    /// Users only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub created_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberKind {
+    User,
+    Project,
+}
+
+impl MemberKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemberKind::User => "user",
+            MemberKind::Project => "project",
+        }
+    }
+}
+
 /// Whether a stored key may be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -2,7 +2,7 @@
 //! ledger by default; memory only when no path is given). The schema is versioned
 //! (`PRAGMA user_version`) and migrated forward by Junction itself when it opens the file.
 
-use super::{new_id, new_secret, Cidr, Entry, Role, Status, StoredKey, Team};
+use super::{new_id, new_secret, Cidr, Entry, Member, MemberKind, Role, Status, StoredKey, Team};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::Mutex;
@@ -56,6 +56,17 @@ CREATE TABLE meta (
 ALTER TABLE keys ADD COLUMN role TEXT NOT NULL DEFAULT 'member';
 ALTER TABLE audit ADD COLUMN team TEXT;
 CREATE INDEX audit_team ON audit (team, id);
+",
+    "
+CREATE TABLE members (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    team TEXT NOT NULL,
+    name TEXT NOT NULL,
+    email TEXT,
+    created_ms INTEGER NOT NULL,
+    UNIQUE (kind, team, name)
+);
 ",
 ];
 
@@ -189,6 +200,16 @@ fn key_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredKey> {
     })
 }
 
+fn member_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Member> {
+    Ok(Member {
+        id: r.get(0)?,
+        team: r.get(1)?,
+        name: r.get(2)?,
+        email: r.get(3)?,
+        created_ms: r.get(4)?,
+    })
+}
+
 fn team_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Team> {
     Ok(Team {
         id: r.get(0)?,
@@ -292,16 +313,134 @@ impl Store {
             "UPDATE keys SET status = 'revoked' WHERE team = ?1 AND status != 'revoked'",
             [id],
         )?;
+        tx.execute("DELETE FROM members WHERE team = ?1", [id])?;
         tx.commit()?;
         Ok(revoked)
     }
 
     /// Creates a key; returns it and its secret (the only time the secret exists outside the
     /// caller's hands).
+    /// Makes a user or a project of a team.
+    pub fn create_member(
+        &self,
+        kind: MemberKind,
+        team: &str,
+        name: &str,
+        email: Option<String>,
+    ) -> Result<Member, StoreError> {
+        check_name("name", name)?;
+        self.team(team)
+            .map_err(|_| invalid("team", format!("no team `{team}`")))?;
+        let m = Member {
+            id: new_id(kind.as_str()).map_err(StoreError::Db)?,
+            team: team.to_string(),
+            name: name.to_string(),
+            email: if kind == MemberKind::User {
+                email
+            } else {
+                None
+            },
+            created_ms: now_ms(),
+        };
+        let db = self.db();
+        let taken = db
+            .query_row(
+                "SELECT 1 FROM members WHERE kind = ?1 AND team = ?2 AND name = ?3",
+                params![kind.as_str(), team, name],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        if taken {
+            return Err(StoreError::Conflict(format!(
+                "The team has a {} named `{name}` already.",
+                kind.as_str()
+            )));
+        }
+        db.execute(
+            "INSERT INTO members (id, kind, team, name, email, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![m.id, kind.as_str(), m.team, m.name, m.email, m.created_ms],
+        )?;
+        Ok(m)
+    }
+
+    /// Users or projects, of one team or all.
+    pub fn members(&self, kind: MemberKind, team: Option<&str>) -> Result<Vec<Member>, StoreError> {
+        let db = self.db();
+        let mut q = db.prepare(
+            "SELECT id, team, name, email, created_ms FROM members
+             WHERE kind = ?1 AND (?2 IS NULL OR team = ?2) ORDER BY created_ms, id",
+        )?;
+        let rows = q
+            .query_map(params![kind.as_str(), team], member_of)?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn member(&self, kind: MemberKind, id: &str) -> Result<Member, StoreError> {
+        self.db()
+            .query_row(
+                "SELECT id, team, name, email, created_ms FROM members WHERE kind = ?1 AND id = ?2",
+                params![kind.as_str(), id],
+                member_of,
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("No {} `{id}`.", kind.as_str())))
+    }
+
+    /// Deletes a user or a project and revokes its keys.
+    pub fn delete_member(&self, kind: MemberKind, id: &str) -> Result<usize, StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        if tx.execute(
+            "DELETE FROM members WHERE kind = ?1 AND id = ?2",
+            params![kind.as_str(), id],
+        )? == 0
+        {
+            return Err(StoreError::NotFound(format!(
+                "No {} `{id}`.",
+                kind.as_str()
+            )));
+        }
+        let column = match kind {
+            MemberKind::User => "user",
+            MemberKind::Project => "project",
+        };
+        let revoked = tx.execute(
+            &format!(
+                "UPDATE keys SET status = 'revoked' WHERE {column} = ?1 AND status != 'revoked'"
+            ),
+            [id],
+        )?;
+        tx.commit()?;
+        Ok(revoked)
+    }
+
+    /// `id` is a user (or project) of `team`.
+    fn check_member(&self, kind: MemberKind, team: &str, id: &str) -> Result<(), StoreError> {
+        let field = match kind {
+            MemberKind::User => "user",
+            MemberKind::Project => "project",
+        };
+        match self.member(kind, id) {
+            Ok(m) if m.team == team => Ok(()),
+            _ => Err(invalid(
+                field,
+                format!("no {field} `{id}` in the key's team"),
+            )),
+        }
+    }
+
     pub fn create_key(&self, k: NewKey) -> Result<(StoredKey, String), StoreError> {
         check_name("name", &k.name)?;
         self.team(&k.team)
             .map_err(|_| invalid("team", format!("no team `{}`", k.team)))?;
+        if let Some(u) = &k.user {
+            self.check_member(MemberKind::User, &k.team, u)?;
+        }
+        if let Some(p) = &k.project {
+            self.check_member(MemberKind::Project, &k.team, p)?;
+        }
         let secret = new_secret().map_err(StoreError::Db)?;
         let key = StoredKey {
             id: new_id("key").map_err(StoreError::Db)?,
@@ -365,6 +504,12 @@ impl Store {
 
     pub fn change_key(&self, id: &str, c: KeyChange) -> Result<StoredKey, StoreError> {
         let mut key = self.key(id)?;
+        if let Some(Some(u)) = &c.user {
+            self.check_member(MemberKind::User, &key.team, u)?;
+        }
+        if let Some(Some(p)) = &c.project {
+            self.check_member(MemberKind::Project, &key.team, p)?;
+        }
         if let Some(n) = c.name {
             check_name("name", &n)?;
             key.name = n;
