@@ -959,3 +959,93 @@ async fn users_and_projects_belong_to_a_team_and_take_their_keys_with_them() {
     let (s, _) = env.admin("GET", &format!("/admin/users/{ada}"), None).await;
     assert_eq!(s, 404);
 }
+
+#[tokio::test]
+async fn review_fixes_rotation_ends_tokens_and_limits_hold_on_the_admin_listener() {
+    let env = start();
+    let team = env.team(json!({"name": "r"})).await;
+    let (id, key) = env.key(json!({"name": "k", "team": team})).await;
+    let (_, t) = env.mint(&key, json!({"ttl_seconds": 600})).await;
+    let token = t["token"].as_str().unwrap().to_string();
+    assert_eq!(env.chat(&token, "gpt").await.0, 200);
+    // Rotated with a grace period: the old secret still serves, but its tokens are gone and
+    // it mints no more.
+    let (_, r) = env
+        .admin(
+            "POST",
+            &format!("/admin/keys/{id}/rotate"),
+            Some(json!({"grace_seconds": 600})),
+        )
+        .await;
+    let new = r["secret"].as_str().unwrap().to_string();
+    assert_eq!(env.chat(&key, "gpt").await.0, 200);
+    assert_eq!(env.chat(&token, "gpt").await.0, 401);
+    assert_eq!(env.mint(&key, json!({})).await.0, 403);
+    let (s, t) = env.mint(&new, json!({})).await;
+    assert_eq!(s, 200);
+    assert_eq!(env.chat(t["token"].as_str().unwrap(), "gpt").await.0, 200);
+    // The grace period is bounded.
+    let (s, e) = env
+        .admin(
+            "POST",
+            &format!("/admin/keys/{id}/rotate"),
+            Some(json!({"grace_seconds": 9_300_000_000_000_000i64})),
+        )
+        .await;
+    assert_eq!(
+        (s, e["error"]["param"].as_str()),
+        (400, Some("grace_seconds"))
+    );
+    // A team admin's address limits hold on the admin listener too.
+    let walled = env
+        .team(json!({"name": "walled", "ips": ["10.0.0.0/8"]}))
+        .await;
+    let (_, admin) = env
+        .key(json!({"name": "lead", "team": walled, "role": "team_admin"}))
+        .await;
+    let r = env
+        .http
+        .get(format!("http://{}/admin/keys", env.admin))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}
+
+#[tokio::test]
+async fn the_clients_key_in_the_query_is_never_passed_upstream() {
+    let capture = fixture("anthropic_message.json");
+    let (up, seen) = recording_upstream(200, "application/json", capture).await;
+    let config = format!(
+        r#"
+[server]
+listen = "{{listen}}"
+
+[[keys]]
+name = "k"
+sha256 = "{all}"
+
+[providers.anthropic]
+kind = "anthropic"
+base_url = "http://{up}/v1"
+
+[models.claude]
+provider = "anthropic"
+model = "claude-sonnet-4-5"
+"#,
+        all = sha256_hex(ALL_KEY.as_bytes()),
+    );
+    let gw = start_gateway(&config);
+    let r = reqwest::Client::new()
+        .post(gw.url(&format!("/v1/messages?beta=true&key={ALL_KEY}")))
+        .header("anthropic-version", "2023-06-01")
+        .body(r#"{"model":"claude","max_tokens":10,"messages":[{"role":"user","content":"hi"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let got = seen.lock().unwrap()[0].clone();
+    assert_eq!(got.request_line(), "POST /v1/messages?beta=true HTTP/1.1");
+    assert!(!String::from_utf8_lossy(&got.body).contains(ALL_KEY));
+}

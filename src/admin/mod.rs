@@ -67,6 +67,27 @@ impl Admin {
             entry
                 .usable(previous, crate::tenancy::store_now_ms())
                 .map_err(|_| GatewayError::invalid_key())?;
+            let addr = snapshot.server.client_ip(
+                session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip()),
+                &session.req_header().headers,
+            );
+            if !entry.allows_address(addr) {
+                return Err(GatewayError::new(
+                    ErrorKind::PermissionDenied,
+                    "This API key may not be used from this address.",
+                )
+                .code(Code::AddressNotAllowed));
+            }
+            // A replaced secret, in its grace period, may still read but not change anything.
+            if previous && session.req_header().method != http::Method::GET {
+                return Err(GatewayError::new(
+                    ErrorKind::PermissionDenied,
+                    "This secret was replaced by a rotation: it may only read until its grace period ends.",
+                ));
+            }
             Some(entry)
         };
         let path = session.req_header().uri.path().to_string();

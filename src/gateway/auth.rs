@@ -51,6 +51,8 @@ pub struct Caller<'s> {
     scope: Option<&'s [String]>,
     /// The request came with a short-lived token, not the key itself.
     pub token: bool,
+    /// It came with the secret a rotation replaced (still in its grace period).
+    previous: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -78,6 +80,16 @@ impl<'s> Caller<'s> {
         self.allows(asked) || self.allows(&route.name)
     }
 
+    /// The tag of the secret the caller presented, for a token it mints; `None` for the
+    /// secret a rotation replaced, which may not mint.
+    pub fn secret_tag(&self) -> Option<String> {
+        match self.key {
+            Source::Config(k) => Some(crate::tenancy::secret_tag(&k.hash)),
+            Source::Stored(_) if self.previous => None,
+            Source::Stored(e) => Some(e.secret_tag.clone()),
+        }
+    }
+
     /// The stored key, when the caller presented one.
     pub fn stored(&self) -> Option<&'s StoredKey> {
         self.entry().map(|e| &e.key)
@@ -102,7 +114,11 @@ pub struct Resolved<'s> {
 
 enum Found<'s> {
     Config(&'s ClientKey),
-    Stored { entry: Arc<Entry>, id: Arc<str> },
+    Stored {
+        entry: Arc<Entry>,
+        id: Arc<str>,
+        previous: bool,
+    },
 }
 
 impl Resolved<'_> {
@@ -115,12 +131,18 @@ impl Resolved<'_> {
                 key: Source::Config(k),
                 scope,
                 token,
+                previous: false,
             },
-            Found::Stored { entry, id } => Caller {
+            Found::Stored {
+                entry,
+                id,
+                previous,
+            } => Caller {
                 name: id,
                 key: Source::Stored(entry),
                 scope,
                 token,
+                previous: *previous,
             },
         }
     }
@@ -178,6 +200,9 @@ fn from_token<'s>(
     let key = if claims.stored {
         let entry = tenancy.by_id(&claims.parent).ok_or_else(gone)?;
         entry.usable(false, now).map_err(|_| gone())?;
+        if entry.secret_tag != claims.secret {
+            return Err(gone());
+        }
         if entry.key.role == crate::tenancy::Role::TeamAdmin {
             return Err(admin_only());
         }
@@ -187,13 +212,17 @@ fn from_token<'s>(
         Found::Stored {
             id: Arc::from(entry.key.id.as_str()),
             entry,
+            previous: false,
         }
     } else {
         Found::Config(
             snapshot
                 .keys
                 .iter()
-                .find(|k| *k.name == *claims.parent)
+                .find(|k| {
+                    *k.name == *claims.parent
+                        && crate::tenancy::secret_tag(&k.hash) == claims.secret
+                })
                 .ok_or_else(gone)?,
         )
     };
@@ -236,7 +265,11 @@ pub fn authenticate<'s>(
     }
     let id = Arc::from(entry.key.id.as_str());
     Ok(Resolved {
-        key: Found::Stored { entry, id },
+        key: Found::Stored {
+            entry,
+            id,
+            previous,
+        },
         token: None,
     })
 }

@@ -177,7 +177,14 @@ impl Gateway {
             Some(Err(e)) => (body.clone(), Some(body.clone()), Some(e)),
         };
         let chat = seen.body.insert(chat);
-        let query = session.req_header().uri.query().map(str::to_owned);
+        // The client's own key may be in the query (`?key=`, Gemini's way): never passed on.
+        let query = session.req_header().uri.query().and_then(|q| {
+            let kept: Vec<&str> = q
+                .split('&')
+                .filter(|p| !p.is_empty() && !p.starts_with("key="))
+                .collect();
+            (!kept.is_empty()).then(|| kept.join("&"))
+        });
         let inbound = providers::Inbound {
             info: &info,
             chat: match &untranslatable {

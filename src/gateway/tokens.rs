@@ -53,6 +53,12 @@ pub async fn mint(
             return Err(GatewayError::model_not_allowed(m).param("models"));
         }
     }
+    let Some(secret) = caller.secret_tag() else {
+        return Err(GatewayError::new(
+            ErrorKind::PermissionDenied,
+            "This secret was replaced by a rotation: mint tokens with the new one.",
+        ));
+    };
     let mut nonce = [0u8; 12];
     getrandom::fill(&mut nonce)
         .map_err(|e| GatewayError::new(ErrorKind::Internal, format!("no randomness: {e}")))?;
@@ -63,6 +69,7 @@ pub async fn mint(
         models: ask.models,
         expires_ms,
         nonce: hex::encode(nonce),
+        secret,
     };
     let token = gateway.tenancy.sign(&claims);
     let body = serde_json::to_vec(&serde_json::json!({

@@ -136,6 +136,9 @@ pub struct StoredKey {
 #[derive(Debug)]
 pub struct Entry {
     pub key: StoredKey,
+    /// The first bytes of its current secret's hash: a token minted with an older secret
+    /// names another.
+    pub secret_tag: String,
     pub team_models: Option<Vec<String>>,
     pub team_ips: Option<Vec<Cidr>>,
 }
@@ -197,6 +200,8 @@ struct Index {
 pub struct Tenancy {
     store: Store,
     index: ArcSwap<Index>,
+    /// One refresh at a time, from its read to its swap: an older read never replaces a newer.
+    refreshing: std::sync::Mutex<()>,
     /// Signs and verifies short-lived tokens ([`token`]).
     token_key: [u8; 32],
 }
@@ -208,6 +213,7 @@ impl Tenancy {
         let t = Tenancy {
             store,
             index: ArcSwap::default(),
+            refreshing: std::sync::Mutex::new(()),
             token_key,
         };
         t.refresh().map_err(|e| format!("the store: {e}"))?;
@@ -240,6 +246,7 @@ impl Tenancy {
     /// Reads every key again and swaps in the new index: after each change, and periodically
     /// as a backstop.
     pub fn refresh(&self) -> Result<(), StoreError> {
+        let _one = self.refreshing.lock().unwrap_or_else(|p| p.into_inner());
         let mut index = Index::default();
         for (entry, hash, previous) in self.store.entries()? {
             let entry = Arc::new(entry);
@@ -283,6 +290,11 @@ impl Tenancy {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// What a token says of the secret it was minted with: its hash's first 6 bytes, in hex.
+pub fn secret_tag(hash: &[u8; 32]) -> String {
+    hex::encode(&hash[..6])
 }
 
 /// A new secret: the prefix, then 32 characters of base62 (190 random bits).

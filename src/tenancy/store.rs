@@ -561,8 +561,11 @@ impl Store {
 
     /// A new secret for the key; the one it replaces works for `grace_ms` more.
     pub fn rotate_key(&self, id: &str, grace_ms: i64) -> Result<(StoredKey, String), StoreError> {
-        if grace_ms < 0 {
-            return Err(invalid("grace_seconds", "must not be negative"));
+        if !(0..=MAX_GRACE_MS).contains(&grace_ms) {
+            return Err(invalid(
+                "grace_seconds",
+                format!("must be from 0 to {} (7 days)", MAX_GRACE_MS / 1000),
+            ));
         }
         let key = self.key(id)?;
         if key.status == Status::Revoked {
@@ -615,6 +618,7 @@ impl Store {
             let previous = p.and_then(|p| <[u8; 32]>::try_from(p.as_slice()).ok());
             out.push((
                 Entry {
+                    secret_tag: super::secret_tag(&h),
                     team_models: team.and_then(|t| t.models.clone()),
                     team_ips: team.and_then(|t| t.ips.clone()),
                     key,
@@ -698,6 +702,9 @@ impl Store {
         Ok(rows)
     }
 }
+
+/// The longest a replaced secret keeps working after a rotation.
+const MAX_GRACE_MS: i64 = 7 * 86_400_000;
 
 /// Characters of a secret kept as its shown prefix: `sk-jn-` and four more.
 const SECRET_SHOWN: usize = super::SECRET_PREFIX.len() + 4;

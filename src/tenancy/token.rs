@@ -34,6 +34,9 @@ pub struct Claims {
     /// Random: no two tokens are alike.
     #[serde(rename = "n")]
     pub nonce: String,
+    /// The secret it was minted with ([`crate::tenancy::secret_tag`]): a rotation ends it.
+    #[serde(rename = "g")]
+    pub secret: String,
 }
 
 /// Why a token is refused.
@@ -92,6 +95,7 @@ mod tests {
             models: Some(vec!["gpt".into()]),
             expires_ms: 2_000,
             nonce: "n1".into(),
+            secret: "a1b2c3d4e5f6".into(),
         }
     }
 
