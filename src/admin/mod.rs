@@ -115,7 +115,16 @@ impl Admin {
             };
             let actor = tenancy::Actor {
                 name: team_admin.as_ref().map_or("admin", |e| e.key.id.as_str()),
-                address: session.client_addr().map(|a| a.to_string()),
+                address: snapshot
+                    .server
+                    .client_ip(
+                        session
+                            .client_addr()
+                            .and_then(|a| a.as_inet())
+                            .map(|a| a.ip()),
+                        &session.req_header().headers,
+                    )
+                    .map(|a| a.to_string()),
                 team: team_admin.as_ref().map(|e| e.key.team.clone()),
             };
             if let Some(answer) =

@@ -20,11 +20,28 @@ impl Cidr {
         let addr: IpAddr = a.trim().parse().ok()?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let bits = bits.unwrap_or(max);
-        (bits <= max).then_some(Cidr { addr, bits })
+        if bits > max {
+            return None;
+        }
+        // An IPv4 range written as IPv4-mapped IPv6 (`::ffff:10.0.0.0/104`): the IPv4 range,
+        // as the addresses it is matched against are read.
+        if let IpAddr::V6(v6) = addr {
+            if let (Some(v4), true) = (v6.to_ipv4_mapped(), bits >= 96) {
+                return Some(Cidr {
+                    addr: IpAddr::V4(v4),
+                    bits: bits - 96,
+                });
+            }
+        }
+        Some(Cidr { addr, bits })
     }
 
     /// Whether `a` is in the range (an IPv4-mapped IPv6 address counts as its IPv4 one).
     pub fn contains(&self, a: IpAddr) -> bool {
+        // `::/0` and `0.0.0.0/0`: every address.
+        if self.bits == 0 {
+            return true;
+        }
         let a = match a {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4),
             v4 => v4,

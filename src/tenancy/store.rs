@@ -162,12 +162,14 @@ fn list_json<T: serde::Serialize>(v: &Option<Vec<T>>) -> Option<String> {
         .map(|v| serde_json::to_string(v).unwrap_or_default())
 }
 
+/// A stored list; a damaged one allows nothing (never everything).
 fn models_of(s: Option<String>) -> Option<Vec<String>> {
-    s.and_then(|s| serde_json::from_str(&s).ok())
+    s.map(|s| serde_json::from_str(&s).unwrap_or_default())
 }
 
+/// A stored list of ranges; a damaged one (or entry) allows nothing of it.
 fn ips_of(s: Option<String>) -> Option<Vec<Cidr>> {
-    let list: Vec<String> = serde_json::from_str(&s?).ok()?;
+    let list: Vec<String> = serde_json::from_str(&s?).unwrap_or_default();
     Some(list.iter().filter_map(|c| Cidr::parse(c)).collect())
 }
 

@@ -19,6 +19,11 @@ fn address_ranges_of_both_families() {
         assert!(Cidr::parse(bad).is_none(), "{bad}");
     }
     assert_eq!(c("10.1.0.0/16").to_string(), "10.1.0.0/16");
+    // An IPv4 range in IPv4-mapped form is the IPv4 range; `::/0` is every address.
+    assert!(c("::ffff:203.0.113.0/120").contains(ip("203.0.113.9")));
+    assert!(c("::ffff:203.0.113.0/120").contains(ip("::ffff:203.0.113.9")));
+    assert!(!c("::ffff:203.0.113.0/120").contains(ip("203.0.114.1")));
+    assert!(c("::/0").contains(ip("8.8.8.8")) && c("::/0").contains(ip("2001:db8::1")));
 }
 
 #[test]
@@ -107,5 +112,43 @@ fn a_store_newer_than_the_binary_is_refused() {
     drop(db);
     let e = Store::open(Some(&path)).err().expect("refused");
     assert!(e.to_string().contains("newer than this Junction"), "{e}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_damaged_list_in_the_store_allows_nothing() {
+    let dir = std::env::temp_dir().join(format!("junction-store-{}", fastrand::u64(..)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("store.sqlite");
+    let t = Tenancy::open(Some(&path)).unwrap();
+    let team = t
+        .store()
+        .create_team(NewTeam {
+            name: "a".into(),
+            ..Default::default()
+        })
+        .unwrap();
+    let (key, secret) = t
+        .store()
+        .create_key(NewKey {
+            name: "k".into(),
+            team: team.id,
+            models: Some(vec!["gpt".into()]),
+            ips: Some(vec![Cidr::parse("10.0.0.0/8").unwrap()]),
+            ..Default::default()
+        })
+        .unwrap();
+    let db = rusqlite::Connection::open(&path).unwrap();
+    db.execute(
+        "UPDATE keys SET models = '[\"gpt\"', ips = 'nonsense' WHERE id = ?1",
+        [&key.id],
+    )
+    .unwrap();
+    t.refresh().unwrap();
+    let (entry, _) = t
+        .lookup(&crate::config::hash_key(secret.as_bytes()))
+        .unwrap();
+    assert!(!entry.allows("gpt"));
+    assert!(!entry.allows_address("10.1.1.1".parse().ok()));
     let _ = std::fs::remove_dir_all(dir);
 }
