@@ -41,6 +41,14 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Create or migrate the tables of the store and the ledger (SQLite files, or PostgreSQL
+    /// with [store] url), then exit. The gateway does it too when it starts; this runs them
+    /// alone (before a rolling upgrade, say).
+    Migrate {
+        /// The config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Teams, keys, usage and the audit trail of a running gateway, through its admin
     /// listener; the admin key (or a team admin's) from $JUNCTION_ADMIN_KEY.
     Admin {
@@ -98,6 +106,32 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Migrate { config } => {
+            let snapshot = match config::load(&config) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let done = junction::tenancy::Store::migrate_only(&snapshot.store).and_then(|store| {
+                junction::usage::ledger::migrate_only(
+                    snapshot.ledger.path.as_deref(),
+                    snapshot.ledger.postgres.as_ref(),
+                )
+                .map(|ledger| format!("{store}\n{ledger}"))
+            });
+            match done {
+                Ok(said) => {
+                    println!("{said}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve { config, upgrade } => serve(Source::File(&config), false, upgrade),
         Command::Admin { url, what } => {
             let Ok(key) = std::env::var("JUNCTION_ADMIN_KEY") else {
@@ -227,12 +261,12 @@ fn serve(source: Source<'_>, demo: bool, upgrade: bool) -> ExitCode {
             );
             snapshot.responses.path = Some(dir.join(file));
         }
-        if snapshot.store.is_some() {
+        if let junction::tenancy::Location::Sqlite(Some(_)) = &snapshot.store {
             let file = format!(
                 "junction-demo-{}-store.sqlite",
                 snapshot.server.listen.port()
             );
-            snapshot.store = Some(dir.join(file));
+            snapshot.store = junction::tenancy::Location::Sqlite(Some(dir.join(file)));
         }
     }
     tracing::info!(config = %name, models = snapshot.models.len(), providers = snapshot.providers.len(), ledger = ?snapshot.ledger.path, "config loaded");

@@ -277,16 +277,20 @@ impl Admin {
                 _ => {}
             }
         }
-        let Some(path) = self.accounting.ledger_path().map(|p| p.to_path_buf()) else {
+        if self.accounting.ledger().is_none() {
             return Err(GatewayError::new(
                 ErrorKind::NotFound,
                 "The ledger is off ([ledger] enabled = false).",
             )
             .code(Code::LedgerOff));
-        };
+        }
         self.accounting.flush().await;
-        let totals = tokio::task::spawn_blocking(move || {
-            crate::usage::ledger::totals(&path, &group_by, from, to, team.as_deref())
+        let accounting = self.accounting.clone();
+        let totals = tokio::task::spawn_blocking(move || match accounting.ledger() {
+            Some(ledger) => {
+                crate::usage::ledger::totals(ledger, &group_by, from, to, team.as_deref())
+            }
+            None => Ok(serde_json::Value::Null),
         })
         .await;
         match totals {

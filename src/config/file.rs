@@ -72,6 +72,10 @@ pub struct StoreSection {
     /// An SQLite file, relative to the config file. Default `junction-store.sqlite`; empty:
     /// memory only (every stored key is gone at a restart).
     pub path: String,
+    /// A PostgreSQL database (`postgres://user@host:port/db`, or a `${NAME}` reference to one
+    /// in the environment): the store and the ledger go there instead, shared by every replica
+    /// on it. Junction creates and migrates their tables.
+    pub url: Option<Spanned<String>>,
     /// Every this many seconds the keys are read again from the store, as a backstop for
     /// changes this process was not told of (another process on the same file). Default 30.
     pub refresh_secs: u64,
@@ -81,6 +85,7 @@ impl Default for StoreSection {
     fn default() -> Self {
         StoreSection {
             path: "junction-store.sqlite".into(),
+            url: None,
             refresh_secs: 30,
         }
     }

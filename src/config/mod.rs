@@ -203,8 +203,10 @@ pub struct LogSettings {
 /// `[ledger]`, fixed at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerSettings {
-    /// `None`: no ledger.
+    /// `None`: no ledger (or, with `postgres`, none in SQLite).
     pub path: Option<std::path::PathBuf>,
+    /// The ledger in PostgreSQL (`[store] url`), instead of `path`.
+    pub postgres: Option<crate::store::sql::Url>,
     pub store_content: bool,
     pub queue: usize,
 }
@@ -336,8 +338,8 @@ pub struct Snapshot {
     pub log: LogSettings,
     pub ledger: LedgerSettings,
     pub responses: crate::store::responses::Settings,
-    /// The store of teams and keys: its SQLite file (`None`: memory only). Read at start.
-    pub store: Option<std::path::PathBuf>,
+    /// The store of teams and keys. Read at start.
+    pub store: crate::tenancy::Location,
     /// How often the keys are read again from the store, whatever this process was told.
     pub store_refresh: Duration,
     pub tracing: TracingSettings,

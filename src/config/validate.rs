@@ -126,6 +126,22 @@ impl Validator<'_> {
         }
     }
 
+    /// `[store] url`: a PostgreSQL URL, written out or in the environment (`${NAME}`).
+    fn store_url(&mut self, value: &Spanned<String>) -> Option<crate::store::sql::Url> {
+        let url = match env_reference(value.get_ref()) {
+            Some(_) => self.env_ref(value, "store.url")?,
+            None => value.get_ref().clone(),
+        };
+        match crate::store::sql::Url::parse(&url) {
+            Ok(u) => Some(u),
+            Err(why) => {
+                // Never the URL itself: it may hold a password.
+                self.problem(value, format!("store.url {why}"));
+                None
+            }
+        }
+    }
+
     fn snapshot(&mut self, f: file::File) -> Snapshot {
         let listen = match f.server.listen.get_ref().parse::<SocketAddr>() {
             Ok(a) => a,
@@ -249,6 +265,7 @@ impl Validator<'_> {
             });
 
         let admin = f.admin.as_ref().and_then(|a| self.admin(a));
+        let store_url = f.store.url.as_ref().and_then(|u| self.store_url(u));
         Snapshot {
             server,
             keys,
@@ -264,6 +281,7 @@ impl Validator<'_> {
             ledger: LedgerSettings {
                 path: (f.ledger.enabled && !f.ledger.path.is_empty())
                     .then(|| self.dir.join(&f.ledger.path)),
+                postgres: store_url.clone().filter(|_| f.ledger.enabled),
                 store_content: f.ledger.store_content,
                 queue: f.ledger.queue.max(1),
             },
@@ -276,7 +294,12 @@ impl Validator<'_> {
                 ),
                 memory_bytes: (f.responses.memory_mb.max(1) as usize) << 20,
             },
-            store: (!f.store.path.is_empty()).then(|| self.dir.join(&f.store.path)),
+            store: match &store_url {
+                Some(url) => crate::tenancy::Location::Postgres(url.clone()),
+                None => crate::tenancy::Location::Sqlite(
+                    (!f.store.path.is_empty()).then(|| self.dir.join(&f.store.path)),
+                ),
+            },
             store_refresh: Duration::from_secs(f.store.refresh_secs.max(1)),
             tracing: self.tracing(&f.tracing),
             prices,

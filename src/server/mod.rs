@@ -95,6 +95,7 @@ pub fn gateway_services(
     let reloader = path.map(|p| Arc::new(crate::config::reload::Reloader::new(p, config.clone())));
     let accounting = crate::usage::ledger::Accounting::start(crate::usage::ledger::Outputs {
         ledger: snapshot.ledger.path.clone(),
+        postgres: snapshot.ledger.postgres.clone(),
         store_content: snapshot.ledger.store_content,
         access_log: crate::access_log::Sink::from_setting(snapshot.log.access.as_deref()),
         queue: snapshot.ledger.queue,
@@ -102,8 +103,11 @@ pub fn gateway_services(
     })?;
     let tracer = Arc::new(crate::trace::Tracer::new(snapshot.tracing.otlp.is_some()));
     let responses = crate::store::responses::Responses::open(snapshot.responses.clone())?;
-    let tenancy = crate::tenancy::Tenancy::open(snapshot.store.as_deref())?;
+    let tenancy = crate::tenancy::Tenancy::open(&snapshot.store)?;
     tenancy.refresh_every(snapshot.store_refresh);
+    if let crate::tenancy::Location::Postgres(url) = &snapshot.store {
+        tenancy.listen(url.clone());
+    }
     let service = listener::ClientListener::new(
         "junction gateway",
         &snapshot.server.listen.to_string(),

@@ -2,3 +2,4 @@
 //! responses ([`responses`]), in an embedded SQLite file beside the ledger.
 
 pub mod responses;
+pub mod sql;

@@ -10,7 +10,9 @@
 mod store;
 pub mod token;
 
-pub use store::{now_ms as store_now_ms, KeyChange, NewKey, NewTeam, Store, StoreError};
+pub use store::{
+    now_ms as store_now_ms, KeyChange, Location, NewKey, NewTeam, Store, StoreError, CHANGED,
+};
 
 pub use crate::config::Cidr;
 use arc_swap::ArcSwap;
@@ -207,8 +209,8 @@ pub struct Tenancy {
 }
 
 impl Tenancy {
-    pub fn open(path: Option<&std::path::Path>) -> Result<Arc<Tenancy>, String> {
-        let store = Store::open(path).map_err(|e| format!("the store: {e}"))?;
+    pub fn open(at: &Location) -> Result<Arc<Tenancy>, String> {
+        let store = Store::open(at).map_err(|e| format!("the store: {e}"))?;
         let token_key = store.signing_key().map_err(|e| format!("the store: {e}"))?;
         let t = Tenancy {
             store,
@@ -239,6 +241,31 @@ impl Tenancy {
     }
 
     /// The store, for the admin API; every change through it is followed by [`Self::refresh`].
+    /// Listens on a PostgreSQL store for changes another replica made, and reads the keys
+    /// again on each (several at once: once). A lost connection is made again, and the keys
+    /// read again then, since changes may have been missed while it was down.
+    pub fn listen(self: &Arc<Self>, url: crate::store::sql::Url) {
+        let weak = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("junction-store-listen".into())
+            .spawn(move || loop {
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                match url.connect() {
+                    Ok(mut client) => match client.batch_execute(&format!("LISTEN {CHANGED}")) {
+                        Ok(()) => listen_on(&mut client, &weak),
+                        Err(e) => tracing::warn!(error = %crate::store::sql::DbError::from(e), "cannot listen on the store"),
+                    },
+                    Err(e) => tracing::warn!(error = %e, "cannot connect to the store to listen for changes; trying again"),
+                }
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "no listener for the store's changes");
+        }
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }
@@ -293,6 +320,47 @@ impl Tenancy {
 }
 
 /// What a token says of the secret it was minted with: its hash's first 6 bytes, in hex.
+/// Reads the keys again at once (what changed while not listening), then on every
+/// notification, until the connection fails or the tenancy is gone.
+fn listen_on(client: &mut postgres::Client, tenancy: &std::sync::Weak<Tenancy>) {
+    let refresh = || match tenancy.upgrade() {
+        Some(t) => {
+            if let Err(e) = t.refresh() {
+                tracing::warn!(error = %e, "the store could not be read; the keys in memory keep serving");
+            }
+            true
+        }
+        None => false,
+    };
+    if !refresh() {
+        return;
+    }
+    use postgres::fallible_iterator::FallibleIterator;
+    loop {
+        let mut n = client.notifications();
+        let next = n.timeout_iter(std::time::Duration::from_secs(1)).next();
+        match next {
+            Ok(Some(_)) => {
+                // Every notification already here is answered by the one read.
+                while let Ok(Some(_)) = n.iter().next() {}
+                if !refresh() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %crate::store::sql::DbError::from(e), "lost the store's notifications; connecting again");
+                return;
+            }
+            Ok(None) => {
+                drop(n);
+                if tenancy.strong_count() == 0 || client.is_closed() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
 pub fn secret_tag(hash: &[u8; 32]) -> String {
     hex::encode(&hash[..6])
 }

@@ -1,11 +1,13 @@
-//! The store: teams, keys and the audit trail in SQLite (the same data directory as the
-//! ledger by default; memory only when no path is given). The schema is versioned
-//! (`PRAGMA user_version`) and migrated forward by Junction itself when it opens the file.
+//! The store: teams, keys and the audit trail, in SQLite (the same data directory as the
+//! ledger by default; memory only when no path is given) or in PostgreSQL (`[store] url`,
+//! shared by several replicas). The schema is versioned and migrated forward by Junction
+//! itself when it opens the store (`junction migrate` runs the migrations alone); every change
+//! to the keys is announced on PostgreSQL's `junction_keys` channel, on which each replica
+//! listens (`Tenancy::listen`).
 
 use super::{new_id, new_secret, Cidr, Entry, Member, MemberKind, Role, Status, StoredKey, Team};
-use rusqlite::{params, Connection, OptionalExtension};
-use std::path::Path;
-use std::sync::Mutex;
+use crate::sql_params;
+use crate::store::sql::{migrate, Conn, Db, DbError, Kind, Row, Url};
 
 /// The schema, one migration per version; a file at version N gets the ones after N.
 const MIGRATIONS: &[&str] = &[
@@ -70,6 +72,62 @@ CREATE TABLE members (
 ",
 ];
 
+/// The same schema on PostgreSQL (its own versions: a migration added here is added to
+/// [`MIGRATIONS`] too).
+const PG_MIGRATIONS: &[&str] = &["
+CREATE TABLE teams (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    models TEXT,
+    ips TEXT,
+    created_ms BIGINT NOT NULL
+);
+CREATE TABLE keys (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    hash BYTEA NOT NULL UNIQUE,
+    previous_hash BYTEA,
+    previous_until_ms BIGINT,
+    team TEXT NOT NULL,
+    \"user\" TEXT,
+    project TEXT,
+    models TEXT,
+    ips TEXT,
+    expires_ms BIGINT,
+    metadata TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    role TEXT NOT NULL DEFAULT 'member'
+);
+CREATE INDEX keys_team ON keys (team);
+CREATE TABLE audit (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    ts_ms BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    address TEXT,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    change TEXT NOT NULL,
+    team TEXT
+);
+CREATE INDEX audit_ts ON audit (ts_ms);
+CREATE INDEX audit_team ON audit (team, id);
+CREATE TABLE meta (
+    name TEXT PRIMARY KEY,
+    value BYTEA NOT NULL
+);
+CREATE TABLE members (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    team TEXT NOT NULL,
+    name TEXT NOT NULL,
+    email TEXT,
+    created_ms BIGINT NOT NULL,
+    UNIQUE (kind, team, name)
+);
+"];
+
 /// A store error: bad input (a 400 naming the field), something missing (404), or the
 /// database failing (500).
 #[derive(Debug)]
@@ -92,9 +150,9 @@ impl std::fmt::Display for StoreError {
     }
 }
 
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError::Db(e.to_string())
+impl From<DbError> for StoreError {
+    fn from(e: DbError) -> Self {
+        StoreError::Db(e.0)
     }
 }
 
@@ -140,7 +198,7 @@ pub struct KeyChange {
 }
 
 pub struct Store {
-    db: Mutex<Connection>,
+    db: Db,
 }
 
 /// A key as the index takes it: with its team's bounds, the hash of its secret, and the hash
@@ -173,28 +231,28 @@ fn ips_of(s: Option<String>) -> Option<Vec<Cidr>> {
     Some(list.iter().filter_map(|c| Cidr::parse(c)).collect())
 }
 
-const KEY_COLUMNS: &str = "id, name, prefix, team, user, project, models, ips, expires_ms, metadata, status, created_ms, previous_until_ms, role";
+const KEY_COLUMNS: &str = "id, name, prefix, team, \"user\", project, models, ips, expires_ms, metadata, status, created_ms, previous_until_ms, role";
 
-fn key_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredKey> {
+fn key_of(r: &Row) -> Result<StoredKey, DbError> {
     Ok(StoredKey {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        prefix: r.get(2)?,
-        team: r.get(3)?,
-        user: r.get(4)?,
-        project: r.get(5)?,
-        models: models_of(r.get(6)?),
-        ips: ips_of(r.get(7)?),
-        expires_ms: r.get(8)?,
-        metadata: serde_json::from_str(&r.get::<_, String>(9)?).unwrap_or_default(),
-        status: if r.get::<_, String>(10)? == "revoked" {
+        id: r.text(0)?,
+        name: r.text(1)?,
+        prefix: r.text(2)?,
+        team: r.text(3)?,
+        user: r.opt_text(4)?,
+        project: r.opt_text(5)?,
+        models: models_of(r.opt_text(6)?),
+        ips: ips_of(r.opt_text(7)?),
+        expires_ms: r.opt_int(8)?,
+        metadata: serde_json::from_str(&r.text(9)?).unwrap_or_default(),
+        status: if r.text(10)? == "revoked" {
             Status::Revoked
         } else {
             Status::Active
         },
-        created_ms: r.get(11)?,
-        previous_until_ms: r.get(12)?,
-        role: if r.get::<_, String>(13)? == "team_admin" {
+        created_ms: r.int(11)?,
+        previous_until_ms: r.opt_int(12)?,
+        role: if r.text(13)? == "team_admin" {
             Role::TeamAdmin
         } else {
             Role::Member
@@ -202,23 +260,27 @@ fn key_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredKey> {
     })
 }
 
-fn member_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Member> {
+const MEMBER_COLUMNS: &str = "id, team, name, email, created_ms";
+
+fn member_of(r: &Row) -> Result<Member, DbError> {
     Ok(Member {
-        id: r.get(0)?,
-        team: r.get(1)?,
-        name: r.get(2)?,
-        email: r.get(3)?,
-        created_ms: r.get(4)?,
+        id: r.text(0)?,
+        team: r.text(1)?,
+        name: r.text(2)?,
+        email: r.opt_text(3)?,
+        created_ms: r.int(4)?,
     })
 }
 
-fn team_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<Team> {
+const TEAM_COLUMNS: &str = "id, name, models, ips, created_ms";
+
+fn team_of(r: &Row) -> Result<Team, DbError> {
     Ok(Team {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        models: models_of(r.get(2)?),
-        ips: ips_of(r.get(3)?),
-        created_ms: r.get(4)?,
+        id: r.text(0)?,
+        name: r.text(1)?,
+        models: models_of(r.opt_text(2)?),
+        ips: ips_of(r.opt_text(3)?),
+        created_ms: r.int(4)?,
     })
 }
 
@@ -229,24 +291,66 @@ fn check_name(field: &'static str, name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The channel on which a PostgreSQL store says its keys changed.
+pub const CHANGED: &str = "junction_keys";
+
+/// Tells every replica listening on the store that its keys changed (on commit; SQLite's
+/// one process is told in-process).
+fn changed(c: &mut dyn Conn) -> Result<(), DbError> {
+    if c.kind() == Kind::Postgres {
+        c.query("SELECT pg_notify('junction_keys', '')", &[])?;
+    }
+    Ok(())
+}
+
+fn all<T>(rows: Vec<Row>, f: impl Fn(&Row) -> Result<T, DbError>) -> Result<Vec<T>, DbError> {
+    rows.iter().map(f).collect()
+}
+
+/// Where the store is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// An SQLite file; `None`: memory only.
+    Sqlite(Option<std::path::PathBuf>),
+    Postgres(Url),
+}
+
 impl Store {
-    /// Opens (or creates) the store at `path` and migrates it; `None`: in memory.
-    pub fn open(path: Option<&Path>) -> Result<Store, StoreError> {
-        let db = match path {
-            Some(p) => Connection::open(p)?,
-            None => Connection::open_in_memory()?,
+    /// Opens (or creates) the store and migrates it.
+    pub fn open(at: &Location) -> Result<Store, StoreError> {
+        let db = match at {
+            Location::Sqlite(path) => Db::sqlite(path.as_deref())?,
+            Location::Postgres(url) => Db::postgres(url)?,
         };
-        db.busy_timeout(std::time::Duration::from_secs(5))?;
-        if path.is_some() {
-            db.pragma_update(None, "journal_mode", "WAL")?;
-        }
-        let mut db = db;
-        migrate(&mut db)?;
-        Ok(Store { db: Mutex::new(db) })
+        let migrations = match db.kind() {
+            Kind::Sqlite => MIGRATIONS,
+            Kind::Postgres => PG_MIGRATIONS,
+        };
+        db.with(|c| migrate(c, "store", migrations))?;
+        Ok(Store { db })
     }
 
-    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn kind(&self) -> Kind {
+        self.db.kind()
+    }
+
+    /// Opens (creating or migrating) the store and closes it: for `junction migrate`. Says
+    /// where and at which version.
+    pub fn migrate_only(at: &Location) -> Result<String, String> {
+        let store = Store::open(at).map_err(|e| format!("the store: {e}"))?;
+        let version = match store.kind() {
+            Kind::Sqlite => MIGRATIONS.len(),
+            Kind::Postgres => PG_MIGRATIONS.len(),
+        };
+        Ok(match at {
+            Location::Sqlite(Some(p)) => {
+                format!("store: {} at schema version {version}", p.display())
+            }
+            Location::Sqlite(None) => "store: in memory".into(),
+            Location::Postgres(url) => {
+                format!("store: {} at schema version {version}", url.shown())
+            }
+        })
     }
 
     pub fn create_team(&self, t: NewTeam) -> Result<Team, StoreError> {
@@ -258,70 +362,76 @@ impl Store {
             ips: t.ips,
             created_ms: now_ms(),
         };
-        let db = self.db();
-        let taken: bool = db
-            .query_row("SELECT 1 FROM teams WHERE name = ?1", [&team.name], |_| {
-                Ok(true)
-            })
-            .optional()?
-            .unwrap_or(false);
-        if taken {
-            return Err(StoreError::Conflict(format!(
+        let (models, ips) = (list_json(&team.models), list_json(&team.ips));
+        let made = self.db.tx(|c| {
+            if c.query_opt(
+                "SELECT 1 FROM teams WHERE name = ?1",
+                sql_params![&team.name],
+            )?
+            .is_some()
+            {
+                return Ok(false);
+            }
+            c.execute(
+                "INSERT INTO teams (id, name, models, ips, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                sql_params![
+                    &team.id,
+                    &team.name,
+                    models.as_deref(),
+                    ips.as_deref(),
+                    team.created_ms
+                ],
+            )?;
+            Ok(true)
+        });
+        match made {
+            Ok(true) => Ok(team),
+            Ok(false) => Err(StoreError::Conflict(format!(
                 "A team named `{}` exists already.",
                 team.name
-            )));
+            ))),
+            Err(e) if unique_violation(&e) => Err(StoreError::Conflict(format!(
+                "A team named `{}` exists already.",
+                team.name
+            ))),
+            Err(e) => Err(e.into()),
         }
-        db.execute(
-            "INSERT INTO teams (id, name, models, ips, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                team.id,
-                team.name,
-                list_json(&team.models),
-                list_json(&team.ips),
-                team.created_ms
-            ],
-        )?;
-        Ok(team)
     }
 
     pub fn teams(&self) -> Result<Vec<Team>, StoreError> {
-        let db = self.db();
-        let mut q = db.prepare(
-            "SELECT id, name, models, ips, created_ms FROM teams ORDER BY created_ms, id",
-        )?;
-        let rows = q.query_map([], team_of)?.collect::<Result<_, _>>()?;
-        Ok(rows)
+        let sql = format!("SELECT {TEAM_COLUMNS} FROM teams ORDER BY created_ms, id");
+        Ok(self.db.with(|c| all(c.query(&sql, &[])?, team_of))?)
     }
 
     pub fn team(&self, id: &str) -> Result<Team, StoreError> {
-        self.db()
-            .query_row(
-                "SELECT id, name, models, ips, created_ms FROM teams WHERE id = ?1",
-                [id],
-                team_of,
-            )
-            .optional()?
+        let sql = format!("SELECT {TEAM_COLUMNS} FROM teams WHERE id = ?1");
+        self.db
+            .with(|c| {
+                c.query_opt(&sql, sql_params![id])?
+                    .map(|r| team_of(&r))
+                    .transpose()
+            })?
             .ok_or_else(|| StoreError::NotFound(format!("No team `{id}`.")))
     }
 
     /// Deletes a team and revokes every key it had (none of them works a moment longer).
     pub fn delete_team(&self, id: &str) -> Result<usize, StoreError> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        if tx.execute("DELETE FROM teams WHERE id = ?1", [id])? == 0 {
-            return Err(StoreError::NotFound(format!("No team `{id}`.")));
-        }
-        let revoked = tx.execute(
-            "UPDATE keys SET status = 'revoked' WHERE team = ?1 AND status != 'revoked'",
-            [id],
-        )?;
-        tx.execute("DELETE FROM members WHERE team = ?1", [id])?;
-        tx.commit()?;
-        Ok(revoked)
+        self.db
+            .tx(|c| {
+                if c.execute("DELETE FROM teams WHERE id = ?1", sql_params![id])? == 0 {
+                    return Ok(None);
+                }
+                let revoked = c.execute(
+                    "UPDATE keys SET status = 'revoked' WHERE team = ?1 AND status != 'revoked'",
+                    sql_params![id],
+                )?;
+                c.execute("DELETE FROM members WHERE team = ?1", sql_params![id])?;
+                changed(c)?;
+                Ok(Some(revoked as usize))
+            })?
+            .ok_or_else(|| StoreError::NotFound(format!("No team `{id}`.")))
     }
 
-    /// Creates a key; returns it and its secret (the only time the secret exists outside the
-    /// caller's hands).
     /// Makes a user or a project of a team.
     pub fn create_member(
         &self,
@@ -344,78 +454,80 @@ impl Store {
             },
             created_ms: now_ms(),
         };
-        let db = self.db();
-        let taken = db
-            .query_row(
-                "SELECT 1 FROM members WHERE kind = ?1 AND team = ?2 AND name = ?3",
-                params![kind.as_str(), team, name],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some();
-        if taken {
-            return Err(StoreError::Conflict(format!(
+        let taken = || {
+            StoreError::Conflict(format!(
                 "The team has a {} named `{name}` already.",
                 kind.as_str()
-            )));
+            ))
+        };
+        let made = self.db.tx(|c| {
+            if c.query_opt(
+                "SELECT 1 FROM members WHERE kind = ?1 AND team = ?2 AND name = ?3",
+                sql_params![kind.as_str(), team, name],
+            )?
+            .is_some()
+            {
+                return Ok(false);
+            }
+            c.execute(
+                "INSERT INTO members (id, kind, team, name, email, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                sql_params![&m.id, kind.as_str(), &m.team, &m.name, m.email.as_deref(), m.created_ms],
+            )?;
+            Ok(true)
+        });
+        match made {
+            Ok(true) => Ok(m),
+            Ok(false) => Err(taken()),
+            Err(e) if unique_violation(&e) => Err(taken()),
+            Err(e) => Err(e.into()),
         }
-        db.execute(
-            "INSERT INTO members (id, kind, team, name, email, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![m.id, kind.as_str(), m.team, m.name, m.email, m.created_ms],
-        )?;
-        Ok(m)
     }
 
     /// Users or projects, of one team or all.
     pub fn members(&self, kind: MemberKind, team: Option<&str>) -> Result<Vec<Member>, StoreError> {
-        let db = self.db();
-        let mut q = db.prepare(
-            "SELECT id, team, name, email, created_ms FROM members
-             WHERE kind = ?1 AND (?2 IS NULL OR team = ?2) ORDER BY created_ms, id",
-        )?;
-        let rows = q
-            .query_map(params![kind.as_str(), team], member_of)?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+        let sql = format!(
+            "SELECT {MEMBER_COLUMNS} FROM members
+             WHERE kind = ?1 AND (CAST(?2 AS TEXT) IS NULL OR team = ?2) ORDER BY created_ms, id"
+        );
+        Ok(self
+            .db
+            .with(|c| all(c.query(&sql, sql_params![kind.as_str(), team])?, member_of))?)
     }
 
     pub fn member(&self, kind: MemberKind, id: &str) -> Result<Member, StoreError> {
-        self.db()
-            .query_row(
-                "SELECT id, team, name, email, created_ms FROM members WHERE kind = ?1 AND id = ?2",
-                params![kind.as_str(), id],
-                member_of,
-            )
-            .optional()?
+        let sql = format!("SELECT {MEMBER_COLUMNS} FROM members WHERE kind = ?1 AND id = ?2");
+        self.db
+            .with(|c| {
+                c.query_opt(&sql, sql_params![kind.as_str(), id])?
+                    .map(|r| member_of(&r))
+                    .transpose()
+            })?
             .ok_or_else(|| StoreError::NotFound(format!("No {} `{id}`.", kind.as_str())))
     }
 
     /// Deletes a user or a project and revokes its keys.
     pub fn delete_member(&self, kind: MemberKind, id: &str) -> Result<usize, StoreError> {
-        let mut db = self.db();
-        let tx = db.transaction()?;
-        if tx.execute(
-            "DELETE FROM members WHERE kind = ?1 AND id = ?2",
-            params![kind.as_str(), id],
-        )? == 0
-        {
-            return Err(StoreError::NotFound(format!(
-                "No {} `{id}`.",
-                kind.as_str()
-            )));
-        }
         let column = match kind {
-            MemberKind::User => "user",
+            MemberKind::User => "\"user\"",
             MemberKind::Project => "project",
         };
-        let revoked = tx.execute(
-            &format!(
-                "UPDATE keys SET status = 'revoked' WHERE {column} = ?1 AND status != 'revoked'"
-            ),
-            [id],
-        )?;
-        tx.commit()?;
-        Ok(revoked)
+        let revoke = format!(
+            "UPDATE keys SET status = 'revoked' WHERE {column} = ?1 AND status != 'revoked'"
+        );
+        self.db
+            .tx(|c| {
+                if c.execute(
+                    "DELETE FROM members WHERE kind = ?1 AND id = ?2",
+                    sql_params![kind.as_str(), id],
+                )? == 0
+                {
+                    return Ok(None);
+                }
+                let revoked = c.execute(&revoke, sql_params![id])?;
+                changed(c)?;
+                Ok(Some(revoked as usize))
+            })?
+            .ok_or_else(|| StoreError::NotFound(format!("No {} `{id}`.", kind.as_str())))
     }
 
     /// `id` is a user (or project) of `team`.
@@ -433,6 +545,8 @@ impl Store {
         }
     }
 
+    /// Creates a key; returns it and its secret (the only time the secret exists outside the
+    /// caller's hands).
     pub fn create_key(&self, k: NewKey) -> Result<(StoredKey, String), StoreError> {
         check_name("name", &k.name)?;
         self.team(&k.team)
@@ -460,47 +574,57 @@ impl Store {
             previous_until_ms: None,
             role: k.role,
         };
-        self.db().execute(
-            &format!("INSERT INTO keys ({KEY_COLUMNS}, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
-            params![
-                key.id,
-                &*key.name,
-                key.prefix,
-                key.team,
-                key.user,
-                key.project,
-                list_json(&key.models),
-                list_json(&key.ips),
-                key.expires_ms,
-                key.metadata.to_string(),
-                key.status.as_str(),
-                key.created_ms,
-                key.previous_until_ms,
-                key.role.as_str(),
-                hash(&secret).to_vec(),
-            ],
-        )?;
+        let sql = format!("INSERT INTO keys ({KEY_COLUMNS}, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)");
+        let (models, ips, metadata) = (
+            list_json(&key.models),
+            list_json(&key.ips),
+            key.metadata.to_string(),
+        );
+        let h = hash(&secret);
+        self.db.tx(|c| {
+            c.execute(
+                &sql,
+                sql_params![
+                    &key.id,
+                    &key.name,
+                    &key.prefix,
+                    &key.team,
+                    key.user.as_deref(),
+                    key.project.as_deref(),
+                    models.as_deref(),
+                    ips.as_deref(),
+                    key.expires_ms,
+                    &metadata,
+                    key.status.as_str(),
+                    key.created_ms,
+                    key.previous_until_ms,
+                    key.role.as_str(),
+                    &h[..],
+                ],
+            )?;
+            changed(c)
+        })?;
         Ok((key, secret))
     }
 
     /// Keys, of one team or all, in the order they were made.
     pub fn keys(&self, team: Option<&str>) -> Result<Vec<StoredKey>, StoreError> {
-        let db = self.db();
-        let mut q = db.prepare(&format!(
-            "SELECT {KEY_COLUMNS} FROM keys WHERE ?1 IS NULL OR team = ?1 ORDER BY created_ms, id"
-        ))?;
-        let rows = q.query_map([team], key_of)?.collect::<Result<_, _>>()?;
-        Ok(rows)
+        let sql = format!(
+            "SELECT {KEY_COLUMNS} FROM keys WHERE CAST(?1 AS TEXT) IS NULL OR team = ?1 ORDER BY created_ms, id"
+        );
+        Ok(self
+            .db
+            .with(|c| all(c.query(&sql, sql_params![team])?, key_of))?)
     }
 
     pub fn key(&self, id: &str) -> Result<StoredKey, StoreError> {
-        self.db()
-            .query_row(
-                &format!("SELECT {KEY_COLUMNS} FROM keys WHERE id = ?1"),
-                [id],
-                key_of,
-            )
-            .optional()?
+        let sql = format!("SELECT {KEY_COLUMNS} FROM keys WHERE id = ?1");
+        self.db
+            .with(|c| {
+                c.query_opt(&sql, sql_params![id])?
+                    .map(|r| key_of(&r))
+                    .transpose()
+            })?
             .ok_or_else(|| StoreError::NotFound(format!("No key `{id}`.")))
     }
 
@@ -534,28 +658,40 @@ impl Store {
         if let Some(m) = c.metadata {
             key.metadata = m;
         }
-        self.db().execute(
-            "UPDATE keys SET name = ?2, user = ?3, project = ?4, models = ?5, ips = ?6, expires_ms = ?7, metadata = ?8 WHERE id = ?1",
-            params![
-                key.id,
-                &*key.name,
-                key.user,
-                key.project,
-                list_json(&key.models),
-                list_json(&key.ips),
-                key.expires_ms,
-                key.metadata.to_string()
-            ],
-        )?;
+        let (models, ips, metadata) = (
+            list_json(&key.models),
+            list_json(&key.ips),
+            key.metadata.to_string(),
+        );
+        self.db.tx(|c| {
+            c.execute(
+                "UPDATE keys SET name = ?2, \"user\" = ?3, project = ?4, models = ?5, ips = ?6, expires_ms = ?7, metadata = ?8 WHERE id = ?1",
+                sql_params![
+                    &key.id,
+                    &key.name,
+                    key.user.as_deref(),
+                    key.project.as_deref(),
+                    models.as_deref(),
+                    ips.as_deref(),
+                    key.expires_ms,
+                    &metadata
+                ],
+            )?;
+            changed(c)
+        })?;
         Ok(key)
     }
 
     pub fn revoke_key(&self, id: &str) -> Result<StoredKey, StoreError> {
-        if self
-            .db()
-            .execute("UPDATE keys SET status = 'revoked' WHERE id = ?1", [id])?
-            == 0
-        {
+        let found = self.db.tx(|c| {
+            let n = c.execute(
+                "UPDATE keys SET status = 'revoked' WHERE id = ?1",
+                sql_params![id],
+            )?;
+            changed(c)?;
+            Ok(n > 0)
+        })?;
+        if !found {
             return Err(StoreError::NotFound(format!("No key `{id}`.")));
         }
         self.key(id)
@@ -577,10 +713,14 @@ impl Store {
         }
         let secret = new_secret().map_err(StoreError::Db)?;
         let until = now_ms() + grace_ms;
-        self.db().execute(
-            "UPDATE keys SET previous_hash = hash, previous_until_ms = ?2, hash = ?3, prefix = ?4 WHERE id = ?1",
-            params![id, until, hash(&secret).to_vec(), &secret[..SECRET_SHOWN]],
-        )?;
+        let h = hash(&secret);
+        self.db.tx(|c| {
+            c.execute(
+                "UPDATE keys SET previous_hash = hash, previous_until_ms = ?2, hash = ?3, prefix = ?4 WHERE id = ?1",
+                sql_params![id, until, &h[..], &secret[..SECRET_SHOWN]],
+            )?;
+            changed(c)
+        })?;
         Ok((self.key(id)?, secret))
     }
 
@@ -588,36 +728,30 @@ impl Store {
     /// the one before a rotation while it may still work). A key whose team is gone is
     /// revoked.
     pub(super) fn entries(&self) -> Result<Vec<Hashed>, StoreError> {
-        let db = self.db();
-        let mut teams = std::collections::HashMap::new();
-        {
-            let mut q = db.prepare("SELECT id, name, models, ips, created_ms FROM teams")?;
-            for t in q.query_map([], team_of)? {
-                let t = t?;
-                teams.insert(t.id.clone(), t);
-            }
+        let teams_sql = format!("SELECT {TEAM_COLUMNS} FROM teams");
+        let keys_sql = format!("SELECT {KEY_COLUMNS}, hash, previous_hash FROM keys");
+        // One snapshot of both tables.
+        let (teams, keys) = self
+            .db
+            .tx(|c| Ok((c.query(&teams_sql, &[])?, c.query(&keys_sql, &[])?)))?;
+        let mut by_id = std::collections::HashMap::new();
+        for t in all(teams, team_of)? {
+            by_id.insert(t.id.clone(), t);
         }
-        let mut q = db.prepare(&format!(
-            "SELECT {KEY_COLUMNS}, hash, previous_hash FROM keys"
-        ))?;
-        let rows = q.query_map([], |r| {
-            let key = key_of(r)?;
-            let h: Vec<u8> = r.get(14)?;
-            let p: Option<Vec<u8>> = r.get(15)?;
-            Ok((key, h, p))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (mut key, h, p) = row?;
-            let Ok(h) = <[u8; 32]>::try_from(h.as_slice()) else {
+        let mut out = Vec::with_capacity(keys.len());
+        for r in &keys {
+            let mut key = key_of(r)?;
+            let Some(Ok(h)) = r.opt_blob(14)?.map(|h| <[u8; 32]>::try_from(h.as_slice())) else {
                 continue;
             };
-            let team = teams.get(&key.team);
+            let team = by_id.get(&key.team);
             if team.is_none() {
                 key.status = Status::Revoked;
             }
             // Kept past its grace period, so that its refusal can say it was rotated.
-            let previous = p.and_then(|p| <[u8; 32]>::try_from(p.as_slice()).ok());
+            let previous = r
+                .opt_blob(15)?
+                .and_then(|p| <[u8; 32]>::try_from(p.as_slice()).ok());
             out.push((
                 Entry {
                     secret_tag: super::secret_tag(&h),
@@ -635,28 +769,22 @@ impl Store {
     /// The key that signs short-lived tokens: made at the store's first use, the same for every
     /// replica on the store.
     pub fn signing_key(&self) -> Result<[u8; 32], StoreError> {
-        let db = self.db();
-        let found: Option<Vec<u8>> = db
-            .query_row("SELECT value FROM meta WHERE name = 'token_key'", [], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        if let Some(k) = found.and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok()) {
-            return Ok(k);
-        }
         let mut k = [0u8; 32];
         getrandom::fill(&mut k).map_err(|e| StoreError::Db(format!("no randomness: {e}")))?;
         // Another replica may have made one first: the stored one wins.
-        db.execute(
-            "INSERT OR IGNORE INTO meta (name, value) VALUES ('token_key', ?1)",
-            [k.to_vec()],
-        )?;
-        let stored: Vec<u8> =
-            db.query_row("SELECT value FROM meta WHERE name = 'token_key'", [], |r| {
-                r.get(0)
-            })?;
-        <[u8; 32]>::try_from(stored.as_slice())
-            .map_err(|_| StoreError::Db("the token key in the store is damaged".into()))
+        let stored = self.db.tx(|c| {
+            c.execute(
+                "INSERT INTO meta (name, value) VALUES ('token_key', ?1) ON CONFLICT (name) DO NOTHING",
+                sql_params![&k[..]],
+            )?;
+            c.query_opt("SELECT value FROM meta WHERE name = 'token_key'", &[])?
+                .map(|r| r.opt_blob(0))
+                .transpose()
+        })?;
+        stored
+            .flatten()
+            .and_then(|s| <[u8; 32]>::try_from(s.as_slice()).ok())
+            .ok_or_else(|| StoreError::Db("the token key in the store is damaged".into()))
     }
 
     /// Records a change made through the admin API (never a secret).
@@ -669,10 +797,13 @@ impl Store {
         change: (&str, &str, &serde_json::Value),
     ) -> Result<(), StoreError> {
         let (action, target, change) = change;
-        self.db().execute(
-            "INSERT INTO audit (ts_ms, actor, address, team, action, target, change) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![now_ms(), actor, address, team, action, target, change.to_string()],
-        )?;
+        let change = change.to_string();
+        self.db.with(|c| {
+            c.execute(
+                "INSERT INTO audit (ts_ms, actor, address, team, action, target, change) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                sql_params![now_ms(), actor, address, team, action, target, &change],
+            )
+        })?;
         Ok(())
     }
 
@@ -683,26 +814,30 @@ impl Store {
         team: Option<&str>,
         limit: u32,
     ) -> Result<Vec<serde_json::Value>, StoreError> {
-        let db = self.db();
-        let mut q = db.prepare(
-            "SELECT ts_ms, actor, address, action, target, change, team FROM audit
-             WHERE ?1 IS NULL OR team = ?1 ORDER BY id DESC LIMIT ?2",
-        )?;
-        let rows = q
-            .query_map(params![team, limit], |r| {
-                Ok(serde_json::json!({
-                    "ts_ms": r.get::<_, i64>(0)?,
-                    "actor": r.get::<_, String>(1)?,
-                    "address": r.get::<_, Option<String>>(2)?,
-                    "action": r.get::<_, String>(3)?,
-                    "target": r.get::<_, String>(4)?,
-                    "team": r.get::<_, Option<String>>(6)?,
-                    "change": serde_json::from_str::<serde_json::Value>(&r.get::<_, String>(5)?).unwrap_or_default(),
-                }))
-            })?
-            .collect::<Result<_, _>>()?;
-        Ok(rows)
+        let rows = self.db.with(|c| {
+            c.query(
+                "SELECT ts_ms, actor, address, action, target, change, team FROM audit
+                 WHERE CAST(?1 AS TEXT) IS NULL OR team = ?1 ORDER BY id DESC LIMIT ?2",
+                sql_params![team, i64::from(limit)],
+            )
+        })?;
+        Ok(all(rows, |r| {
+            Ok(serde_json::json!({
+                "ts_ms": r.int(0)?,
+                "actor": r.text(1)?,
+                "address": r.opt_text(2)?,
+                "action": r.text(3)?,
+                "target": r.text(4)?,
+                "team": r.opt_text(6)?,
+                "change": serde_json::from_str::<serde_json::Value>(&r.text(5)?).unwrap_or_default(),
+            }))
+        })?)
     }
+}
+
+/// Two replicas made the same name at once: the loser's insert breaks the unique index.
+fn unique_violation(e: &DbError) -> bool {
+    e.0.contains("UNIQUE constraint failed") || e.0.contains("duplicate key value")
 }
 
 /// The longest a replaced secret keeps working after a rotation.
@@ -710,20 +845,3 @@ const MAX_GRACE_MS: i64 = 7 * 86_400_000;
 
 /// Characters of a secret kept as its shown prefix: `sk-jn-` and four more.
 const SECRET_SHOWN: usize = super::SECRET_PREFIX.len() + 4;
-
-fn migrate(db: &mut Connection) -> Result<(), StoreError> {
-    let version: usize = db.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version > MIGRATIONS.len() {
-        return Err(StoreError::Db(format!(
-            "the store is at schema version {version}, newer than this Junction ({}): upgrade Junction",
-            MIGRATIONS.len()
-        )));
-    }
-    for (i, m) in MIGRATIONS.iter().enumerate().skip(version) {
-        let tx = db.transaction()?;
-        tx.execute_batch(m)?;
-        tx.pragma_update(None, "user_version", i + 1)?;
-        tx.commit()?;
-    }
-    Ok(())
-}

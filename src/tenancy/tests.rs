@@ -40,7 +40,7 @@ fn secrets_are_long_random_and_recognisable() {
 
 #[test]
 fn the_index_follows_every_change_of_the_store() {
-    let t = Tenancy::open(None).unwrap();
+    let t = Tenancy::open(&Location::Sqlite(None)).unwrap();
     assert!(t.is_empty());
     let team = t
         .store()
@@ -104,13 +104,15 @@ fn a_store_newer_than_the_binary_is_refused() {
     let dir = std::env::temp_dir().join(format!("junction-store-{}", fastrand::u64(..)));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("store.sqlite");
-    drop(Store::open(Some(&path)).unwrap());
+    drop(Store::open(&Location::Sqlite(Some(path.clone()))).unwrap());
     // Opened again: already at the current version, nothing to do.
-    drop(Store::open(Some(&path)).unwrap());
+    drop(Store::open(&Location::Sqlite(Some(path.clone()))).unwrap());
     let db = rusqlite::Connection::open(&path).unwrap();
     db.pragma_update(None, "user_version", 99).unwrap();
     drop(db);
-    let e = Store::open(Some(&path)).err().expect("refused");
+    let e = Store::open(&Location::Sqlite(Some(path.clone())))
+        .err()
+        .expect("refused");
     assert!(e.to_string().contains("newer than this Junction"), "{e}");
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -120,7 +122,7 @@ fn a_damaged_list_in_the_store_allows_nothing() {
     let dir = std::env::temp_dir().join(format!("junction-store-{}", fastrand::u64(..)));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("store.sqlite");
-    let t = Tenancy::open(Some(&path)).unwrap();
+    let t = Tenancy::open(&Location::Sqlite(Some(path.clone()))).unwrap();
     let team = t
         .store()
         .create_team(NewTeam {

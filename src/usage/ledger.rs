@@ -10,8 +10,10 @@ use super::{cost_micros, Kept, Usage};
 use crate::access_log::{Record, Sink};
 use crate::config::Deployment;
 use crate::metrics::{Labels, Metrics};
+use crate::sql_params;
+use crate::store::sql::{migrate, Db, DbError, Kind, Url};
 use bytes::Bytes;
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -143,13 +145,15 @@ pub struct Accounting {
     /// Bytes of bodies and chunks waiting in the queue.
     queued_bytes: Arc<AtomicU64>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    ledger: Option<PathBuf>,
+    ledger: Option<Reader>,
     pub store_content: bool,
 }
 
 /// What the accounting thread writes to.
 pub struct Outputs {
     pub ledger: Option<PathBuf>,
+    /// The ledger in PostgreSQL instead (`ledger` is then not used).
+    pub postgres: Option<Url>,
     pub store_content: bool,
     pub access_log: Option<Sink>,
     pub queue: usize,
@@ -159,12 +163,27 @@ pub struct Outputs {
 impl Accounting {
     /// Opens the ledger (creating its table) and the access log, and starts the thread.
     pub fn start(o: Outputs) -> Result<Arc<Accounting>, String> {
-        let db = match &o.ledger {
-            Some(path) => Some(
-                open(path)
-                    .map_err(|e| format!("cannot open the ledger {}: {e}", path.display()))?,
-            ),
-            None => None,
+        let (db, reader) = match (&o.postgres, &o.ledger) {
+            (Some(url), _) => {
+                let open = || -> Result<Db, DbError> {
+                    let db = Db::postgres(url)?;
+                    db.with(|c| migrate(c, "ledger", PG_SCHEMA))?;
+                    Ok(db)
+                };
+                let e = |e: DbError| format!("cannot open the ledger in PostgreSQL: {e}");
+                let db = open().map_err(e)?;
+                let reader = Db::postgres(url).map_err(e)?;
+                (Some(db), Some(Reader::Postgres(reader)))
+            }
+            (None, Some(path)) => {
+                let db = open(path)
+                    .map_err(|e| format!("cannot open the ledger {}: {e}", path.display()))?;
+                (
+                    Some(Db::Sqlite(Mutex::new(db))),
+                    Some(Reader::Sqlite(path.clone())),
+                )
+            }
+            (None, None) => (None, None),
         };
         let log = match &o.access_log {
             Some(sink) => Some(
@@ -202,7 +221,7 @@ impl Accounting {
             unestimated: AtomicU64::new(0),
             queued_bytes,
             thread: Mutex::new(Some(thread)),
-            ledger: o.ledger,
+            ledger: reader,
             store_content: o.store_content,
         }))
     }
@@ -211,6 +230,7 @@ impl Accounting {
     pub fn metrics_only(metrics: Arc<Metrics>) -> Arc<Accounting> {
         Accounting::start(Outputs {
             ledger: None,
+            postgres: None,
             store_content: false,
             access_log: None,
             queue: 1024,
@@ -244,8 +264,9 @@ impl Accounting {
         self.depth.load(Relaxed)
     }
 
-    pub fn ledger_path(&self) -> Option<&Path> {
-        self.ledger.as_deref()
+    /// Where the ledger is read (`/admin/usage`).
+    pub fn ledger(&self) -> Option<&Reader> {
+        self.ledger.as_ref()
     }
 
     /// Waits until everything recorded before this call is written.
@@ -308,6 +329,68 @@ CREATE TABLE IF NOT EXISTS requests (
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts_ms);
 ";
 
+/// The ledger on PostgreSQL, in versioned migrations (`junction_schema`'s `ledger` row).
+pub const PG_SCHEMA: &[&str] = &["
+CREATE TABLE requests (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    ts_ms BIGINT NOT NULL,
+    request_id TEXT NOT NULL,
+    trace_id TEXT,
+    key TEXT,
+    model TEXT,
+    deployment TEXT,
+    provider TEXT,
+    upstream_model TEXT,
+    status BIGINT NOT NULL,
+    stream BIGINT NOT NULL,
+    input_tokens BIGINT NOT NULL,
+    output_tokens BIGINT NOT NULL,
+    cached_tokens BIGINT NOT NULL,
+    cache_write_tokens BIGINT NOT NULL,
+    reasoning_tokens BIGINT NOT NULL,
+    cost_usd_micros BIGINT,
+    latency_ms DOUBLE PRECISION NOT NULL,
+    ttft_ms DOUBLE PRECISION,
+    attempts BIGINT NOT NULL,
+    usage_source TEXT NOT NULL,
+    tokenizer TEXT,
+    ending TEXT NOT NULL,
+    error TEXT,
+    prompt TEXT,
+    completion TEXT,
+    team TEXT,
+    \"user\" TEXT,
+    project TEXT
+);
+CREATE INDEX requests_ts ON requests (ts_ms);
+CREATE INDEX requests_team ON requests (team, ts_ms);
+"];
+
+/// Where `/admin/usage` reads the ledger: an SQLite file (opened read-only for each query, so
+/// that it never waits for the writer), or a PostgreSQL connection of its own.
+pub enum Reader {
+    Sqlite(PathBuf),
+    Postgres(Db),
+}
+
+/// Opens (creating or migrating) the ledger where the settings put it, and closes it: for
+/// `junction migrate`. Says where and at which version.
+pub fn migrate_only(path: Option<&Path>, postgres: Option<&Url>) -> Result<String, String> {
+    match (postgres, path) {
+        (Some(url), _) => {
+            let v = Db::postgres(url)
+                .and_then(|db| db.with(|c| migrate(c, "ledger", PG_SCHEMA)))
+                .map_err(|e| format!("the ledger in PostgreSQL: {e}"))?;
+            Ok(format!("ledger: {} at schema version {v}", url.shown()))
+        }
+        (None, Some(p)) => {
+            open(p).map_err(|e| format!("the ledger {}: {e}", p.display()))?;
+            Ok(format!("ledger: {}", p.display()))
+        }
+        (None, None) => Ok("ledger: off".into()),
+    }
+}
+
 fn open(path: &Path) -> rusqlite::Result<Connection> {
     let db = Connection::open(path)?;
     db.busy_timeout(Duration::from_secs(5))?;
@@ -330,7 +413,7 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
 }
 
 struct Writer {
-    db: Option<Connection>,
+    db: Option<Db>,
     log: Option<Box<dyn Write + Send>>,
     metrics: Arc<Metrics>,
     depth: Arc<AtomicU64>,
@@ -405,7 +488,7 @@ impl Writer {
             }
             let _ = log.flush();
         }
-        if let Some(db) = &mut self.db {
+        if let Some(db) = &self.db {
             let mut tries = 0;
             while let Err(e) = insert(db, batch, self.store_content) {
                 tries += 1;
@@ -503,18 +586,15 @@ fn record<'a>(f: &'a Final, request_id: &'a str, trace_id: Option<&'a str>) -> R
 }
 
 /// Only requests that reached an upstream go into the ledger.
-fn insert(db: &mut Connection, batch: &[Final], store_content: bool) -> rusqlite::Result<()> {
-    let tx = db.transaction()?;
-    {
-        let mut stmt = tx.prepare_cached(
-            "INSERT INTO requests (ts_ms, request_id, trace_id, key, model, deployment, provider,
+fn insert(db: &Db, batch: &[Final], store_content: bool) -> Result<(), DbError> {
+    const INSERT: &str = "INSERT INTO requests (ts_ms, request_id, trace_id, key, model, deployment, provider,
                 upstream_model, status, stream, input_tokens, output_tokens, cached_tokens,
                 cache_write_tokens, reasoning_tokens, cost_usd_micros, latency_ms, ttft_ms,
-                attempts, usage_source, tokenizer, ending, error, prompt, completion, team, user,
+                attempts, usage_source, tokenizer, ending, error, prompt, completion, team, \"user\",
                 project)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)",
-        )?;
+                ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)";
+    db.tx(|c| {
         for f in batch.iter().filter(|f| f.e.attempts > 0) {
             let e = &f.e;
             let d = e.deployment.as_ref();
@@ -528,42 +608,47 @@ fn insert(db: &mut Connection, batch: &[Final], store_content: bool) -> rusqlite
             } else {
                 (None, None)
             };
-            stmt.execute(params![
-                e.ts_ms as i64,
-                format!("{:016x}", e.request_id),
-                e.trace_id.map(|t| format!("{t:032x}")),
-                e.key.as_deref(),
-                e.model.as_deref(),
-                d.map(|d| &*d.id),
-                d.map(|d| &*d.provider.name),
-                d.map(|d| &*d.upstream_model),
-                e.status,
-                e.stream,
-                f.usage.input_tokens as i64,
-                f.usage.output_tokens as i64,
-                f.usage.cached_input_tokens as i64,
-                f.usage.cache_write_tokens as i64,
-                f.usage.reasoning_tokens as i64,
-                f.cost.map(|c| c as i64),
-                e.latency.as_secs_f64() * 1000.0,
-                e.ttft.map(|t| t.as_secs_f64() * 1000.0),
-                e.attempts,
-                f.source.as_str(),
-                match f.source {
-                    Source::Estimate(t) => Some(t.as_str()),
-                    _ => None,
-                },
-                e.ending.as_str(),
-                e.error.map(crate::error::Code::as_str),
-                prompt,
-                completion,
-                e.tenant.as_ref().map(|t| &t.key.team),
-                e.tenant.as_ref().and_then(|t| t.key.user.as_deref()),
-                e.tenant.as_ref().and_then(|t| t.key.project.as_deref()),
-            ])?;
+            let request_id = format!("{:016x}", e.request_id);
+            let trace_id = e.trace_id.map(|t| format!("{t:032x}"));
+            c.execute(
+                INSERT,
+                sql_params![
+                    e.ts_ms as i64,
+                    &request_id,
+                    trace_id.as_deref(),
+                    e.key.as_deref(),
+                    e.model.as_deref(),
+                    d.map(|d| &*d.id),
+                    d.map(|d| &*d.provider.name),
+                    d.map(|d| &*d.upstream_model),
+                    i64::from(e.status),
+                    i64::from(e.stream),
+                    f.usage.input_tokens as i64,
+                    f.usage.output_tokens as i64,
+                    f.usage.cached_input_tokens as i64,
+                    f.usage.cache_write_tokens as i64,
+                    f.usage.reasoning_tokens as i64,
+                    f.cost.map(|c| c as i64),
+                    e.latency.as_secs_f64() * 1000.0,
+                    e.ttft.map(|t| t.as_secs_f64() * 1000.0),
+                    i64::from(e.attempts),
+                    f.source.as_str(),
+                    match f.source {
+                        Source::Estimate(t) => Some(t.as_str()),
+                        _ => None,
+                    },
+                    e.ending.as_str(),
+                    e.error.map(crate::error::Code::as_str),
+                    prompt.as_deref(),
+                    completion.as_deref(),
+                    e.tenant.as_ref().map(|t| &*t.key.team),
+                    e.tenant.as_ref().and_then(|t| t.key.user.as_deref()),
+                    e.tenant.as_ref().and_then(|t| t.key.project.as_deref()),
+                ],
+            )?;
         }
-    }
-    tx.commit()
+        Ok(())
+    })
 }
 
 /// What `/admin/usage` groups by: one or more of these (`group_by=team,day`).
@@ -619,43 +704,66 @@ impl GroupBy {
         }
     }
 
-    fn column(self) -> &'static str {
-        match self {
-            GroupBy::Day => "date(ts_ms / 1000, 'unixepoch')",
-            g => g.name(),
+    fn column(self, kind: Kind) -> &'static str {
+        match (self, kind) {
+            (GroupBy::Day, Kind::Sqlite) => "date(ts_ms / 1000, 'unixepoch')",
+            (GroupBy::Day, Kind::Postgres) => {
+                "to_char(to_timestamp(ts_ms / 1000) AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+            }
+            (GroupBy::User, _) => "\"user\"",
+            (g, _) => g.name(),
         }
     }
 }
 
 /// Totals per group over `[from, to)` (milliseconds since the epoch), as JSON.
 pub fn totals(
-    path: &Path,
+    ledger: &Reader,
     group_by: &[GroupBy],
     from_ms: i64,
     to_ms: i64,
     team: Option<&str>,
-) -> rusqlite::Result<serde_json::Value> {
-    let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    db.busy_timeout(Duration::from_secs(5))?;
-    let cols: Vec<&str> = group_by.iter().map(|g| g.column()).collect();
+) -> Result<serde_json::Value, DbError> {
+    let opened;
+    let db = match ledger {
+        Reader::Sqlite(path) => {
+            let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            c.busy_timeout(Duration::from_secs(5))?;
+            opened = Db::Sqlite(Mutex::new(c));
+            &opened
+        }
+        Reader::Postgres(db) => db,
+    };
+    let cols: Vec<&str> = group_by.iter().map(|g| g.column(db.kind())).collect();
     let cols = cols.join(", ");
     let k = group_by.len();
-    let mut stmt = db.prepare(&format!(
-        "SELECT {cols}, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(cached_tokens),
-            SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(COALESCE(cost_usd_micros, 0)),
-            SUM(cost_usd_micros IS NULL), SUM(usage_source = 'estimate'),
-            SUM(ending = 'complete'), SUM(ending = 'client_aborted'),
-            SUM(ending = 'upstream_error')
-         FROM requests WHERE ts_ms >= ?1 AND ts_ms < ?2 AND (?3 IS NULL OR team = ?3)
-         GROUP BY {cols} ORDER BY {cols}"
-    ))?;
-    let rows = stmt.query_map(params![from_ms, to_ms, team], |r| {
+    let sum = |e: &str| format!("CAST(SUM({e}) AS BIGINT)");
+    let count = |cond: &str| sum(&format!("CASE WHEN {cond} THEN 1 ELSE 0 END"));
+    let sql = format!(
+        "SELECT {cols}, COUNT(*), {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}
+         FROM requests WHERE ts_ms >= ?1 AND ts_ms < ?2 AND (CAST(?3 AS TEXT) IS NULL OR team = ?3)
+         GROUP BY {cols} ORDER BY {cols}",
+        sum("input_tokens"),
+        sum("output_tokens"),
+        sum("cached_tokens"),
+        sum("cache_write_tokens"),
+        sum("reasoning_tokens"),
+        sum("COALESCE(cost_usd_micros, 0)"),
+        count("cost_usd_micros IS NULL"),
+        count("usage_source = 'estimate'"),
+        count("ending = 'complete'"),
+        count("ending = 'client_aborted'"),
+        count("ending = 'upstream_error'"),
+    );
+    let rows = db.with(|c| c.query(&sql, sql_params![from_ms, to_ms, team]))?;
+    let mut groups = Vec::with_capacity(rows.len());
+    for r in &rows {
         // The aggregates as numbered when there was one group column: 1 is the count.
-        let n = |i: usize| r.get::<_, i64>(k + i - 1);
+        let n = |i: usize| r.int(k + i - 1);
         let cost = n(7)?;
         let mut group = serde_json::Map::new();
         for (i, g) in group_by.iter().enumerate() {
-            group.insert(g.name().into(), r.get::<_, Option<String>>(i)?.into());
+            group.insert(g.name().into(), r.opt_text(i)?.into());
         }
         let totals = serde_json::json!({
             "requests": n(1)?,
@@ -677,9 +785,8 @@ pub fn totals(
         if let serde_json::Value::Object(t) = totals {
             group.extend(t);
         }
-        Ok(serde_json::Value::Object(group))
-    })?;
-    let groups = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        groups.push(serde_json::Value::Object(group));
+    }
     Ok(serde_json::json!({
         "group_by": group_by.iter().map(|g| g.name()).collect::<Vec<_>>().join(","),
         "from_ms": from_ms,
@@ -779,7 +886,14 @@ mod tests {
         drop(db);
         // Opened again: nothing to add.
         drop(open(&path).unwrap());
-        let v = totals(&path, &[GroupBy::Team, GroupBy::Day], 0, i64::MAX, None).unwrap();
+        let v = totals(
+            &Reader::Sqlite(path.clone()),
+            &[GroupBy::Team, GroupBy::Day],
+            0,
+            i64::MAX,
+            None,
+        )
+        .unwrap();
         assert_eq!(v["groups"][0]["requests"], 1);
         assert_eq!(v["groups"][0]["day"], "1970-01-01");
         let _ = std::fs::remove_dir_all(dir);
