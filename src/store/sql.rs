@@ -488,7 +488,7 @@ impl PgConn {
 /// A database shared by the threads of a process: one connection behind a lock.
 pub enum Db {
     Sqlite(Mutex<rusqlite::Connection>),
-    Postgres(Mutex<PgConn>),
+    Postgres(Box<Mutex<PgConn>>),
 }
 
 impl Db {
@@ -506,7 +506,7 @@ impl Db {
     }
 
     pub fn postgres(url: &Url) -> Result<Db, DbError> {
-        Ok(Db::Postgres(Mutex::new(PgConn::connect(url)?)))
+        Ok(Db::Postgres(Box::new(Mutex::new(PgConn::connect(url)?))))
     }
 
     pub fn kind(&self) -> Kind {
