@@ -15,7 +15,101 @@ struct Env {
     gw: Proc,
     admin: String,
     http: reqwest::Client,
-    store: std::path::PathBuf,
+    store: Store,
+}
+
+/// Where a gateway's store is: the embedded SQLite file, or a database on the PostgreSQL
+/// cluster that `JUNCTION_TEST_STORE` names (`tests/postgres/start`), when it is set: the
+/// same tests then run on PostgreSQL.
+#[derive(Clone)]
+enum Store {
+    File(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl Store {
+    fn fresh_is_postgres() -> bool {
+        std::env::var("JUNCTION_TEST_STORE").is_ok_and(|v| !v.is_empty())
+    }
+
+    /// A new store, of the kind this run tests (`None`: the gateway's own file).
+    fn fresh() -> Option<Store> {
+        if !Store::fresh_is_postgres() {
+            return None;
+        }
+        let base = std::env::var("JUNCTION_TEST_STORE").unwrap();
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = format!(
+            "jt_{}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
+        );
+        let create = format!("CREATE DATABASE {name}");
+        pg(&base, move |c| c.batch_execute(&create).unwrap());
+        let (server, _) = base
+            .rsplit_once('/')
+            .expect("a database in JUNCTION_TEST_STORE");
+        Some(Store::Postgres(format!("{server}/{name}")))
+    }
+
+    /// Its `[store]` line.
+    fn line(&self) -> String {
+        match self {
+            Store::File(p) => format!("path = \"{}\"", p.display()),
+            Store::Postgres(url) => format!("url = \"{url}\""),
+        }
+    }
+
+    /// Whether any row of any of its tables holds `text`.
+    fn holds(&self, text: &str) -> bool {
+        match self {
+            Store::File(p) => {
+                // The file and its write-ahead log.
+                let mut raw = std::fs::read(p).unwrap();
+                let mut wal = p.clone().into_os_string();
+                wal.push("-wal");
+                raw.extend(std::fs::read(wal).unwrap_or_default());
+                raw.windows(text.len()).any(|w| w == text.as_bytes())
+            }
+            Store::Postgres(url) => {
+                let text = text.to_string();
+                pg(url, move |c| {
+                    let tables: Vec<String> = c
+                        .query(
+                            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+                            &[],
+                        )
+                        .unwrap()
+                        .iter()
+                        .map(|r| r.get(0))
+                        .collect();
+                    assert!(tables.len() >= 5, "{tables:?}");
+                    tables.iter().any(|t| {
+                        let q = format!(
+                            "SELECT COUNT(*) FROM \"{t}\" r WHERE r::text LIKE '%' || $1 || '%'"
+                        );
+                        c.query_one(&q, &[&text]).unwrap().get::<_, i64>(0) > 0
+                    })
+                })
+            }
+        }
+    }
+}
+
+/// `f` on a connection to the PostgreSQL database at `url`, on a thread of its own (the
+/// synchronous client cannot run inside the tests' runtime).
+fn pg<T: Send + 'static>(
+    url: &str,
+    f: impl FnOnce(&mut postgres::Client) -> T + Send + 'static,
+) -> T {
+    let url = url.to_string();
+    std::thread::spawn(move || f(&mut postgres::Client::connect(&url, postgres::NoTls).unwrap()))
+        .join()
+        .unwrap()
 }
 
 fn start() -> Env {
@@ -24,11 +118,13 @@ fn start() -> Env {
 
 /// With more lines in `[server]`.
 fn start_with(server: &str) -> Env {
-    start_full(server, "")
+    start_on(server, None, "")
 }
 
-/// With more lines in `[server]`, and more sections.
-fn start_full(server: &str, extra: &str) -> Env {
+/// With more lines in `[server]`, on `store` (a new one when `None`), with more lines in
+/// `[store]`.
+fn start_on(server: &str, store: Option<&Store>, store_lines: &str) -> Env {
+    let store = store.cloned().or_else(Store::fresh);
     let mock = start_mock();
     let admin = format!("127.0.0.1:{}", free_port());
     let config = format!(
@@ -61,14 +157,17 @@ aliases = ["gpt-alias"]
 provider = "mock"
 model = "gpt-4o"
 
-{extra}
+[store]
+{store_line}
+{store_lines}
 "#,
+        store_line = store.as_ref().map(Store::line).unwrap_or_default(),
         admin_hash = sha256_hex(ADMIN.as_bytes()),
         all = sha256_hex(ALL_KEY.as_bytes()),
         mock = mock.addr,
     );
     let (gw, path) = start_gateway_at(&format!("127.0.0.1:{}", free_port()), &config);
-    let store = path.with_file_name("junction-store.sqlite");
+    let store = store.unwrap_or_else(|| Store::File(path.with_file_name("junction-store.sqlite")));
     Env {
         _mock: mock,
         gw,
@@ -166,11 +265,8 @@ async fn a_stored_key_is_made_used_narrowed_and_revoked() {
         .await;
     assert_eq!(listed["keys"].as_array().unwrap().len(), 1);
     assert!(!listed.to_string().contains(&secret[10..]));
-    let raw = std::fs::read(&env.store).unwrap();
-    assert!(
-        !raw.windows(secret.len()).any(|w| w == secret.as_bytes()),
-        "the secret is in the store file"
-    );
+    assert!(env.store.holds(&id), "the store lost the key");
+    assert!(!env.store.holds(&secret), "the secret is in the store");
 
     // Used at once, beside the config key.
     assert_eq!(env.chat(&secret, "gpt").await.0, 200);
@@ -426,20 +522,48 @@ async fn stored_keys_survive_a_restart() {
     let (_, secret) = env.key(json!({"name": "k", "team": team})).await;
     let store = env.store.clone();
     drop(env);
-    // A second gateway on the same store file (same config directory layout).
-    let db = rusqlite::Connection::open(&store).unwrap();
-    let version: i64 = db
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
-    assert_eq!(version, 4);
-    let n: i64 = db
-        .query_row("SELECT COUNT(*) FROM keys", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(n, 1);
-    let hash: Vec<u8> = db
-        .query_row("SELECT hash FROM keys", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(hex::encode(hash), sha256_hex(secret.as_bytes()));
+    // What is kept: the schema's version, and the key as its hash only.
+    let (version, hashes) = match &store {
+        Store::File(path) => {
+            let db = rusqlite::Connection::open(path).unwrap();
+            let version: i64 = db
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap();
+            let mut q = db.prepare("SELECT hash FROM keys").unwrap();
+            let hashes: Vec<Vec<u8>> = q
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            (version, hashes)
+        }
+        Store::Postgres(url) => pg(url, |c| {
+            let version: i64 = c
+                .query_one(
+                    "SELECT version FROM junction_schema WHERE name = 'store'",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            let hashes: Vec<Vec<u8>> = c
+                .query("SELECT hash FROM keys", &[])
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            (version, hashes)
+        }),
+    };
+    let newest = match store {
+        Store::File(_) => 4,
+        Store::Postgres(_) => 1,
+    };
+    assert_eq!(version, newest);
+    assert_eq!(hashes.len(), 1);
+    assert_eq!(hex::encode(&hashes[0]), sha256_hex(secret.as_bytes()));
+    // A new gateway on the same store takes the key.
+    let again = start_on("", Some(&store), "");
+    assert_eq!(again.chat(&secret, "gpt").await.0, 200);
 }
 
 #[tokio::test]
@@ -870,25 +994,35 @@ async fn junction_admin_on_the_command_line() {
     assert!(!ok && err.contains("JUNCTION_ADMIN_KEY"), "{err}");
 }
 
+/// Two gateways on one store. On PostgreSQL the second is told of each change (its periodic
+/// refresh is an hour away); two processes on one SQLite file see each other's changes at
+/// their periodic refresh.
 #[tokio::test]
-async fn a_second_process_on_the_same_store_file_sees_changes_by_its_periodic_refresh() {
-    let a = start();
-    let b = start_full(
-        "",
-        &format!(
-            "[store]\npath = \"{}\"\nrefresh_secs = 1",
-            a.store.display()
-        ),
-    );
+async fn a_second_process_on_the_same_store_sees_changes() {
+    let refresh = if Store::fresh_is_postgres() {
+        "refresh_secs = 3600"
+    } else {
+        "refresh_secs = 1"
+    };
+    let a = start_on("", None, refresh);
+    let b = start_on("", Some(&a.store), refresh);
     let team = a.team(json!({"name": "shared"})).await;
     let (id, secret) = a.key(json!({"name": "k", "team": team})).await;
     eventually("the other process to take the new key", || async {
         (b.chat(&secret, "gpt").await.0 == 200).then_some(())
     })
     .await;
+    let revoked = std::time::Instant::now();
     a.admin("DELETE", &format!("/admin/keys/{id}"), None).await;
     eventually("the other process to refuse the revoked key", || async {
         (b.chat(&secret, "gpt").await.0 == 401).then_some(())
+    })
+    .await;
+    eprintln!("refused on the other process after {:?}", revoked.elapsed());
+    // And a key made on the second is taken by the first.
+    let (_, other) = b.key(json!({"name": "k2", "team": team})).await;
+    eventually("the first process to take the other's key", || async {
+        (a.chat(&other, "gpt").await.0 == 200).then_some(())
     })
     .await;
 }

@@ -442,8 +442,14 @@ impl PgConn {
         Ok(())
     }
 
-    fn lost(&self) -> bool {
-        self.client.as_ref().is_none_or(|c| c.is_closed())
+    /// Whether the connection is gone, after a call failed: closed, or ended by the server
+    /// (a restart, a failover, an administrator; its last words arrive as an error while the
+    /// socket still looks open, so an empty query asks).
+    fn lost(&mut self) -> bool {
+        match self.client.as_mut() {
+            None => true,
+            Some(c) => c.is_closed() || c.is_valid(Duration::from_secs(2)).is_err(),
+        }
     }
 
     /// Runs `f` on the connection (connecting again first if it was lost), in a transaction
@@ -477,6 +483,7 @@ impl PgConn {
             match result {
                 Err(e) if !tried && self.lost() => {
                     tracing::warn!(error = %e, "the PostgreSQL connection was lost; connecting again");
+                    self.client = None;
                     tried = true;
                 }
                 r => return r,
@@ -712,5 +719,103 @@ mod tests {
         let v = db.with(|c| c.query("PRAGMA user_version", &[])).unwrap();
         assert_eq!(v[0].int(0).unwrap(), 2);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A new database on the cluster `JUNCTION_TEST_STORE` names (`tests/postgres/start`);
+    /// `None` when it is not set, and the PostgreSQL tests pass by doing nothing.
+    fn fresh_postgres() -> Option<Url> {
+        let base = std::env::var("JUNCTION_TEST_STORE").ok()?;
+        if base.is_empty() {
+            return None;
+        }
+        let name = format!(
+            "jsql_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        let mut admin = Url::parse(&base).unwrap().connect().unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        let (server, _) = base.rsplit_once('/').unwrap();
+        Some(Url::parse(&format!("{server}/{name}")).unwrap())
+    }
+
+    #[test]
+    fn postgres_migrates_once_under_racing_replicas_and_refuses_a_newer_schema() {
+        let Some(url) = fresh_postgres() else { return };
+        let m2 = [
+            "CREATE TABLE a (x BIGINT)",
+            "ALTER TABLE a ADD COLUMN y TEXT",
+        ];
+        // Four replicas start at once: each migration runs once (a second run of the
+        // CREATE TABLE would fail), and all of them end at version 2.
+        let versions: Vec<_> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4)
+                .map(|_| {
+                    s.spawn(|| {
+                        let db = Db::postgres(&url).unwrap();
+                        db.with(|c| migrate(c, "store", &m2))
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for v in versions {
+            assert_eq!(v.unwrap(), 2);
+        }
+        let db = Db::postgres(&url).unwrap();
+        db.tx(|c| {
+            c.execute(
+                "INSERT INTO a (x, y) VALUES (?1, ?2)",
+                sql_params![3i64, "z"],
+            )
+        })
+        .unwrap();
+        let rows = db.with(|c| c.query("SELECT x, y FROM a", &[])).unwrap();
+        assert_eq!(rows[0].int(0).unwrap(), 3);
+        assert_eq!(rows[0].text(1).unwrap(), "z");
+        let e = db.with(|c| migrate(c, "store", &m2[..1])).unwrap_err();
+        assert!(e.0.contains("newer than this Junction"), "{e}");
+        // A failed migration leaves the version, and the schema, where they were.
+        let bad = [m2[0], m2[1], "ALTER TABLE a ADD COLUMN w TEXT; NOT SQL"];
+        assert!(db.with(|c| migrate(c, "store", &bad)).is_err());
+        let v = db
+            .with(|c| {
+                c.query(
+                    "SELECT version FROM junction_schema WHERE name = ?1",
+                    sql_params!["store"],
+                )
+            })
+            .unwrap();
+        assert_eq!(v[0].int(0).unwrap(), 2);
+        assert!(db.with(|c| c.query("SELECT w FROM a", &[])).is_err());
+        // Another schema in the same database has its own version.
+        assert_eq!(db.with(|c| migrate(c, "ledger", &m2[..0])).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_lost_postgres_connection_is_made_again() {
+        let Some(url) = fresh_postgres() else { return };
+        let db = Db::postgres(&url).unwrap();
+        let pid = db
+            .with(|c| c.query("SELECT CAST(pg_backend_pid() AS BIGINT)", &[]))
+            .unwrap()[0]
+            .int(0)
+            .unwrap();
+        // The server ends the connection (a restart, a failover, an idle timeout).
+        let mut other = url.connect().unwrap();
+        other
+            .execute("SELECT pg_terminate_backend($1::int)", &[&(pid as i32)])
+            .unwrap();
+        let again = db
+            .with(|c| c.query("SELECT CAST(pg_backend_pid() AS BIGINT)", &[]))
+            .unwrap()[0]
+            .int(0)
+            .unwrap();
+        assert_ne!(again, pid);
     }
 }

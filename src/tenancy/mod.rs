@@ -343,6 +343,7 @@ fn listen_on(client: &mut postgres::Client, tenancy: &std::sync::Weak<Tenancy>) 
             Ok(Some(_)) => {
                 // Every notification already here is answered by the one read.
                 while let Ok(Some(_)) = n.iter().next() {}
+                tracing::debug!("told of a change in the store: reading the keys again");
                 if !refresh() {
                     return;
                 }

@@ -298,7 +298,7 @@ pub const CHANGED: &str = "junction_keys";
 /// one process is told in-process).
 fn changed(c: &mut dyn Conn) -> Result<(), DbError> {
     if c.kind() == Kind::Postgres {
-        c.query("SELECT pg_notify('junction_keys', '')", &[])?;
+        c.batch(&format!("NOTIFY {CHANGED}"))?;
     }
     Ok(())
 }
