@@ -365,12 +365,24 @@ async fn a_team_bounds_its_keys_and_deleting_it_revokes_them() {
         .iter()
         .map(|m| m["id"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(ids, ["gpt"]);
+    // A model is one model by all its names: `gpt-alias` is `gpt`.
+    assert_eq!(ids, ["gpt", "gpt-alias"]);
+    assert_eq!(env.chat(&secret, "gpt-alias").await.0, 200);
+
+    // A list may name a model by an alias, whatever name it is asked by: here the key
+    // narrows the team's `gpt` to `gpt-alias`.
+    let (_, narrow) = env
+        .key(json!({"name": "alias", "team": team, "models": ["gpt-alias"]}))
+        .await;
+    assert_eq!(env.chat(&narrow, "gpt-alias").await.0, 200);
+    assert_eq!(env.chat(&narrow, "gpt").await.0, 200);
+    assert_eq!(env.chat(&narrow, "other").await.0, 403);
 
     let (s, d) = env
         .admin("DELETE", &format!("/admin/teams/{team}"), None)
         .await;
-    assert_eq!((s, d["revoked_keys"].as_u64()), (200, Some(1)), "{d}");
+    assert_eq!((s, d["revoked_keys"].as_u64()), (200, Some(2)), "{d}");
+    assert_eq!(env.chat(&narrow, "gpt").await.0, 401);
     assert_eq!(env.chat(&secret, "gpt").await.0, 401);
 }
 

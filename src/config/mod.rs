@@ -178,6 +178,8 @@ pub enum Strategy {
 #[derive(Debug)]
 pub struct ModelRoute {
     pub name: Arc<str>,
+    /// The other names it is asked by.
+    pub aliases: Vec<Arc<str>>,
     pub strategy: Strategy,
     pub deployments: Vec<Deployment>,
     /// Models tried, in order, after every deployment of this one.
@@ -247,12 +249,18 @@ pub struct ClientKey {
 }
 
 impl ClientKey {
-    /// Whether this key may use `model` (a public name or `provider/model`).
-    pub fn allows(&self, model: &str) -> bool {
+    /// Whether this key may use a model known by `names` (a public name and its aliases, or
+    /// `provider/model`).
+    pub fn allows(&self, names: &[&str]) -> bool {
         self.models
             .as_ref()
-            .is_none_or(|allowed| model_allowed(allowed, model))
+            .is_none_or(|allowed| any_allowed(allowed, names))
     }
+}
+
+/// Whether an allowlist holds any of a model's `names`.
+pub fn any_allowed(allowed: &[String], names: &[&str]) -> bool {
+    names.iter().any(|n| model_allowed(allowed, n))
 }
 
 /// Whether an allowlist (public names, aliases and `provider/*` patterns) holds `model`.
@@ -363,6 +371,7 @@ impl Snapshot {
         let provider = self.providers.get(provider_name)?;
         Some(Arc::new(ModelRoute {
             name: model.into(),
+            aliases: Vec::new(),
             strategy: Strategy::Priority,
             deployments: vec![Deployment {
                 id: model.into(),

@@ -647,6 +647,11 @@ impl Validator<'_> {
             }
             let route = Arc::new(ModelRoute {
                 name: Arc::from(public),
+                aliases: m
+                    .aliases
+                    .iter()
+                    .map(|a| Arc::from(a.get_ref().as_str()))
+                    .collect(),
                 strategy,
                 deployments,
                 fallbacks: m

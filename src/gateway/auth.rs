@@ -64,20 +64,30 @@ enum Source<'s> {
 impl<'s> Caller<'s> {
     /// Whether the caller may use `model` (a public name, an alias or `provider/model`).
     pub fn allows(&self, model: &str) -> bool {
+        self.allows_any(&[model])
+    }
+
+    /// Whether the caller may use a model known by `names`: every list on the way (the
+    /// key's, its team's, a token's scope) names it by one of them.
+    fn allows_any(&self, names: &[&str]) -> bool {
         let parent = match self.key {
-            Source::Config(k) => k.allows(model),
-            Source::Stored(e) => e.allows(model),
+            Source::Config(k) => k.allows(names),
+            Source::Stored(e) => e.allows(names),
         };
         parent
             && self
                 .scope
-                .is_none_or(|s| crate::config::model_allowed(s, model))
+                .is_none_or(|s| crate::config::any_allowed(s, names))
     }
 
-    /// Whether the caller may use `route`, asked for as `asked` (a key may allow either the
-    /// name it was asked by or the route's own).
+    /// Whether the caller may use `route`, asked for as `asked`: a list may name it by the
+    /// name it was asked by, its own, or any of its aliases.
     pub fn may_use(&self, asked: &str, route: &ModelRoute) -> bool {
-        self.allows(asked) || self.allows(&route.name)
+        let mut names: Vec<&str> = Vec::with_capacity(2 + route.aliases.len());
+        names.push(asked);
+        names.push(&route.name);
+        names.extend(route.aliases.iter().map(|a| &**a));
+        self.allows_any(&names)
     }
 
     /// The tag of the secret the caller presented, for a token it mints; `None` for the

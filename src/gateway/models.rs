@@ -87,7 +87,7 @@ fn allowed<'a>(snapshot: &'a Snapshot, caller: Caller<'a>) -> impl Iterator<Item
         .model_names
         .iter()
         .map(|n| &**n)
-        .filter(move |name| caller.allows(name))
+        .filter(move |name| caller.may_use(name, &snapshot.models[*name]))
 }
 
 /// The model a path names after `prefix` (`models/` before it is Google's spelling), if the

@@ -179,11 +179,12 @@ impl Entry {
         within(&self.team_ips) && within(&self.key.ips)
     }
 
-    /// Whether the key and its team allow `model`.
-    pub fn allows(&self, model: &str) -> bool {
+    /// Whether the key and its team allow a model known by `names` (each list may name it
+    /// by any of them).
+    pub fn allows(&self, names: &[&str]) -> bool {
         let within = |list: &Option<Vec<String>>| match list {
             None => true,
-            Some(list) => crate::config::model_allowed(list, model),
+            Some(list) => crate::config::any_allowed(list, names),
         };
         within(&self.team_models) && within(&self.key.models)
     }
