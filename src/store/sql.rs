@@ -160,7 +160,11 @@ impl From<postgres::Error> for DbError {
         // The database's own message where there is one (its Display says only "db error").
         match e.as_db_error() {
             Some(d) => DbError(format!("postgres: {}", d.message())),
-            None => DbError(format!("postgres: {e}")),
+            // The cause too ("error connecting to server: Connection refused").
+            None => match std::error::Error::source(&e) {
+                Some(cause) => DbError(format!("postgres: {e}: {cause}")),
+                None => DbError(format!("postgres: {e}")),
+            },
         }
     }
 }
@@ -376,12 +380,21 @@ impl Url {
     pub fn shown(&self) -> String {
         match self.0.parse::<postgres::Config>() {
             Ok(c) => {
+                let ports = c.get_ports();
                 let hosts: Vec<String> = c
                     .get_hosts()
                     .iter()
-                    .map(|h| match h {
-                        postgres::config::Host::Tcp(h) => h.clone(),
-                        postgres::config::Host::Unix(p) => p.display().to_string(),
+                    .enumerate()
+                    .map(|(i, h)| {
+                        let host = match h {
+                            postgres::config::Host::Tcp(h) => h.clone(),
+                            postgres::config::Host::Unix(p) => p.display().to_string(),
+                        };
+                        // One port for every host, or one each.
+                        match ports.get(i).or(ports.first().filter(|_| ports.len() == 1)) {
+                            Some(p) => format!("{host}:{p}"),
+                            None => host,
+                        }
                     })
                     .collect();
                 format!(
@@ -406,7 +419,13 @@ impl Url {
         c.application_name("junction");
         // No TLS here: a database on the local network or a socket (TLS to PostgreSQL is not
         // built in yet).
-        Ok(c.connect(postgres::NoTls)?)
+        c.connect(postgres::NoTls).map_err(|e| {
+            DbError(format!(
+                "cannot connect to {}: {}",
+                self.shown(),
+                DbError::from(e).0.trim_start_matches("postgres: ")
+            ))
+        })
     }
 }
 
@@ -605,9 +624,18 @@ pub fn migrate(c: &mut dyn Conn, schema: &str, migrations: &[&str]) -> Result<us
             }
         }
         Kind::Postgres => {
-            c.batch(
-                "CREATE TABLE IF NOT EXISTS junction_schema (name TEXT PRIMARY KEY, version BIGINT NOT NULL)",
-            )
+            // Asked first, so that a replica starting on a made schema says nothing (the
+            // server's "already exists, skipping" notice would be logged).
+            let made = c
+                .query_opt("SELECT CAST(to_regclass('junction_schema') AS TEXT)", &[])?
+                .is_some_and(|r| r.opt_text(0).ok().flatten().is_some());
+            if made {
+                Ok(())
+            } else {
+                c.batch(
+                    "CREATE TABLE IF NOT EXISTS junction_schema (name TEXT PRIMARY KEY, version BIGINT NOT NULL)",
+                )
+            }
             .or_else(|e| {
                 // Two replicas creating it at once: one of them loses, and the table is there.
                 if e.0.contains("already exists") || e.0.contains("duplicate key") {
@@ -676,7 +704,7 @@ mod tests {
         let shown = format!("{u:?} {}", u.shown());
         assert!(!shown.contains("hunter2secret"), "{shown}");
         assert!(
-            shown.contains("db.internal") && shown.contains("junction"),
+            shown.contains("db.internal:5432") && shown.contains("junction"),
             "{shown}"
         );
         assert!(Url::parse("mysql://x").is_err());
