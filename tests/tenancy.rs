@@ -167,6 +167,7 @@ model = "gpt-4o"
         mock = mock.addr,
     );
     let (gw, path) = start_gateway_at(&format!("127.0.0.1:{}", free_port()), &config);
+    wait_for_listener(&admin);
     let store = store.unwrap_or_else(|| Store::File(path.with_file_name("junction-store.sqlite")));
     Env {
         _mock: mock,
@@ -638,6 +639,41 @@ async fn usage_is_grouped_by_team_user_project_and_day_and_exported_as_csv() {
     let today = chrono_day();
     assert_eq!(v["groups"][0]["day"], today.as_str());
     assert_eq!(v["groups"][0]["requests"], 4);
+
+    // Over a time range: [from, to), in Unix milliseconds or RFC 3339.
+    let now = chrono_ms();
+    let range =
+        |from: String, to: String| format!("/admin/usage?group_by=team&from={from}&to={to}");
+    let (_, v) = env
+        .admin(
+            "GET",
+            &range((now - 600_000).to_string(), (now + 1).to_string()),
+            None,
+        )
+        .await;
+    let total: i64 = v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["requests"].as_i64().unwrap())
+        .sum();
+    assert_eq!(total, 4, "{v}");
+    for (from, to) in [
+        ((now + 60_000).to_string(), (now + 120_000).to_string()),
+        ("2020-01-01T00:00:00Z".into(), "2020-01-02T00:00:00Z".into()),
+    ] {
+        let (s, v) = env.admin("GET", &range(from, to), None).await;
+        assert_eq!(s, 200, "{v}");
+        assert_eq!(v["groups"].as_array().unwrap().len(), 0, "{v}");
+    }
+    let (s, v) = env
+        .admin("GET", &range("yesterday".into(), now.to_string()), None)
+        .await;
+    assert_eq!(
+        (s, v["error"]["param"].as_str()),
+        (400, Some("from")),
+        "{v}"
+    );
 
     // CSV: the same numbers.
     let r = env
@@ -1194,4 +1230,68 @@ model = "claude-sonnet-4-5"
     let got = seen.lock().unwrap()[0].clone();
     assert_eq!(got.request_line(), "POST /v1/messages?beta=true HTTP/1.1");
     assert!(!String::from_utf8_lossy(&got.body).contains(ALL_KEY));
+}
+
+/// A stored key's refusals in each door's own error format: the model rule (403), then,
+/// revoked, the key (401), saying which rule refused and naming nothing of anyone else.
+#[tokio::test]
+async fn each_door_refuses_a_stored_key_in_its_own_format() {
+    let env = start();
+    let team = env.team(json!({"name": "doors"})).await;
+    let (id, secret) = env
+        .key(json!({"name": "k", "team": team, "models": ["gpt"]}))
+        .await;
+    let doors = ["chat", "responses", "messages", "gemini"];
+    for door in doors {
+        let (path, body, header, done) = door_request(door, "gpt");
+        let (s, text) = send_door_as(&env.gw, &path, body, header, &secret).await;
+        assert_eq!(s, 200, "{door}: {text}");
+        assert!(text.contains(done), "{door}: {text}");
+        let (path, body, header, _) = door_request(door, "other");
+        let (s, text) = send_door_as(&env.gw, &path, body, header, &secret).await;
+        assert_eq!(s, 403, "{door}: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        refusal(door, &v, 403, "may not use the model `other`");
+    }
+    env.admin("DELETE", &format!("/admin/keys/{id}"), None)
+        .await;
+    for door in doors {
+        let (path, body, header, _) = door_request(door, "gpt");
+        let (s, text) = send_door_as(&env.gw, &path, body, header, &secret).await;
+        assert_eq!(s, 401, "{door}: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        refusal(door, &v, 401, "revoked");
+        assert!(!text.contains(&team) && !text.contains("doors"), "{text}");
+    }
+}
+
+/// `v` is `door`'s error of `status`, its message holding `says`.
+fn refusal(door: &str, v: &Value, status: u16, says: &str) {
+    let message = match door {
+        "messages" => {
+            assert_eq!(v["type"], "error", "{v}");
+            let t = if status == 401 {
+                "authentication_error"
+            } else {
+                "permission_error"
+            };
+            assert_eq!(v["error"]["type"], t, "{v}");
+            &v["error"]["message"]
+        }
+        "gemini" => {
+            assert_eq!(v["error"]["code"], status, "{v}");
+            let t = if status == 401 {
+                "UNAUTHENTICATED"
+            } else {
+                "PERMISSION_DENIED"
+            };
+            assert_eq!(v["error"]["status"], t, "{v}");
+            &v["error"]["message"]
+        }
+        _ => {
+            assert!(v["error"]["type"].is_string(), "{v}");
+            &v["error"]["message"]
+        }
+    };
+    assert!(message.as_str().unwrap().contains(says), "{door}: {v}");
 }

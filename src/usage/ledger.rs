@@ -735,6 +735,15 @@ pub fn totals(
         Reader::Postgres(db) => db,
     };
     let cols: Vec<&str> = group_by.iter().map(|g| g.column(db.kind())).collect();
+    // The same order on both: no group before the named ones, then by bytes.
+    let order: Vec<String> = cols
+        .iter()
+        .map(|c| match db.kind() {
+            Kind::Sqlite => format!("{c} NULLS FIRST"),
+            Kind::Postgres => format!("{c} COLLATE \"C\" NULLS FIRST"),
+        })
+        .collect();
+    let order = order.join(", ");
     let cols = cols.join(", ");
     let k = group_by.len();
     let sum = |e: &str| format!("CAST(SUM({e}) AS BIGINT)");
@@ -742,7 +751,7 @@ pub fn totals(
     let sql = format!(
         "SELECT {cols}, COUNT(*), {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}
          FROM requests WHERE ts_ms >= ?1 AND ts_ms < ?2 AND (CAST(?3 AS TEXT) IS NULL OR team = ?3)
-         GROUP BY {cols} ORDER BY {cols}",
+         GROUP BY {cols} ORDER BY {order}",
         sum("input_tokens"),
         sum("output_tokens"),
         sum("cached_tokens"),

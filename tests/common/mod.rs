@@ -89,6 +89,17 @@ fn wait_until_listening(p: &mut Proc) {
     }
 }
 
+/// Waits until something listens on `addr` (a second listener of a started process, such as
+/// its admin listener, which opens beside the first in no set order).
+pub fn wait_for_listener(addr: &str) {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn start_mock() -> Proc {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     spawn(
@@ -452,10 +463,21 @@ pub async fn ask_door(gw: &Proc, door: &str, model: &str) -> (u16, String) {
 
 /// Posts `body` to `path` with the client key in the door's own header.
 pub async fn send_door(gw: &Proc, path: &str, body: String, header: &str) -> (u16, String) {
+    send_door_as(gw, path, body, header, ALL_KEY).await
+}
+
+/// Posts `body` to `path` with `key` in the door's own header.
+pub async fn send_door_as(
+    gw: &Proc,
+    path: &str,
+    body: String,
+    header: &str,
+    key: &str,
+) -> (u16, String) {
     let value = if header == "authorization" {
-        format!("Bearer {ALL_KEY}")
+        format!("Bearer {key}")
     } else {
-        ALL_KEY.to_string()
+        key.to_string()
     };
     let r = reqwest::Client::new()
         .post(gw.url(path))

@@ -50,6 +50,7 @@ refresh_secs = 3600
         mock = mock.addr,
     );
     let (gw, _) = start_gateway_at(&format!("127.0.0.1:{}", free_port()), &config);
+    wait_for_listener(&admin);
     Replica { gw, admin }
 }
 
