@@ -32,8 +32,6 @@ const LATE_ENTRIES: Duration = Duration::from_millis(200);
 /// How often the accounting thread looks for entries: the most an entry waits to be written
 /// (65,536 queued entries last 8 s at 8,000 requests a second).
 const POLL: Duration = Duration::from_millis(10);
-/// Tries of a batch's transaction before its rows are given up (and counted).
-const WRITE_TRIES: u32 = 3;
 
 /// How a request ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -334,7 +332,7 @@ pub const PG_SCHEMA: &[&str] = &["
 CREATE TABLE requests (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     ts_ms BIGINT NOT NULL,
-    request_id TEXT NOT NULL,
+    request_id TEXT NOT NULL UNIQUE,
     trace_id TEXT,
     key TEXT,
     model TEXT,
@@ -489,16 +487,23 @@ impl Writer {
             let _ = log.flush();
         }
         if let Some(db) = &self.db {
+            // A file fails for good at once; a database server may be restarting or failing
+            // over: its batch is held (and the queue fills behind it) for up to a minute.
+            let patience = match db.kind() {
+                Kind::Sqlite => Duration::from_millis(700),
+                Kind::Postgres => Duration::from_secs(60),
+            };
+            let since = std::time::Instant::now();
             let mut tries = 0;
             while let Err(e) = insert(db, batch, self.store_content) {
                 tries += 1;
-                if tries >= WRITE_TRIES {
+                if since.elapsed() >= patience {
                     tracing::error!(error = %e, rows = batch.len(), "ledger write failed; rows lost");
                     self.write_errors.fetch_add(batch.len() as u64, Relaxed);
                     break;
                 }
                 tracing::warn!(error = %e, "ledger write failed; trying again");
-                std::thread::sleep(Duration::from_millis(100 << tries));
+                std::thread::sleep(Duration::from_millis((100u64 << tries.min(5)).min(2000)));
             }
         }
         for f in batch.iter() {
@@ -594,6 +599,13 @@ fn insert(db: &Db, batch: &[Final], store_content: bool) -> Result<(), DbError> 
                 project)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
                 ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28)";
+    // A batch whose commit went unanswered (the server restarting as it committed) is
+    // written again: on PostgreSQL the rows already there are left as they are, so none is
+    // counted twice.
+    let insert = match db.kind() {
+        Kind::Sqlite => std::borrow::Cow::Borrowed(INSERT),
+        Kind::Postgres => format!("{INSERT} ON CONFLICT (request_id) DO NOTHING").into(),
+    };
     db.tx(|c| {
         for f in batch.iter().filter(|f| f.e.attempts > 0) {
             let e = &f.e;
@@ -611,7 +623,7 @@ fn insert(db: &Db, batch: &[Final], store_content: bool) -> Result<(), DbError> 
             let request_id = format!("{:016x}", e.request_id);
             let trace_id = e.trace_id.map(|t| format!("{t:032x}"));
             c.execute(
-                INSERT,
+                &insert,
                 sql_params![
                     e.ts_ms as i64,
                     &request_id,

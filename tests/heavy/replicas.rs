@@ -55,13 +55,14 @@ refresh_secs = 3600
 }
 
 /// A new database on the test cluster.
-fn fresh_database() -> String {
+fn fresh_database(test: &str) -> String {
     let base = std::env::var("JUNCTION_TEST_STORE")
         .ok()
         .filter(|v| !v.is_empty())
         .expect("JUNCTION_TEST_STORE: start a cluster with `eval \"$(tests/postgres/start)\"`");
-    let name = format!("jheavy_{}", std::process::id());
+    let name = format!("jheavy_{test}_{}", std::process::id());
     let b = base.clone();
+    let made = name.clone();
     std::thread::spawn(move || {
         let mut c = postgres::Client::connect(&b, postgres::NoTls).unwrap();
         c.batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
@@ -71,7 +72,7 @@ fn fresh_database() -> String {
     .join()
     .unwrap();
     let (server, _) = base.rsplit_once('/').unwrap();
-    format!("{server}/jheavy_{}", std::process::id())
+    format!("{server}/{made}")
 }
 
 struct Client {
@@ -139,9 +140,13 @@ impl Client {
     }
 }
 
+/// The PostgreSQL tests share one cluster, and one of them restarts it.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_postgres_under_load_while_keys_come_and_go() {
-    let url = fresh_database();
+    let _one = ONE_AT_A_TIME.lock().await;
+    let url = fresh_database("churn");
     let mock = start_mock();
     let replicas = [replica(&mock, &url), replica(&mock, &url)];
     let c = Client {
@@ -276,4 +281,104 @@ async fn two_replicas_on_postgres_under_load_while_keys_come_and_go() {
         (a >= sent["a-stored-a"] + sent["b-stored-a"] && b >= sent["a-stored-b"]).then_some(())
     })
     .await;
+}
+
+/// The database restarts (every connection ended) while two replicas serve stored keys: the
+/// request path never asks it, so no request fails; the ledger's writer holds its rows until
+/// it is back, so every request is recorded once; and each replica listens again, so a
+/// revocation afterwards reaches the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restart_under_load_loses_no_request_and_no_record() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let url = fresh_database("restart");
+    let mock = start_mock();
+    let replicas = std::sync::Arc::new([replica(&mock, &url), replica(&mock, &url)]);
+    let c = std::sync::Arc::new(Client {
+        http: reqwest::Client::new(),
+    });
+    let (s, t) = c
+        .admin(
+            &replicas[0],
+            "POST",
+            "/admin/teams",
+            Some(json!({"name": "load"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{t}");
+    let team = t["id"].as_str().unwrap().to_string();
+    let (id, secret) = c.key(&replicas[0], &team, "through-it").await;
+    c.until(&replicas[1], &secret, 200).await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for i in 0..2 {
+        let (c, replicas, stop, secret) =
+            (c.clone(), replicas.clone(), stop.clone(), secret.clone());
+        load.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u64, Vec::new());
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let s = c.chat(&replicas[(i + n) % 2], &secret).await;
+                n += 1;
+                if s == 200 {
+                    ok += 1;
+                } else {
+                    failed.push(s);
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let restart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/postgres/restart");
+    let status =
+        tokio::task::spawn_blocking(move || std::process::Command::new(restart).status().unwrap())
+            .await
+            .unwrap();
+    assert!(status.success(), "tests/postgres/restart failed");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut ok = 1; // the first request on the second replica
+    for t in load {
+        let (n, failed) = t.await.unwrap();
+        assert!(failed.is_empty(), "requests failed: {failed:?}");
+        ok += n;
+    }
+    assert!(ok > 100, "too little load to prove anything ({ok})");
+
+    // Every request recorded once: the rows written while the database was away were held.
+    let mut complete = 0;
+    for _ in 0..2 {
+        let (s, v) = c
+            .admin(&replicas[0], "GET", "/admin/usage?group_by=key", None)
+            .await;
+        assert_eq!(s, 200, "{v}");
+        complete = v["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["key"] == id.as_str())
+            .and_then(|g| g["endings"]["complete"].as_u64())
+            .unwrap_or(0);
+        if complete == ok {
+            break;
+        }
+        // The other replica's rows: its flush is its own.
+        c.admin(&replicas[1], "GET", "/admin/usage?group_by=key", None)
+            .await;
+    }
+    eprintln!("{ok} requests through a database restart, {complete} recorded");
+    assert_eq!(complete, ok, "the ledger lost or doubled rows");
+
+    // Both listen again: a revocation on one is refused on the other.
+    let (s, v) = c
+        .admin(&replicas[0], "DELETE", &format!("/admin/keys/{id}"), None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let took = c.until(&replicas[1], &secret, 401).await;
+    eprintln!("revoked on the other replica after {took:?}");
+    assert!(
+        took < Duration::from_secs(1),
+        "a revoked key passed for {took:?}"
+    );
 }
