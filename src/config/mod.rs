@@ -251,16 +251,45 @@ pub struct ClientKey {
 impl ClientKey {
     /// Whether this key may use a model known by `names` (a public name and its aliases, or
     /// `provider/model`).
-    pub fn allows(&self, names: &[&str]) -> bool {
+    pub fn allows(&self, names: Names<'_>) -> bool {
         self.models
             .as_ref()
-            .is_none_or(|allowed| any_allowed(allowed, names))
+            .is_none_or(|allowed| names.allowed_by(allowed))
     }
 }
 
-/// Whether an allowlist holds any of a model's `names`.
-pub fn any_allowed(allowed: &[String], names: &[&str]) -> bool {
-    names.iter().any(|n| model_allowed(allowed, n))
+/// The names a model is known by: the one it was asked by, and its route's own and aliases
+/// (borrowed, so a request's check allocates nothing).
+#[derive(Clone, Copy)]
+pub struct Names<'a> {
+    pub asked: &'a str,
+    pub route: Option<(&'a str, &'a [Arc<str>])>,
+}
+
+impl<'a> Names<'a> {
+    /// One name only.
+    pub fn one(model: &'a str) -> Self {
+        Names {
+            asked: model,
+            route: None,
+        }
+    }
+
+    /// `route`, asked for as `asked`.
+    pub fn of(asked: &'a str, route: &'a ModelRoute) -> Self {
+        Names {
+            asked,
+            route: Some((&route.name, &route.aliases)),
+        }
+    }
+
+    /// Whether an allowlist holds any of them.
+    pub fn allowed_by(self, allowed: &[String]) -> bool {
+        model_allowed(allowed, self.asked)
+            || self.route.is_some_and(|(own, aliases)| {
+                model_allowed(allowed, own) || aliases.iter().any(|a| model_allowed(allowed, a))
+            })
+    }
 }
 
 /// Whether an allowlist (public names, aliases and `provider/*` patterns) holds `model`.

@@ -79,11 +79,11 @@ fn keys_are_found_by_hash_and_scoped() {
     let b = s.key_by_hash(&hash_key(b"sk-client")).unwrap();
     assert_eq!(&*b.name, "team-b");
     assert!(s.key_by_hash(&hash_key(b"sk-other")).is_none());
-    assert!(b.allows(&["gpt"]));
-    assert!(!b.allows(&["other"]));
-    assert!(b.allows(&["openai/gpt-4.1"]));
-    assert!(!b.allows(&["openai/"]));
-    assert!(!b.allows(&["openaix/gpt"]));
+    assert!(b.allows(Names::one("gpt")));
+    assert!(!b.allows(Names::one("other")));
+    assert!(b.allows(Names::one("openai/gpt-4.1")));
+    assert!(!b.allows(Names::one("openai/")));
+    assert!(!b.allows(Names::one("openaix/gpt")));
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! request is accounted to). Run once per request, by the dispatch, for every authenticated
 //! endpoint.
 
-use crate::config::{hash_key, ClientKey, ModelRoute, Snapshot};
+use crate::config::{hash_key, ClientKey, ModelRoute, Names, Snapshot};
 use crate::error::{Code, ErrorKind, GatewayError};
 use crate::tenancy::{Entry, Refusal, StoredKey, Tenancy};
 use pingora_http::RequestHeader;
@@ -64,30 +64,23 @@ enum Source<'s> {
 impl<'s> Caller<'s> {
     /// Whether the caller may use `model` (a public name, an alias or `provider/model`).
     pub fn allows(&self, model: &str) -> bool {
-        self.allows_any(&[model])
+        self.allows_any(Names::one(model))
     }
 
     /// Whether the caller may use a model known by `names`: every list on the way (the
     /// key's, its team's, a token's scope) names it by one of them.
-    fn allows_any(&self, names: &[&str]) -> bool {
+    fn allows_any(&self, names: Names<'_>) -> bool {
         let parent = match self.key {
             Source::Config(k) => k.allows(names),
             Source::Stored(e) => e.allows(names),
         };
-        parent
-            && self
-                .scope
-                .is_none_or(|s| crate::config::any_allowed(s, names))
+        parent && self.scope.is_none_or(|s| names.allowed_by(s))
     }
 
     /// Whether the caller may use `route`, asked for as `asked`: a list may name it by the
     /// name it was asked by, its own, or any of its aliases.
     pub fn may_use(&self, asked: &str, route: &ModelRoute) -> bool {
-        let mut names: Vec<&str> = Vec::with_capacity(2 + route.aliases.len());
-        names.push(asked);
-        names.push(&route.name);
-        names.extend(route.aliases.iter().map(|a| &**a));
-        self.allows_any(&names)
+        self.allows_any(Names::of(asked, route))
     }
 
     /// The tag of the secret the caller presented, for a token it mints; `None` for the

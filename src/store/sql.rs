@@ -711,6 +711,20 @@ mod tests {
         assert!(Url::parse("sqlite:///tmp/x").is_err());
     }
 
+    /// A row written in a transaction into the migrated table `a (x, y)` is read back.
+    fn a_row_goes_in_and_out(db: &Db) {
+        db.tx(|c| {
+            c.execute(
+                "INSERT INTO a (x, y) VALUES (?1, ?2)",
+                sql_params![3i64, "z"],
+            )
+        })
+        .unwrap();
+        let rows = db.with(|c| c.query("SELECT x, y FROM a", &[])).unwrap();
+        assert_eq!(rows[0].int(0).unwrap(), 3);
+        assert_eq!(rows[0].text(1).unwrap(), "z");
+    }
+
     #[test]
     fn sqlite_migrates_forward_and_refuses_a_newer_file() {
         let dir = std::env::temp_dir().join(format!("junction-sql-{}", std::process::id()));
@@ -725,16 +739,7 @@ mod tests {
         ];
         assert_eq!(db.with(|c| migrate(c, "store", &m1)).unwrap(), 1);
         assert_eq!(db.with(|c| migrate(c, "store", &m2)).unwrap(), 2);
-        db.with(|c| {
-            c.execute(
-                "INSERT INTO a (x, y) VALUES (?1, ?2)",
-                sql_params![3i64, "z"],
-            )
-        })
-        .unwrap();
-        let rows = db.with(|c| c.query("SELECT x, y FROM a", &[])).unwrap();
-        assert_eq!(rows[0].int(0).unwrap(), 3);
-        assert_eq!(rows[0].text(1).unwrap(), "z");
+        a_row_goes_in_and_out(&db);
         let e = db.with(|c| migrate(c, "store", &m1)).unwrap_err();
         assert!(e.0.contains("newer than this Junction"), "{e}");
         // A failed migration leaves the version where it was.
@@ -796,16 +801,7 @@ mod tests {
             assert_eq!(v.unwrap(), 2);
         }
         let db = Db::postgres(&url).unwrap();
-        db.tx(|c| {
-            c.execute(
-                "INSERT INTO a (x, y) VALUES (?1, ?2)",
-                sql_params![3i64, "z"],
-            )
-        })
-        .unwrap();
-        let rows = db.with(|c| c.query("SELECT x, y FROM a", &[])).unwrap();
-        assert_eq!(rows[0].int(0).unwrap(), 3);
-        assert_eq!(rows[0].text(1).unwrap(), "z");
+        a_row_goes_in_and_out(&db);
         let e = db.with(|c| migrate(c, "store", &m2[..1])).unwrap_err();
         assert!(e.0.contains("newer than this Junction"), "{e}");
         // A failed migration leaves the version, and the schema, where they were.

@@ -181,10 +181,10 @@ impl Entry {
 
     /// Whether the key and its team allow a model known by `names` (each list may name it
     /// by any of them).
-    pub fn allows(&self, names: &[&str]) -> bool {
+    pub fn allows(&self, names: crate::config::Names<'_>) -> bool {
         let within = |list: &Option<Vec<String>>| match list {
             None => true,
-            Some(list) => crate::config::any_allowed(list, names),
+            Some(list) => names.allowed_by(list),
         };
         within(&self.team_models) && within(&self.key.models)
     }

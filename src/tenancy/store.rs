@@ -7,7 +7,7 @@
 
 use super::{new_id, new_secret, Cidr, Entry, Member, MemberKind, Role, Status, StoredKey, Team};
 use crate::sql_params;
-use crate::store::sql::{migrate, Conn, Db, DbError, Kind, Row, Url};
+use crate::store::sql::{migrate, Conn, Db, DbError, Kind, Param, Row, Url};
 
 /// The schema, one migration per version; a file at version N gets the ones after N.
 const MIGRATIONS: &[&str] = &[
@@ -405,13 +405,22 @@ impl Store {
 
     pub fn team(&self, id: &str) -> Result<Team, StoreError> {
         let sql = format!("SELECT {TEAM_COLUMNS} FROM teams WHERE id = ?1");
+        self.one(&sql, sql_params![id], team_of, || {
+            format!("No team `{id}`.")
+        })
+    }
+
+    /// The row `sql` finds, read by `of`; not found, saying `missing`, when there is none.
+    fn one<T: Send>(
+        &self,
+        sql: &str,
+        params: &[Param],
+        of: impl Fn(&Row) -> Result<T, DbError> + Send + Sync,
+        missing: impl FnOnce() -> String,
+    ) -> Result<T, StoreError> {
         self.db
-            .with(|c| {
-                c.query_opt(&sql, sql_params![id])?
-                    .map(|r| team_of(&r))
-                    .transpose()
-            })?
-            .ok_or_else(|| StoreError::NotFound(format!("No team `{id}`.")))
+            .with(|c| c.query_opt(sql, params)?.map(|r| of(&r)).transpose())?
+            .ok_or_else(|| StoreError::NotFound(missing()))
     }
 
     /// Deletes a team and revokes every key it had (none of them works a moment longer).
@@ -496,13 +505,9 @@ impl Store {
 
     pub fn member(&self, kind: MemberKind, id: &str) -> Result<Member, StoreError> {
         let sql = format!("SELECT {MEMBER_COLUMNS} FROM members WHERE kind = ?1 AND id = ?2");
-        self.db
-            .with(|c| {
-                c.query_opt(&sql, sql_params![kind.as_str(), id])?
-                    .map(|r| member_of(&r))
-                    .transpose()
-            })?
-            .ok_or_else(|| StoreError::NotFound(format!("No {} `{id}`.", kind.as_str())))
+        self.one(&sql, sql_params![kind.as_str(), id], member_of, || {
+            format!("No {} `{id}`.", kind.as_str())
+        })
     }
 
     /// Deletes a user or a project and revokes its keys.
@@ -619,13 +624,7 @@ impl Store {
 
     pub fn key(&self, id: &str) -> Result<StoredKey, StoreError> {
         let sql = format!("SELECT {KEY_COLUMNS} FROM keys WHERE id = ?1");
-        self.db
-            .with(|c| {
-                c.query_opt(&sql, sql_params![id])?
-                    .map(|r| key_of(&r))
-                    .transpose()
-            })?
-            .ok_or_else(|| StoreError::NotFound(format!("No key `{id}`.")))
+        self.one(&sql, sql_params![id], key_of, || format!("No key `{id}`."))
     }
 
     pub fn change_key(&self, id: &str, c: KeyChange) -> Result<StoredKey, StoreError> {

@@ -68,9 +68,15 @@ fn the_index_follows_every_change_of_the_store() {
     assert_eq!(entry.key.id, key.id);
     assert!(entry.usable(false, store_now_ms()).is_ok());
     // Within both the team's list and the key's.
-    assert!(entry.allows(&["gpt"]));
-    assert!(!entry.allows(&["claude"]), "the key cannot widen its team");
-    assert!(!entry.allows(&["openai/gpt-4o"]), "the key narrowed it");
+    assert!(entry.allows(crate::config::Names::one("gpt")));
+    assert!(
+        !entry.allows(crate::config::Names::one("claude")),
+        "the key cannot widen its team"
+    );
+    assert!(
+        !entry.allows(crate::config::Names::one("openai/gpt-4o")),
+        "the key narrowed it"
+    );
     assert!(entry.allows_address(None), "no address rule");
 
     let (_, newer) = t.store().rotate_key(&key.id, 60_000).unwrap();
@@ -150,7 +156,7 @@ fn a_damaged_list_in_the_store_allows_nothing() {
     let (entry, _) = t
         .lookup(&crate::config::hash_key(secret.as_bytes()))
         .unwrap();
-    assert!(!entry.allows(&["gpt"]));
+    assert!(!entry.allows(crate::config::Names::one("gpt")));
     assert!(!entry.allows_address("10.1.1.1".parse().ok()));
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -99,6 +99,15 @@ impl Client {
         (s, a.json().await.unwrap_or(Value::Null))
     }
 
+    /// A new team, made on `r`: its id.
+    async fn team(&self, r: &Replica, name: &str) -> String {
+        let (s, t) = self
+            .admin(r, "POST", "/admin/teams", Some(json!({ "name": name })))
+            .await;
+        assert_eq!(s, 201, "{t}");
+        t["id"].as_str().unwrap().to_string()
+    }
+
     async fn key(&self, r: &Replica, team: &str, name: &str) -> (String, String) {
         let (s, k) = self
             .admin(
@@ -152,16 +161,7 @@ async fn two_replicas_on_postgres_under_load_while_keys_come_and_go() {
     let c = Client {
         http: reqwest::Client::new(),
     };
-    let (s, t) = c
-        .admin(
-            &replicas[0],
-            "POST",
-            "/admin/teams",
-            Some(json!({"name": "load"})),
-        )
-        .await;
-    assert_eq!(s, 201, "{t}");
-    let team = t["id"].as_str().unwrap().to_string();
+    let team = c.team(&replicas[0], "load").await;
     // The load's keys: one made on each replica, and the config key.
     let (stable_a_id, stable_a) = c.key(&replicas[0], &team, "stable-a").await;
     let (stable_b_id, stable_b) = c.key(&replicas[1], &team, "stable-b").await;
@@ -296,16 +296,7 @@ async fn a_database_restart_under_load_loses_no_request_and_no_record() {
     let c = std::sync::Arc::new(Client {
         http: reqwest::Client::new(),
     });
-    let (s, t) = c
-        .admin(
-            &replicas[0],
-            "POST",
-            "/admin/teams",
-            Some(json!({"name": "load"})),
-        )
-        .await;
-    assert_eq!(s, 201, "{t}");
-    let team = t["id"].as_str().unwrap().to_string();
+    let team = c.team(&replicas[0], "load").await;
     let (id, secret) = c.key(&replicas[0], &team, "through-it").await;
     c.until(&replicas[1], &secret, 200).await;
 
