@@ -126,6 +126,10 @@ codes! {
     ThreadUnsupportedRequest = "thread_unsupported_request",
     // The gateway's own state.
     RateLimitExceeded = "rate_limit_exceeded",
+    /// A hard budget is spent (OpenAI's name for an exhausted quota).
+    InsufficientQuota = "insufficient_quota",
+    /// The shared counters of limits and budgets cannot be reached, and `fail_closed`.
+    LimitsUnavailable = "limits_unavailable",
     ShuttingDown = "shutting_down",
     NoDeploymentAvailable = "no_deployment_available",
     /// The request was still in flight when the runtime stopped under it.

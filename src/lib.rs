@@ -7,6 +7,7 @@ pub mod config;
 pub mod error;
 pub mod front;
 pub mod gateway;
+pub mod limits;
 pub mod metrics;
 #[cfg(feature = "mock")]
 pub mod mock;

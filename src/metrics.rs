@@ -138,6 +138,10 @@ pub struct Metrics {
     tokens: IntCounterVec,
     cost_micros: IntCounterVec,
     attempts: IntCounterVec,
+    limit_refusals: IntCounterVec,
+    budget_alerts: IntCounterVec,
+    /// Admissions or settlements that could not reach the shared counters (Redis).
+    pub limits_unreachable: IntCounter,
     series: RwLock<SeriesMap>,
     attempt_series: RwLock<HashMap<Arc<str>, Arc<[IntCounter; 5]>>>,
     sampled: SampledMetrics,
@@ -258,6 +262,23 @@ impl Default for Metrics {
             "Upstream attempts by provider and outcome.",
             &["provider", "outcome"],
         );
+        let limit_refusals = counter_vec(
+            &r,
+            "junction_limit_refusals_total",
+            "Requests refused by a limit or budget, by the level and the limit that refused.",
+            &["level", "limit"],
+        );
+        let budget_alerts = counter_vec(
+            &r,
+            "junction_budget_alerts_total",
+            "Budget thresholds crossed, by level and percent of the budget.",
+            &["level", "percent"],
+        );
+        let limits_unreachable = counter(
+            &r,
+            "junction_limits_unreachable_total",
+            "Admissions and settlements that could not reach the shared counters (Redis);              `[redis] on_error` decided the admissions.",
+        );
         let sampled = SampledMetrics {
             in_flight: gauge(
                 &r,
@@ -334,6 +355,9 @@ impl Default for Metrics {
             tokens,
             cost_micros,
             attempts,
+            limit_refusals,
+            budget_alerts,
+            limits_unreachable,
             series: RwLock::default(),
             attempt_series: RwLock::default(),
             sampled,
@@ -370,6 +394,18 @@ impl Metrics {
             .entry(key)
             .or_insert_with(|| Arc::new(series))
             .clone()
+    }
+
+    /// A request refused by `limit` at a level of `kind`.
+    pub fn limit_refused(&self, kind: &str, limit: &str) {
+        self.limit_refusals.with_label_values(&[kind, limit]).inc();
+    }
+
+    /// A budget crossed `percent` of itself.
+    pub fn budget_alert(&self, kind: &str, percent: u32) {
+        self.budget_alerts
+            .with_label_values(&[kind, &percent.to_string()])
+            .inc();
     }
 
     /// A finished request: its status, duration, TTFT and the time the gateway itself took.
