@@ -176,11 +176,13 @@ pub struct GatewayError {
     /// cannot (the gateway's own key was refused): the request moves on at once.
     pub retries_help: bool,
     /// Seconds, passed on as `Retry-After`.
-    pub retry_after: Option<u64>,
+    pub retry_after: Option<u32>,
     /// The upstream's own error body, passed on unchanged to clients of its protocol.
     pub upstream_body: Option<UpstreamBody>,
     /// Fields written beside `error` in the body (a refused reload's `problems`).
     pub extra: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+    /// A limited caller's rate-limit state, written as `x-ratelimit-*` headers.
+    pub rate: Option<Box<crate::limits::RateHeaders>>,
 }
 
 /// An upstream's error body, by the protocol it is written in.
@@ -203,6 +205,7 @@ impl GatewayError {
             retry_after: None,
             upstream_body: None,
             extra: None,
+            rate: None,
         }
     }
 

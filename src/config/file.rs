@@ -37,6 +37,65 @@ pub struct File {
     pub store: StoreSection,
     #[serde(default)]
     pub tracing: TracingSection,
+    #[serde(default)]
+    pub limits: LimitsSection,
+    pub redis: Option<RedisSection>,
+}
+
+/// `[limits]`: how limits and budgets are kept.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// A request's hold (its place in flight, its estimated cost) lasts this long unless
+    /// its replica keeps it alive: a replica that dies never pins a budget. Default 300.
+    pub hold_secs: u64,
+    /// Percents of a budget at which an alert is raised (a log line and
+    /// `junction_budget_alerts_total`). Default `[80, 100]`.
+    pub alert_at: Vec<u32>,
+    /// The output a request is assumed to ask for when it gives no `max_tokens` and its
+    /// model's limit is not configured. Default 4096.
+    pub default_output_tokens: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        LimitsSection {
+            hold_secs: 300,
+            alert_at: vec![80, 100],
+            default_output_tokens: 4096,
+        }
+    }
+}
+
+/// `[redis]`: limits and budgets shared by every replica on one Redis.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSection {
+    /// `redis://host:port/db` (or `${NAME}`).
+    pub url: Spanned<String>,
+    /// `fail_closed` (default: refuse with 503 while Redis is unreachable) or `fail_open`
+    /// (admit without limits).
+    pub on_error: Option<Spanned<String>>,
+}
+
+/// `limits = { … }` of a key: what it may use per minute, at once, and per period.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsEntry {
+    /// Requests per minute.
+    pub rpm: Option<u64>,
+    /// Tokens per minute (the prompt and the output the request allows are held until the
+    /// answer says what was used).
+    pub tpm: Option<u64>,
+    /// Requests in flight at once.
+    pub max_parallel: Option<u64>,
+    /// USD per period.
+    pub budget_usd: Option<f64>,
+    /// `day`, `week`, `month` (default) or `total`; UTC.
+    pub budget_period: Option<String>,
+    /// Alert only, never refuse. Default false (a hard budget).
+    #[serde(default)]
+    pub budget_soft: bool,
 }
 
 /// `[ledger]`: the usage ledger, an SQLite file written in the background.
@@ -284,6 +343,8 @@ pub struct KeyEntry {
     pub key: Option<Spanned<String>>,
     /// Models this key may use (public names, or `provider/*`). Absent: all.
     pub models: Option<Vec<Spanned<String>>>,
+    /// Its limits and budget. Absent: none.
+    pub limits: Option<Spanned<LimitsEntry>>,
 }
 
 /// `[providers.NAME]`: one upstream API.

@@ -246,6 +246,8 @@ pub struct ClientKey {
     pub hash: [u8; 32],
     /// Allowed public model names and `provider/*` patterns; `None` allows all.
     pub models: Option<Vec<String>>,
+    /// Its limits, as the one level a config key's request is charged to; `None`: none.
+    pub levels: Option<Arc<crate::limits::Levels>>,
 }
 
 impl ClientKey {
@@ -359,6 +361,14 @@ impl ServerSettings {
     }
 }
 
+/// `[limits]` and `[redis]`: how limits are kept. The backend is chosen at start.
+#[derive(Debug, Clone)]
+pub struct LimitsSettings {
+    pub governor: crate::limits::Settings,
+    pub redis: Option<crate::secret::Secret<String>>,
+    pub default_output_tokens: u64,
+}
+
 /// A validated config, immutable; requests hold one `Arc<Snapshot>` from start to end.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -380,6 +390,7 @@ pub struct Snapshot {
     /// How often the keys are read again from the store, whatever this process was told.
     pub store_refresh: Duration,
     pub tracing: TracingSettings,
+    pub limits: LimitsSettings,
     /// Default prices by upstream model, for deployments without their own.
     pub prices: Arc<PriceTable>,
     /// Where `junction demo` runs its mock upstream.

@@ -127,6 +127,68 @@ impl Validator<'_> {
     }
 
     /// `[store] url`: a PostgreSQL URL, written out or in the environment (`${NAME}`).
+    fn limits(
+        &mut self,
+        l: &file::LimitsSection,
+        redis: Option<&file::RedisSection>,
+    ) -> crate::config::LimitsSettings {
+        use crate::limits::OnError;
+        let mut on_error = OnError::FailClosed;
+        let mut url = None;
+        if let Some(r) = redis {
+            url = match env_reference(r.url.get_ref()) {
+                Some(_) => self.env_ref(&r.url, "redis.url"),
+                None => Some(r.url.get_ref().clone()),
+            };
+            if let Some(u) = url
+                .as_deref()
+                .filter(|u| !(u.starts_with("redis://") || u.starts_with("unix://")))
+            {
+                let scheme = u.split("://").next().unwrap_or("");
+                self.problem(
+                    &r.url,
+                    format!(
+                        "redis.url must be redis://host:port (or unix://path), not `{scheme}://…`"
+                    ),
+                );
+                url = None;
+            }
+            if let Some(o) = &r.on_error {
+                on_error = match o.get_ref().as_str() {
+                    "fail_closed" => OnError::FailClosed,
+                    "fail_open" => OnError::FailOpen,
+                    other => {
+                        self.problem(
+                            o,
+                            format!(
+                                "redis.on_error must be fail_closed or fail_open, not `{other}`"
+                            ),
+                        );
+                        OnError::FailClosed
+                    }
+                };
+            }
+        }
+        if l.alert_at.iter().any(|&p| p == 0 || p > 1000) {
+            self.problems.push(Problem {
+                line: 0,
+                column: 0,
+                message:
+                    "limits.alert_at: each threshold is a percent of the budget, from 1 to 1000"
+                        .into(),
+            });
+        }
+        crate::config::LimitsSettings {
+            governor: crate::limits::Settings {
+                hold: Duration::from_secs(l.hold_secs.max(1)),
+                alert_at: l.alert_at.clone(),
+                on_error,
+            },
+            redis: url.map(crate::secret::Secret::new),
+            default_output_tokens: l.default_output_tokens.max(1),
+        }
+    }
+
     fn store_url(&mut self, value: &Spanned<String>) -> Option<crate::store::sql::Url> {
         let url = match env_reference(value.get_ref()) {
             Some(_) => self.env_ref(value, "store.url")?,
@@ -266,6 +328,7 @@ impl Validator<'_> {
 
         let admin = f.admin.as_ref().and_then(|a| self.admin(a));
         let store_url = f.store.url.as_ref().and_then(|u| self.store_url(u));
+        let limits = self.limits(&f.limits, f.redis.as_ref());
         Snapshot {
             server,
             keys,
@@ -302,6 +365,7 @@ impl Validator<'_> {
             },
             store_refresh: Duration::from_secs(f.store.refresh_secs.max(1)),
             tracing: self.tracing(&f.tracing),
+            limits,
             prices,
             demo_mock_listen,
         }
@@ -726,6 +790,16 @@ impl Validator<'_> {
                     }
                 }
             }
+            let limits = k.limits.as_ref().and_then(|l| {
+                match crate::limits::Limits::from_entry(l.get_ref()) {
+                    Ok(limits) if limits.is_empty() => None,
+                    Ok(limits) => Some(limits),
+                    Err(why) => {
+                        self.problem(l, format!("keys.{name}.limits: {why}"));
+                        None
+                    }
+                }
+            });
             let Some(hash) = hash else { continue };
             if keys.iter().any(|other| other.hash == hash) {
                 self.problem(
@@ -739,6 +813,17 @@ impl Validator<'_> {
                 models: k
                     .models
                     .map(|v| v.into_iter().map(|s| s.into_inner()).collect()),
+                levels: limits.map(|limits| {
+                    let id: Arc<str> = Arc::from(name.as_str());
+                    Arc::new(crate::limits::Levels {
+                        tag: format!("cfg:{name}").into(),
+                        list: vec![crate::limits::Level {
+                            kind: crate::limits::Kind::Key,
+                            id,
+                            limits: Arc::new(limits),
+                        }],
+                    })
+                }),
             });
         }
         keys

@@ -24,6 +24,8 @@ pub struct Seen {
     pub body: Option<bytes::Bytes>,
     pub body_read: std::time::Duration,
     pub tally: Tally,
+    /// What the request holds of its limits and budgets, settled with its record.
+    pub hold: Option<crate::limits::Hold>,
 }
 
 /// A request being served, accounted for exactly once: when it finishes, or when it is
@@ -85,6 +87,7 @@ impl<'a> Accounted<'a> {
             attempts: tally.attempts,
             request: seen.body,
             relayed: tally.relayed,
+            hold: seen.hold,
             ..Default::default()
         };
         match result {

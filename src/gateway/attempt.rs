@@ -4,11 +4,12 @@
 //! failure is reported for the failover loop ([`super::failover`]) to move on from.
 
 use super::relay::{relay, Outcome, Relay};
-use super::reply;
+use super::reply::{self, with_rate};
 use super::translate::{self, Stream};
 use crate::config::{Deployment, Provider, Timeouts};
 use crate::error::{Code, ErrorKind, GatewayError};
 use crate::front::{self, Front};
+use crate::limits::RateHeaders;
 use crate::net::session::or_client_gone;
 use crate::providers::openai::ChatRequestInfo;
 use crate::providers::{self, UpstreamRequest};
@@ -42,6 +43,8 @@ pub struct Context<'a> {
     /// The W3C `traceparent` header value for upstream requests.
     pub traceparent: String,
     pub retry_statuses: &'a [u16],
+    /// The caller's rate limits, told in every answer's header.
+    pub rate: crate::limits::RateHeaders,
 }
 
 /// How one attempt ended.
@@ -60,7 +63,7 @@ pub enum Attempt {
 }
 
 fn failed(error: GatewayError, failure: Failure) -> Attempt {
-    let retry_after = error.retry_after.map(Duration::from_secs);
+    let retry_after = error.retry_after.map(|s| Duration::from_secs(s.into()));
     Attempt::Failed {
         error,
         failure,
@@ -220,7 +223,10 @@ pub async fn attempt(
         }
     };
     // Committed: relayed as it comes (a stream, or a whole body in the client's protocol).
-    let (outcome, reusable) = relay(session, &mut up, provider, &t, &mut mode, held, relayed).await;
+    let (outcome, reusable) = relay(
+        session, &mut up, provider, &t, &mut mode, held, relayed, &ctx.rate,
+    )
+    .await;
     if reusable {
         release(connector, up, &peer).await;
     }
@@ -492,7 +498,7 @@ async fn first_chunk(
         match or_client_gone(session, pingora_timeout::timeout(every, &mut read)).await? {
             Ok(r) => return Some(r),
             Err(_) => {
-                if !keep_alive(session, ctx.front).await {
+                if !keep_alive(session, ctx.front, &ctx.rate).await {
                     return None;
                 }
             }
@@ -501,10 +507,10 @@ async fn first_chunk(
 }
 
 /// Sends a stream's keep-alive (and its header, the first time); false if the client is gone.
-async fn keep_alive(session: &mut ServerSession, front: Front) -> bool {
+async fn keep_alive(session: &mut ServerSession, front: Front, rate: &RateHeaders) -> bool {
     if !reply::header_sent(session)
         && session
-            .write_response_header(Box::new(reply::sse_header()))
+            .write_response_header(Box::new(with_rate(reply::sse_header(), rate)))
             .await
             .is_err()
     {

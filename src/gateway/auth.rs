@@ -93,6 +93,14 @@ impl<'s> Caller<'s> {
         }
     }
 
+    /// The levels the caller's requests are charged to, when any has limits.
+    pub fn levels(&self) -> Option<&'s Arc<crate::limits::Levels>> {
+        match self.key {
+            Source::Config(k) => k.levels.as_ref(),
+            Source::Stored(_) => None,
+        }
+    }
+
     /// The stored key, when the caller presented one.
     pub fn stored(&self) -> Option<&'s StoredKey> {
         self.entry().map(|e| &e.key)

@@ -202,7 +202,7 @@ fn all_failed(
             format!("Every deployment is rate limited: {list}."),
         )
         .code(Code::RateLimitExceeded);
-        e.retry_after = soonest_retry.map(|d| d.as_secs_f64().ceil().max(1.0) as u64);
+        e.retry_after = soonest_retry.map(|d| d.as_secs_f64().ceil().max(1.0) as u32);
         return e;
     }
     GatewayError::new(

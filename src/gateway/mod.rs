@@ -13,6 +13,7 @@ pub mod body;
 pub mod count_tokens;
 pub mod dispatch;
 pub mod failover;
+pub mod limit;
 pub mod models;
 pub mod relay;
 pub mod reply;
@@ -59,6 +60,8 @@ pub struct Gateway {
     pub responses: Arc<crate::store::responses::Responses>,
     /// Teams and stored keys, held in memory.
     pub tenancy: Arc<crate::tenancy::Tenancy>,
+    /// Limits and budgets: admission before the attempts, settlement by the accounting.
+    pub governor: Arc<crate::limits::Governor>,
     options: HttpServerOptions,
 }
 
@@ -74,6 +77,7 @@ impl Gateway {
         tracer: Arc<crate::trace::Tracer>,
         responses: Arc<crate::store::responses::Responses>,
         tenancy: Arc<crate::tenancy::Tenancy>,
+        governor: Arc<crate::limits::Governor>,
     ) -> Self {
         let snapshot = config.load();
         let mut connector_options = ConnectorOptions::new(snapshot.server.upstream_pool_size);
@@ -88,6 +92,7 @@ impl Gateway {
             tracer,
             responses,
             tenancy,
+            governor,
             connector: Connector::new(Some(connector_options)),
             config: config.clone(),
             options,
@@ -111,6 +116,7 @@ impl Gateway {
             keep: None,
             traceparent: trace.traceparent(),
             retry_statuses: &snapshot.routing.retry_statuses,
+            rate: Default::default(),
         };
         let mut accounted = account::Accounted::start(self, trace);
         let result = self
@@ -168,6 +174,25 @@ impl Gateway {
         seen.model = Some(route.name.clone());
         seen.label = Some(route::label(snapshot, &route));
         route::check(caller, &info.model, &route)?;
+        // 4b. limits: every level the caller belongs to, charged at once, or a 429
+        if let Some(levels) = caller.levels() {
+            let ask = if levels.counts_tokens() {
+                limit::ask(
+                    snapshot,
+                    &route,
+                    parsed
+                        .chat
+                        .as_ref()
+                        .and_then(|c| c.as_ref().ok())
+                        .map_or(&body[..], |c| &c[..]),
+                )
+            } else {
+                Default::default()
+            };
+            let (hold, rate) = limit::admit(&self.governor, levels.clone(), ask).await?;
+            seen.hold = Some(hold);
+            ctx.rate = rate;
+        }
         // 5. attempt, then relay (6), over the candidates in turn
         // The chat form goes to the upstreams that do not speak the door's protocol (and to
         // an estimate); the client's own bytes to those that do.

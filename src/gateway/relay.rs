@@ -199,6 +199,7 @@ fn client_header(up: &HttpSession, stream: bool) -> ResponseHeader {
 /// The upstream session and the relay mode are borrowed, not moved in: an async fn's moved
 /// arguments are kept twice in its future (the argument and its local copy), and this future
 /// lives as long as the stream.
+#[allow(clippy::too_many_arguments)] // each borrowed, not bundled: see above
 pub async fn relay(
     session: &mut ServerSession,
     up: &mut HttpSession,
@@ -207,6 +208,7 @@ pub async fn relay(
     relay: &mut Relay,
     held: Option<Bytes>,
     relayed: &mut Kept,
+    rate: &crate::limits::RateHeaders,
 ) -> (Outcome, bool) {
     let mut outcome = Outcome {
         close: true,
@@ -221,7 +223,7 @@ pub async fn relay(
     let mut pending = held;
     // A stream's header may have gone out already, with keep-alives while it waited.
     if !reply::header_sent(session) {
-        let header = client_header(up, matches!(relay, Relay::Stream(_)));
+        let header = reply::with_rate(client_header(up, matches!(relay, Relay::Stream(_))), rate);
         if pending.is_some() {
             // Its first bytes follow at once: one write for both.
             crate::net::listener::hold_next_flush(session);

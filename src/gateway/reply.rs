@@ -33,6 +33,12 @@ pub fn json_header(status: u16, len: usize) -> ResponseHeader {
     h
 }
 
+/// `header` with the caller's rate-limit state, when it has limits.
+pub fn with_rate(mut header: ResponseHeader, rate: &crate::limits::RateHeaders) -> ResponseHeader {
+    rate.write(&mut header);
+    header
+}
+
 /// Writes a whole JSON response; false when the client could not be written to.
 pub async fn write_json(session: &mut ServerSession, status: u16, body: Bytes) -> bool {
     let header = json_header(status, body.len());
@@ -64,6 +70,9 @@ pub async fn write_error(session: &mut ServerSession, e: &GatewayError, front: F
     let mut header = json_header(e.status(), body.len());
     if let Some(secs) = e.retry_after {
         let _ = header.insert_header(http::header::RETRY_AFTER, secs);
+    }
+    if let Some(rate) = &e.rate {
+        rate.write(&mut header);
     }
     if session
         .write_response_header(Box::new(header))

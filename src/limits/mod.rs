@@ -51,6 +51,38 @@ pub struct Budget {
 }
 
 impl Limits {
+    /// The limits a config file's or an admin request's `limits` gives; the problem when
+    /// they are no good.
+    pub fn from_entry(e: &crate::config::file::LimitsEntry) -> Result<Limits, String> {
+        let budget = match e.budget_usd {
+            None if e.budget_period.is_some() || e.budget_soft => {
+                return Err("budget_period and budget_soft need budget_usd".into())
+            }
+            None => None,
+            Some(usd) if !(0.0..=1e12).contains(&usd) => {
+                return Err(format!(
+                    "budget_usd must be a number of dollars from 0, not {usd}"
+                ))
+            }
+            Some(usd) => Some(Budget {
+                micros: (usd * 1e6).round() as u64,
+                period: match e.budget_period.as_deref() {
+                    None => Period::Month,
+                    Some(p) => Period::parse(p).ok_or_else(|| {
+                        format!("budget_period must be {}, not `{p}`", Period::NAMES)
+                    })?,
+                },
+                soft: e.budget_soft,
+            }),
+        };
+        Ok(Limits {
+            rpm: e.rpm,
+            tpm: e.tpm,
+            max_parallel: e.max_parallel,
+            budget,
+        })
+    }
+
     pub fn is_empty(&self) -> bool {
         self.rpm.is_none()
             && self.tpm.is_none()
@@ -656,7 +688,7 @@ pub fn refusal(r: &Refused, levels: &Levels) -> GatewayError {
         ),
     };
     let mut e = GatewayError::new(ErrorKind::RateLimited, message).code(code);
-    e.retry_after = Some(secs);
+    e.retry_after = Some(secs.min(u32::MAX as u64) as u32);
     e
 }
 

@@ -108,6 +108,7 @@ pub fn gateway_services(
     if let crate::tenancy::Location::Postgres(url) = &snapshot.store {
         tenancy.listen(url.clone());
     }
+    let governor = governor(&snapshot.limits, &accounting, &metrics)?;
     let service = listener::ClientListener::new(
         "junction gateway",
         &snapshot.server.listen.to_string(),
@@ -120,6 +121,7 @@ pub fn gateway_services(
             tracer.clone(),
             responses.clone(),
             tenancy.clone(),
+            governor,
         ),
     );
     let admin = snapshot.admin.as_ref().map(|a| {
@@ -174,4 +176,22 @@ pub fn gateway_services(
         checks,
         exporter,
     })
+}
+
+/// Limits and budgets: counted in this process, or in Redis when `[redis] url` is set;
+/// new budget counters start from the ledger.
+fn governor(
+    l: &crate::config::LimitsSettings,
+    accounting: &crate::usage::ledger::Accounting,
+    metrics: &Arc<crate::metrics::Metrics>,
+) -> Result<Arc<crate::limits::Governor>, String> {
+    use crate::limits::Governor;
+    let mut g = match &l.redis {
+        Some(url) => Governor::shared(url.expose(), l.governor.clone())?,
+        None => Governor::memory(l.governor.clone()),
+    };
+    if let Some(spent) = accounting.spent_source() {
+        g = g.with_spent(spent);
+    }
+    Ok(Arc::new(g.with_metrics(metrics.clone())))
 }

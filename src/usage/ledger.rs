@@ -93,6 +93,8 @@ pub struct Entry {
     pub relayed: Kept,
     /// The labels of its metrics.
     pub labels: Option<Labels>,
+    /// Its limits' hold: settled to the usage and cost written here.
+    pub hold: Option<crate::limits::Hold>,
 }
 
 impl Entry {
@@ -143,7 +145,7 @@ pub struct Accounting {
     /// Bytes of bodies and chunks waiting in the queue.
     queued_bytes: Arc<AtomicU64>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    ledger: Option<Reader>,
+    ledger: Option<Arc<Reader>>,
     pub store_content: bool,
 }
 
@@ -219,7 +221,7 @@ impl Accounting {
             unestimated: AtomicU64::new(0),
             queued_bytes,
             thread: Mutex::new(Some(thread)),
-            ledger: reader,
+            ledger: reader.map(Arc::new),
             store_content: o.store_content,
         }))
     }
@@ -264,7 +266,14 @@ impl Accounting {
 
     /// Where the ledger is read (`/admin/usage`).
     pub fn ledger(&self) -> Option<&Reader> {
-        self.ledger.as_ref()
+        self.ledger.as_deref()
+    }
+
+    /// Where new budget counters read what was spent so far.
+    pub fn spent_source(&self) -> Option<Arc<dyn crate::limits::Spent>> {
+        self.ledger
+            .clone()
+            .map(|r| r as Arc<dyn crate::limits::Spent>)
     }
 
     /// Waits until everything recorded before this call is written.
@@ -554,6 +563,9 @@ fn finalize(mut e: Box<Entry>) -> Final {
     if source == Source::None {
         e.relayed = Kept::default();
     }
+    if let Some(hold) = e.hold.take() {
+        hold.settle(usage.input_tokens + usage.output_tokens, cost.unwrap_or(0));
+    }
     Final {
         e,
         usage,
@@ -736,16 +748,55 @@ pub fn totals(
     to_ms: i64,
     team: Option<&str>,
 ) -> Result<serde_json::Value, DbError> {
-    let opened;
-    let db = match ledger {
-        Reader::Sqlite(path) => {
-            let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-            c.busy_timeout(Duration::from_secs(5))?;
-            opened = Db::Sqlite(Mutex::new(c));
-            &opened
+    ledger.read(|db| totals_in(db, group_by, from_ms, to_ms, team))
+}
+
+impl Reader {
+    /// `f` over the ledger: a read-only connection of its own to an SQLite file.
+    fn read<T>(&self, f: impl FnOnce(&Db) -> Result<T, DbError>) -> Result<T, DbError> {
+        match self {
+            Reader::Sqlite(path) => {
+                let c =
+                    Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+                c.busy_timeout(Duration::from_secs(5))?;
+                f(&Db::Sqlite(Mutex::new(c)))
+            }
+            Reader::Postgres(db) => f(db),
         }
-        Reader::Postgres(db) => db,
-    };
+    }
+}
+
+/// What a budget's level spent since `since_ms`: the money of every ledger row it is named
+/// in (the key column holds a config key's name or a stored key's id).
+impl crate::limits::Spent for Reader {
+    fn spent(&self, kind: crate::limits::Kind, id: &str, since_ms: i64) -> Result<u64, String> {
+        use crate::limits::Kind as L;
+        let column = match kind {
+            L::Key => GroupBy::Key,
+            L::User => GroupBy::User,
+            L::Project => GroupBy::Project,
+            L::Team => GroupBy::Team,
+            L::Deployment => return Ok(0),
+        };
+        self.read(|db| {
+            let sql = format!(
+                "SELECT CAST(COALESCE(SUM(cost_usd_micros), 0) AS BIGINT) FROM requests WHERE {} = ?1 AND ts_ms >= ?2",
+                column.column(db.kind())
+            );
+            let rows = db.with(|c| c.query(&sql, sql_params![id, since_ms]))?;
+            Ok(rows.first().map(|r| r.int(0)).transpose()?.unwrap_or(0).max(0) as u64)
+        })
+        .map_err(|e| format!("the ledger: {e}"))
+    }
+}
+
+fn totals_in(
+    db: &Db,
+    group_by: &[GroupBy],
+    from_ms: i64,
+    to_ms: i64,
+    team: Option<&str>,
+) -> Result<serde_json::Value, DbError> {
     let cols: Vec<&str> = group_by.iter().map(|g| g.column(db.kind())).collect();
     // The same order on both: no group before the named ones, then by bytes.
     let order: Vec<String> = cols

@@ -41,7 +41,7 @@ pub fn map_error(
     );
     e.fails_over = status == 529;
     e.code = Some(crate::providers::static_code(&kind_code));
-    e.retry_after = retry_after;
+    e.retry_after = retry_after.map(|s| s.min(u32::MAX as u64) as u32);
     if parsed.is_some() {
         e.upstream_body = Some(UpstreamBody::Anthropic(Bytes::copy_from_slice(body)));
     }

@@ -37,7 +37,7 @@ pub fn map_error(
         format!("Provider `{provider}`: {}", Printable(&message)),
     );
     e.code = Some(crate::providers::static_code(status_name));
-    e.retry_after = retry_after;
+    e.retry_after = retry_after.map(|s| s.min(u32::MAX as u64) as u32);
     if err.is_object() {
         e.upstream_body = Some(crate::error::UpstreamBody::Gemini(Bytes::copy_from_slice(
             body,

@@ -40,7 +40,7 @@ pub fn map_error(
         )
         .code(Code::UpstreamError)
     };
-    e.retry_after = retry_after;
+    e.retry_after = retry_after.map(|s| s.min(u32::MAX as u64) as u32);
     e
 }
 
