@@ -11,6 +11,7 @@ use serde_json::Value;
 const ADMIN: &str = "sk-admin-limits";
 const RATED: &str = "sk-limits-rated";
 const FUNDED: &str = "sk-limits-funded";
+const OPEN: &str = "sk-limits-open";
 /// 1,000 micro-dollars a prompt token, 2,000 an output token.
 const BUDGET_MICROS: u64 = 1_000_000;
 
@@ -35,6 +36,10 @@ sha256 = "{admin_hash}"
 name = "rated"
 sha256 = "{rated}"
 limits = {{ rpm = 3 }}
+
+[[keys]]
+name = "open"
+sha256 = "{open}"
 
 [[keys]]
 name = "funded"
@@ -64,6 +69,7 @@ price = {{ input = 1000.0, output = 2000.0 }}
         admin_hash = sha256_hex(ADMIN.as_bytes()),
         rated = sha256_hex(RATED.as_bytes()),
         funded = sha256_hex(FUNDED.as_bytes()),
+        open = sha256_hex(OPEN.as_bytes()),
     )
 }
 
@@ -285,4 +291,47 @@ async fn two_replicas_on_one_redis_share_one_limit() {
     }
     // Four across both (eight, were each counting alone).
     assert_eq!(admitted, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unreachable_redis_fails_closed_or_open_as_configured() {
+    let mock = start_mock();
+    let dead = free_port();
+    for (on_error, want) in [("fail_closed", 503), ("fail_open", 200)] {
+        let extra =
+            format!("\n[redis]\nurl = \"redis://127.0.0.1:{dead}\"\non_error = \"{on_error}\"\n");
+        let admin = format!("127.0.0.1:{}", free_port());
+        let gw = start_gateway(&config(&mock, &admin, &extra));
+        wait_for_listener(&admin);
+        let r = chat(&gw, RATED, "m", false).await;
+        assert_eq!(r.status().as_u16(), want, "{on_error}");
+        if want == 503 {
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["error"]["code"], "limits_unavailable", "{v}");
+        }
+        // A key without limits never asks Redis.
+        let r = reqwest::Client::new()
+            .post(gw.url("/v1/chat/completions"))
+            .bearer_auth(OPEN)
+            .body(chat_body("m", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{on_error}");
+        let metrics = reqwest::Client::new()
+            .get(format!("http://{admin}/metrics"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("junction_limits_unreachable_total ") && !l.ends_with(" 0")),
+            "{on_error}: the unreachable Redis is counted"
+        );
+    }
 }
